@@ -1,0 +1,175 @@
+"""The ``archscale`` command line: scaled learning rates, DAG paths, sweeps, reproduction.
+
+Bad input exits with status 2 and one line on stderr naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .dag import Dag
+from .scaling import check_kernel_size, check_lr, convention, lr_scale
+
+__all__ = ["main", "UsageError"]
+
+MAX_LISTED_DEPTHS = 100_000
+
+
+class UsageError(Exception):
+    """Raised inside a command for input the user must fix (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, not usage plus message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_dag_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dag", required=True, help="DAG code, e.g. 2_02_002 (chain) or 2_22_222")
+    p.add_argument("--arch", choices=("mlp", "cnn", "nb201"), default="mlp",
+                   help="op set and depth convention (default: mlp)")
+    p.add_argument("--offset", type=int, default=None,
+                   help="depth offset: L_p = offset + parameterized edges (default: 3, nb201: 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _parse_dag(args: argparse.Namespace) -> Dag:
+    dag = Dag.parse(args.dag, ops=args.arch)
+    dag.require_path()
+    return dag
+
+
+def _cmd_lr(args: argparse.Namespace) -> int:
+    base_lr = check_lr(args.base_lr, "--base-lr")
+    dag = _parse_dag(args)
+    conv = convention(args.arch)
+    if args.kernel_size is not None and not conv.uses_kernel:
+        raise UsageError(f"--kernel-size applies only to --arch cnn (got --arch {args.arch}); "
+                         f"e.g. archscale lr --arch cnn --dag 2_02_002 --base-lr 0.1 --kernel-size 5")
+    kernel = check_kernel_size(args.kernel_size if args.kernel_size is not None
+                               else conv.base_kernel) if conv.uses_kernel else None
+    base_kernel = check_kernel_size(args.base_kernel) if args.base_kernel is not None else None
+    base_dag = Dag.parse(args.base_dag, ops=args.arch) if args.base_dag else None
+    offset = conv.offset if args.offset is None else args.offset
+    scale = lr_scale(dag, args.arch, kernel, offset=offset, base_dag=base_dag,
+                     base_kernel=base_kernel, all_skip=args.all_skip)
+    lr = base_lr * scale
+    counts = dag.depth_counts(offset)
+    n_paths = dag.n_paths
+    depths = dag.path_depths(offset) if n_paths <= MAX_LISTED_DEPTHS else None
+    if args.json:
+        print(json.dumps({
+            "dag": dag.code, "arch": args.arch, "base_lr": base_lr, "lr": lr, "scale": scale,
+            "paths": n_paths, "depths": depths,
+            "depth_counts": {str(k): v for k, v in counts.items()},
+            "path_sum": dag.path_power_sum(3, offset), "offset": offset,
+            "kernel_size": kernel, "all_skip": args.all_skip,
+        }))
+        return 0
+    hist = ", ".join(f"{c} x L={d}" for d, c in counts.items())
+    print(f"dag          {dag.code}  ({args.arch}, {dag.n_vertices} vertices)")
+    print(f"paths        {n_paths}  ({hist})")
+    print(f"sum L_p^3    {dag.path_power_sum(3, offset)}  (offset {offset})")
+    if kernel is not None:
+        print(f"kernel size  {kernel}")
+    print(f"scale        {scale:.6g}")
+    print(f"lr           {lr:.6g}  (base {base_lr:g})")
+    return 0
+
+
+def _cmd_paths(args: argparse.Namespace) -> int:
+    dag = _parse_dag(args)
+    offset = convention(args.arch).offset if args.offset is None else args.offset
+    n = dag.n_paths
+    shown = []
+    for i, path in enumerate(dag.iter_paths()):
+        if i >= args.limit:
+            break
+        ops = [dag.op(a, b) for a, b in zip(path, path[1:])]
+        shown.append({"path": list(path), "ops": ops,
+                      "depth": offset + dag.path_param_count(path)})
+    if args.json:
+        print(json.dumps({"dag": dag.code, "arch": args.arch, "offset": offset, "paths": n,
+                          "listed": len(shown), "items": shown,
+                          "depth_counts": {str(k): v for k, v in dag.depth_counts(offset).items()}}))
+        return 0
+    width = max(len(" -> ".join(map(str, s["path"]))) for s in shown)
+    print(f"{'#':>4}  {'path':<{width}}  {'L_p':>4}  ops")
+    for i, s in enumerate(shown, start=1):
+        route = " -> ".join(map(str, s["path"]))
+        print(f"{i:>4}  {route:<{width}}  {s['depth']:>4}  {', '.join(s['ops'])}")
+    print(f"{n} path(s); L_p = {offset} + parameterized edges"
+          + (f"; listed the first {len(shown)} (raise --limit for more)" if len(shown) < n else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="archscale", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("lr", help="scaled learning rate of a DAG (paper eq. 8/9)")
+    _add_dag_args(p)
+    p.add_argument("--base-lr", required=True, help="maximal LR of the base network")
+    p.add_argument("--kernel-size", type=int, default=None, help="CNN kernel size (odd; default 3)")
+    p.add_argument("--base-kernel", type=int, default=None, help="base network kernel (default 3)")
+    p.add_argument("--base-dag", default=None,
+                   help="base network as a DAG code (default: one path of base depth)")
+    p.add_argument("--all-skip", choices=("eq8", "reference"), default="eq8",
+                   help="graphs with no parameterized edge on any path: eq. 8 (default) or the "
+                        "reference code's collapse to one path")
+    p.set_defaults(func=_cmd_lr)
+
+    p = sub.add_parser("paths", help="every end-to-end path of a DAG with its depth")
+    _add_dag_args(p)
+    p.add_argument("--limit", type=_positive_int, default=1000, help="list at most this many")
+    p.set_defaults(func=_cmd_paths)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Subcommands defined next to the code they drive (sweeps, reproduction)."""
+    registers = []
+    for module_name in ("archscale.sweep", "archscale.reproduce"):
+        try:
+            module = __import__(module_name, fromlist=["register_cli"])
+        except ModuleNotFoundError as err:
+            if err.name == module_name:
+                continue
+            raise
+        registers.append(module.register_cli)
+    return registers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        print(f"archscale {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"archscale {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

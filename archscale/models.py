@@ -1,0 +1,243 @@
+"""Torch networks built from a :class:`~archscale.dag.Dag` and initialized by ``scaling.py``.
+
+Layout (DESIGN.md): a stem, one module per non-zero DAG edge, a sum at every vertex, and a
+readout (after global average pooling for CNNs). Two block layouts:
+
+* ``layout="paper"`` (default, paper eq. 1): every parameterized edge is ``W · act(z_src)``;
+  vertices hold pre-activations, the stem is a bare Linear/Conv and the readout acts first.
+  A chain computes exactly the same function as the reference layout.
+* ``layout="reference"`` (the reference code): edges are ``act(W · h_src)``; vertices sum
+  post-activations, the stem is Linear/Conv + act and the readout is a bare Linear.
+
+Initialization schemes (``init=``):
+
+* ``"archscale"`` — variance ``2 / (d_in(target) * fan_in)`` with the live in-degree of the
+  edge's **target** vertex (the appendix derivation), He stem.
+* ``"he"`` — plain He ``2 / fan_in`` on every hidden layer.
+* ``"source"`` — like archscale but dividing by the in-degree of the edge's **source** vertex
+  (the typeset eq. 4 and the reference code).
+* ``"reference"`` — the reference code exactly: ``fan_out`` mode, source in-degree, and its
+  readout std of ``2 / out_dim``.
+
+``readout="mean_field"`` (default) draws the readout with variance ``2 / n**2``;
+``"standard"`` uses ``2 / n`` (standard parameterization). Biases start at zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .dag import Dag, DagError
+from .scaling import check_kernel_size, init_std, readout_std
+
+__all__ = ["ACTIVATIONS", "INIT_SCHEMES", "LAYOUTS", "DagCNN", "DagMLP", "DagNet", "ModelError"]
+
+INIT_SCHEMES = ("archscale", "he", "source", "reference")
+LAYOUTS = ("paper", "reference")
+READOUTS = ("mean_field", "standard")
+ACTIVATIONS = ("relu", "gelu")
+
+
+class ModelError(ValueError):
+    """A model argument archscale cannot accept."""
+
+
+def _activation(act: str) -> nn.Module:
+    if act == "relu":
+        return nn.ReLU()
+    if act == "gelu":
+        return nn.GELU()
+    raise ModelError(f"unknown activation {act!r}; accepted: {', '.join(ACTIVATIONS)}")
+
+
+def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> str:
+    if value not in accepted:
+        raise ModelError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
+    return value
+
+
+def _check_width(width: object, name: str = "width") -> int:
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ModelError(f"{name} must be an integer >= 1, got {width!r}")
+    return width
+
+
+def fan_in(layer: nn.Module) -> int:
+    """Fan-in of a Linear or Conv weight (inputs per output unit)."""
+    w = layer.weight
+    return int(w.shape[1] * math.prod(w.shape[2:]))
+
+
+def fan_out(layer: nn.Module) -> int:
+    w = layer.weight
+    return int(w.shape[0] * math.prod(w.shape[2:]))
+
+
+class EdgeBlock(nn.Module):
+    """A parameterized edge: ``layer(act(x))`` (paper layout) or ``act(layer(x))`` (reference)."""
+
+    def __init__(self, layer: nn.Module, act: str, preact: bool):
+        super().__init__()
+        self.layer = layer
+        self.act = _activation(act)
+        self.preact = preact
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(self.act(x)) if self.preact else self.act(self.layer(x))
+
+
+class DagNet(nn.Module):
+    """Shared machinery of :class:`DagMLP` and :class:`DagCNN`; build one of those."""
+
+    def __init__(self, dag: Dag | str, width: int, out_dim: int, act: str, layout: str,
+                 init: str, readout: str, ops: str):
+        super().__init__()
+        if isinstance(dag, str):
+            dag = Dag.parse(dag, ops=ops)
+        if not isinstance(dag, Dag):
+            raise ModelError(f"dag must be a Dag or a code string, got {type(dag).__name__}")
+        if dag.ops == "nb201":
+            raise DagError("nb201 cells are built by archscale.nas, not DagMLP/DagCNN")
+        dag.require_path()
+        self.dag = dag
+        self.width = _check_width(width)
+        self.out_dim = _check_width(out_dim, "out_dim")
+        self.act_name = _check_choice("activation", act, ACTIVATIONS)
+        self.layout = _check_choice("layout", layout, LAYOUTS)
+        self.init_scheme = _check_choice("init", init, INIT_SCHEMES)
+        self.readout_kind = _check_choice("readout", readout, READOUTS)
+        preact = layout == "paper"
+        self.stem = self._make_layer(self.in_features, width)
+        self.stem_act = nn.Identity() if preact else _activation(act)
+        self.edge_modules = nn.ModuleDict()
+        for e in dag.edges:
+            if e.is_parameterized:
+                self.edge_modules[self.edge_key(e.src, e.dst)] = EdgeBlock(
+                    self._make_layer(width, width), act, preact
+                )
+            else:  # skip: identity on the vertex value
+                self.edge_modules[self.edge_key(e.src, e.dst)] = nn.Identity()
+        self.readout_act = _activation(act) if preact else nn.Identity()
+        self.readout = nn.Linear(width, out_dim)
+        self.reset_parameters()
+
+    # subclasses provide these
+    in_features: int
+
+    def _make_layer(self, n_in: int, n_out: int) -> nn.Module:  # pragma: no cover
+        raise NotImplementedError
+
+    def _pool(self, h: torch.Tensor) -> torch.Tensor:
+        return h
+
+    @staticmethod
+    def edge_key(src: int, dst: int) -> str:
+        return f"{src}_{dst}"
+
+    def edge_layer(self, src: int, dst: int) -> nn.Module | None:
+        """The Linear/Conv on edge ``src -> dst``, or None for skip edges."""
+        m = self.edge_modules[self.edge_key(src, dst)]
+        return m.layer if isinstance(m, EdgeBlock) else None
+
+    # ------------------------------------------------------------------ init
+    def edge_init_std(self, src: int, dst: int) -> float:
+        """Weight std this model's init scheme gives the parameterized edge ``src -> dst``."""
+        layer = self.edge_layer(src, dst)
+        if layer is None:
+            raise ModelError(f"edge {src}->{dst} carries no weights")
+        scheme, dag = self.init_scheme, self.dag
+        if scheme == "archscale":
+            return init_std(fan_in(layer), dag.live_in_degrees[dst])
+        if scheme == "he":
+            return init_std(fan_in(layer), 1)
+        if scheme == "source":
+            return init_std(fan_in(layer), max(dag.live_in_degrees[src], 1))
+        # reference: fan_out mode, raw in-degree of the source (vertex 0 counts as 1)
+        return init_std(fan_out(layer), max(dag.in_degrees[src], 1) if src else 1)
+
+    def readout_init_std(self) -> float:
+        if self.init_scheme == "reference":
+            return (math.sqrt(2.0) / math.sqrt(self.out_dim)) ** 2
+        return readout_std(self.width, mean_field=self.readout_kind == "mean_field")
+
+    def stem_init_std(self) -> float:
+        if self.init_scheme == "reference":
+            return init_std(fan_out(self.stem), 1)
+        return init_std(fan_in(self.stem), 1)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Draw every weight by this model's init scheme (uses torch's global RNG)."""
+        self.stem.weight.normal_(0.0, self.stem_init_std())
+        self.stem.bias.zero_()
+        for e in self.dag.edges:
+            layer = self.edge_layer(e.src, e.dst)
+            if layer is not None:
+                layer.weight.normal_(0.0, self.edge_init_std(e.src, e.dst))
+                layer.bias.zero_()
+        self.readout.weight.normal_(0.0, self.readout_init_std())
+        self.readout.bias.zero_()
+
+    # ------------------------------------------------------------------ forward
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward(self, x: torch.Tensor, return_nodes: bool = False):
+        """Logits; with ``return_nodes=True`` also the list of every DAG vertex's value."""
+        h = self.stem_act(self.stem(self._prepare(x)))
+        nodes: list[torch.Tensor | None] = [h] + [None] * (self.dag.n_vertices - 1)
+        for e in self.dag.edges:  # ordered by target: each source is complete when used
+            out = self.edge_modules[self.edge_key(e.src, e.dst)](nodes[e.src])
+            nodes[e.dst] = out if nodes[e.dst] is None else nodes[e.dst] + out
+        for v, node in enumerate(nodes):
+            if node is None:  # a vertex with no incoming edge holds zeros
+                nodes[v] = torch.zeros_like(h)
+        logits = self.readout(self._pool(self.readout_act(nodes[-1])))
+        return (logits, nodes) if return_nodes else logits
+
+    def extra_repr(self) -> str:
+        return (f"dag={self.dag.code!r}, width={self.width}, act={self.act_name!r}, "
+                f"layout={self.layout!r}, init={self.init_scheme!r}, readout={self.readout_kind!r}")
+
+
+class DagMLP(DagNet):
+    """DAG MLP: Linear stem, Linear blocks on parameterized edges, Linear readout.
+
+    Inputs of any shape ``(batch, ...)`` are flattened to ``in_dim`` features.
+    """
+
+    def __init__(self, dag: Dag | str, in_dim: int, width: int, out_dim: int, act: str = "relu",
+                 *, layout: str = "paper", init: str = "archscale", readout: str = "mean_field"):
+        self.in_features = _check_width(in_dim, "in_dim")
+        super().__init__(dag, width, out_dim, act, layout, init, readout, ops="mlp")
+
+    def _make_layer(self, n_in: int, n_out: int) -> nn.Module:
+        return nn.Linear(n_in, n_out)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, 1)
+
+
+class DagCNN(DagNet):
+    """DAG CNN: Conv stem, ``q x q`` same-padding Conv blocks, global average pool, Linear."""
+
+    def __init__(self, dag: Dag | str, in_channels: int, width: int, out_dim: int,
+                 kernel_size: int = 3, act: str = "relu", *, layout: str = "paper",
+                 init: str = "archscale", readout: str = "mean_field"):
+        self.in_features = _check_width(in_channels, "in_channels")
+        try:
+            self.kernel_size = check_kernel_size(kernel_size)
+        except ValueError as err:
+            raise ModelError(str(err)) from None
+        if isinstance(dag, str):
+            dag = Dag.parse(dag, ops="cnn")
+        super().__init__(dag, width, out_dim, act, layout, init, readout, ops="cnn")
+
+    def _make_layer(self, n_in: int, n_out: int) -> nn.Module:
+        return nn.Conv2d(n_in, n_out, self.kernel_size, padding=self.kernel_size // 2)
+
+    def _pool(self, h: torch.Tensor) -> torch.Tensor:
+        return h.mean(dim=(2, 3))
