@@ -120,6 +120,7 @@ class DagNet(nn.Module):
                 )
             else:  # skip: identity on the vertex value
                 self.edge_modules[self.edge_key(e.src, e.dst)] = nn.Identity()
+        self._incoming = [[e.src for e in dag.edges if e.dst == v] for v in range(dag.n_vertices)]
         self.readout_act = _activation(act) if preact else nn.Identity()
         self.readout = nn.Linear(width, out_dim)
         self.reset_parameters()
@@ -189,12 +190,16 @@ class DagNet(nn.Module):
         """Logits; with ``return_nodes=True`` also the list of every DAG vertex's value."""
         h = self.stem_act(self.stem(self._prepare(x)))
         nodes: list[torch.Tensor | None] = [h] + [None] * (self.dag.n_vertices - 1)
-        for e in self.dag.edges:  # ordered by target: each source is complete when used
-            out = self.edge_modules[self.edge_key(e.src, e.dst)](nodes[e.src])
-            nodes[e.dst] = out if nodes[e.dst] is None else nodes[e.dst] + out
-        for v, node in enumerate(nodes):
-            if node is None:  # a vertex with no incoming edge holds zeros
+        for v in range(1, len(nodes)):
+            incoming = self._incoming[v]
+            if not incoming:  # a vertex with no incoming edge holds zeros
                 nodes[v] = torch.zeros_like(h)
+                continue
+            total = None
+            for src in incoming:
+                out = self.edge_modules[self.edge_key(src, v)](nodes[src])
+                total = out if total is None else total + out
+            nodes[v] = total
         logits = self.readout(self._pool(self.readout_act(nodes[-1])))
         return (logits, nodes) if return_nodes else logits
 
