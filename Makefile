@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup
-	$(VENV)/bin/ruff check archscale tests benchmarks
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 --durations=15
 
 test-fast: setup
