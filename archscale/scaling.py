@@ -131,6 +131,9 @@ def lr_scale(
     if all_skip not in ("eq8", "reference"):
         raise ScalingError(f"all_skip must be 'eq8' or 'reference', got {all_skip!r}")
     offset = conv.offset if offset is None else offset
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ScalingError(f"depth offset must be an integer >= 0 (reference: 3 for mlp/cnn, 1 for nb201); "
+                           f"got {offset!r}")
     if base_dag is not None:
         base_sum = path_sum(base_dag, offset, power)
     else:

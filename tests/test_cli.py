@@ -86,3 +86,14 @@ def test_bad_input_exits_2_with_one_line(args, fragment):
 def test_error_messages_show_a_valid_example():
     out = run("lr", "--dag", "2_2", "--base-lr", "0.1")
     assert "2_02_002" in out.stderr
+
+
+def test_negative_offset_exits_2():
+    out = run("lr", "--dag", "2_02_002", "--base-lr", "0.1", "--offset", "-2")
+    assert out.returncode == 2 and "offset" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "archscale", "lr", "--dag", "2", "--base-lr", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "lr" in out.stdout

@@ -169,3 +169,9 @@ def test_init_std_is_he_divided_by_in_degree():
         assert init_std(fan, d) ** 2 == pytest.approx(2 / (d * fan))
     assert readout_std(128) ** 2 == pytest.approx(2 / 128**2)
     assert readout_std(128, mean_field=False) ** 2 == pytest.approx(2 / 128)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_offset_must_be_a_non_negative_integer(bad):
+    with pytest.raises(ScalingError, match="offset"):
+        lr_scale(Dag.parse("2_02_002"), offset=bad)
