@@ -246,3 +246,17 @@ class DagCNN(DagNet):
 
     def _pool(self, h: torch.Tensor) -> torch.Tensor:
         return h.mean(dim=(2, 3))
+
+
+#: NAS-Bench-201 cell networks live in :mod:`archscale.nas`; they are re-exported here lazily
+#: so that ``from archscale.models import CellNet`` works without importing nas at start-up.
+_NAS_EXPORTS = ("CellNet", "NasCell", "ReLUConvBN", "ReductionBlock", "build_cell_net")
+__all__ += list(_NAS_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _NAS_EXPORTS:
+        from . import nas
+
+        return getattr(nas, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -124,3 +124,9 @@ def test_bad_model_arguments(kwargs, match):
 def test_bad_kernel_size():
     with pytest.raises(ModelError, match="positive odd integer"):
         DagCNN("2", 3, 8, 10, kernel_size=4)
+
+
+def test_nas_cell_networks_are_reexported():
+    from archscale import models, nas
+
+    assert models.CellNet is nas.CellNet and "CellNet" in models.__all__
