@@ -180,7 +180,8 @@ def plot_path_sum_fit(fit: PathLawFit, title: str | None = None):
         ax.set_yscale("log")
         ax.set_xlabel(f"Σ_p L_p^{k}  (L_p = {off:g} + blocks on path p)")
         ax.set_ylabel("one-step (Δz)² at fixed η")
-        ax.set_title(f"Δz² ∝ (Σ_p L_p^{k})^b; b = 1 trails the best law by ΔAIC = {fixed.delta_aic:.1f}")
+        ax.set_title(f"Δz² ∝ (Σ_p L_p^{k})^b\nb = 1 trails the best law by ΔAIC = {fixed.delta_aic:.1f}",
+                     fontsize="medium")
         ax.legend(fontsize=8)
     fig.suptitle(title or f"One-step Δz² across {fit.n_graphs} topologies against the path sum")
     return fig
