@@ -6,6 +6,8 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 PRESET ?= quick
 DEVICE ?= cpu
+DATASET ?=
+DATA_DIR ?=
 
 .PHONY: setup test test-fast lint lab reproduce bench clean
 
@@ -32,7 +34,8 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
 reproduce: setup
-	$(VENV)/bin/archscale reproduce --preset $(PRESET) --device $(DEVICE)
+	$(VENV)/bin/archscale reproduce --preset $(PRESET) --device $(DEVICE) \
+		$(if $(DATASET),--dataset $(DATASET)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 bench: setup
 	$(PY) benchmarks/sweep_throughput.py

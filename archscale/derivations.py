@@ -1,0 +1,289 @@
+"""The derivations behind notebooks 01-03: sympy algebra, infinite-width predictions, tables.
+
+* :func:`in_degree_rule` derives ``C = 2 / d_in`` from the forward variance recursion (eq. 11-12).
+* :func:`second_moment_recursion` propagates vertex covariances through any DAG exactly in the
+  infinite-width limit (paper layout), for each initialization scheme of ``archscale.models``.
+* :func:`init_second_moments` measures the same quantities on built networks.
+* :func:`lr_rule` solves the maximal-update condition of eq. 8/9 for the learning rate.
+* :func:`space_table`, :func:`offset_predictions` and :func:`fit_offset` tabulate the LR rule over
+  graph spaces, depth offsets and measured sweeps.
+
+The symbolic and tabular parts import no torch; :func:`init_second_moments` imports it lazily.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sympy as sp
+
+from .dag import Dag
+from .scaling import ScalingError, convention, lr_scale
+
+__all__ = [
+    "DerivationError",
+    "InDegreeDerivation",
+    "LrRule",
+    "fit_offset",
+    "in_degree_rule",
+    "init_second_moments",
+    "lr_rule",
+    "offset_predictions",
+    "predicted_second_moments",
+    "second_moment_recursion",
+    "space_table",
+]
+
+#: Initialization schemes the recursion knows (same names as ``archscale.models.INIT_SCHEMES``).
+RECURSION_SCHEMES = ("archscale", "he", "source", "reference")
+
+
+class DerivationError(ValueError):
+    """An argument the derivation helpers cannot accept."""
+
+
+# ---------------------------------------------------------------------- initialization
+
+
+@dataclass(frozen=True)
+class InDegreeDerivation:
+    """The steps of the in-degree rule, as sympy objects a notebook can display one by one."""
+
+    symbols: dict[str, sp.Symbol]
+    edge_term: sp.Expr        # E[(W sigma(z))_i^2] for one incoming edge
+    vertex_moment: sp.Expr    # E[z_i(l)^2]: d_in equal, independent edge terms
+    condition: sp.Eq          # vertex moment equals the incoming moment q
+    gain: sp.Expr             # the solution C = 2 / d_in
+    weight_variance: sp.Expr  # C / n
+
+
+def in_degree_rule() -> InDegreeDerivation:
+    """Derive ``C = 2 / d_in`` from ``E[z(l)^2] = sum_edges C/n * n * E[relu(z)^2]`` with sympy.
+
+    An edge ``W sigma(z_src)`` with i.i.d. ``W ~ N(0, C/n)`` contributes ``C * E[relu(z)^2] = C q / 2``
+    (ReLU halves the second moment of a symmetric pre-activation); edges are independent and
+    zero-mean, so ``d_in`` of them add. Keeping ``E[z(l)^2] = q`` forces ``C = 2 / d_in``.
+    """
+    n, C, d, q = sp.symbols("n C d_in q", positive=True)
+    relu_moment = q / 2
+    edge = sp.simplify(n * (C / n) * relu_moment)
+    vertex = d * edge
+    condition = sp.Eq(vertex, q)
+    (gain,) = sp.solve(condition, C)
+    return InDegreeDerivation({"n": n, "C": C, "d_in": d, "q": q}, edge, vertex, condition, gain,
+                              gain / n)
+
+
+def _scheme_divisor(dag: Dag, scheme: str, src: int, dst: int) -> int:
+    """The in-degree a scheme divides a block edge's He variance by (fan-in = fan-out here)."""
+    if scheme == "archscale":
+        return max(dag.live_in_degrees[dst], 1)
+    if scheme == "he":
+        return 1
+    if scheme == "source":
+        return max(dag.live_in_degrees[src], 1)
+    if scheme == "reference":
+        return max(dag.in_degrees[src], 1) if src else 1
+    raise DerivationError(f"unknown init scheme {scheme!r}; accepted: {', '.join(RECURSION_SCHEMES)}")
+
+
+def second_moment_recursion(dag: Dag | str, init: str = "archscale", q0: sp.Expr | int = 1
+                            ) -> sp.Matrix:
+    """Exact infinite-width covariance ``K[a, b] = E[z_a z_b] / n`` of the DAG vertices (paper layout).
+
+    Vertices hold pre-activations: a block edge adds ``W relu(z_src)`` with fresh zero-mean weights,
+    so it is uncorrelated with everything else and adds ``gain / (2 d) * K[src, src]`` with
+    ``gain = 2``; a skip edge adds ``z_src`` itself, so skip edges carry covariances along.
+    ``d`` is the in-degree the scheme divides by. Returns a symmetric sympy matrix in units of
+    ``q0 = E[z_0^2]``; the diagonal is the per-vertex second moment.
+    """
+    if isinstance(dag, str):
+        dag = Dag.parse(dag)
+    if init not in RECURSION_SCHEMES:
+        raise DerivationError(f"unknown init scheme {init!r}; accepted: {', '.join(RECURSION_SCHEMES)}")
+    n = dag.n_vertices
+    K = sp.zeros(n, n)
+    K[0, 0] = sp.sympify(q0)
+    for v in range(1, n):
+        incoming = [e for e in dag.edges if e.dst == v]
+        skips = [e.src for e in incoming if not e.is_parameterized]
+        blocks = [e.src for e in incoming if e.is_parameterized]
+        # covariance with earlier vertices flows only through skip edges
+        for a in range(v):
+            K[a, v] = K[v, a] = sum((K[a, s] for s in skips), sp.Integer(0))
+        diag = sum((sp.Rational(1, _scheme_divisor(dag, init, s, v)) * K[s, s] for s in blocks),
+                   sp.Integer(0))
+        diag += sum((K[s, t] for s in skips for t in skips), sp.Integer(0))
+        K[v, v] = sp.nsimplify(diag)
+    return K
+
+
+def predicted_second_moments(dag: Dag | str, init: str = "archscale") -> np.ndarray:
+    """Per-vertex ``E[z_v^2] / E[z_0^2]`` predicted by :func:`second_moment_recursion`."""
+    K = second_moment_recursion(dag, init)
+    return np.array([float(K[v, v]) for v in range(K.shape[0])])
+
+
+def init_second_moments(
+    codes: Iterable[str | Dag],
+    inits: Sequence[str] = ("he", "source", "archscale"),
+    layouts: Sequence[str] = ("paper",),
+    *,
+    width: int = 512,
+    n_samples: int = 512,
+    in_dim: int = 64,
+    seeds: Sequence[int] = (0,),
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Measure ``E[z_v^2]`` at every vertex of freshly initialized ``DagMLP`` s on Gaussian inputs.
+
+    Returns a tidy table (code, init, layout, seed, vertex, in_degree, second_moment, ratio,
+    predicted): ``ratio`` is relative to vertex 0 and ``predicted`` is the infinite-width
+    value of :func:`predicted_second_moments` (paper layout only; NaN otherwise).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .models import DagMLP
+    from .probe import forward_second_moments
+
+    dags = [Dag.parse(c) if isinstance(c, str) else c for c in codes]
+    for dag in dags:
+        dag.require_path()
+    jobs = [(dag, init, layout, seed) for dag in dags for init in inits for layout in layouts
+            for seed in seeds]
+    rows = []
+    predicted_cache: dict[tuple[str, str], np.ndarray] = {}
+    for dag, init, layout, seed in tqdm(jobs, desc="second moments", disable=not progress):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            x = torch.randn(n_samples, in_dim)
+            model = DagMLP(dag, in_dim, width, 10, layout=layout, init=init)
+            moments = forward_second_moments(model, x)
+        if layout == "paper":
+            key = (dag.code, init)
+            if key not in predicted_cache:
+                predicted_cache[key] = predicted_second_moments(dag, init)
+            predicted = predicted_cache[key]
+        else:
+            predicted = np.full(dag.n_vertices, np.nan)
+        for v, m in enumerate(moments):
+            rows.append({"code": dag.code, "init": init, "layout": layout, "seed": seed, "vertex": v,
+                         "in_degree": dag.live_in_degrees[v], "second_moment": m,
+                         "ratio": m / moments[0], "predicted": predicted[v]})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- learning rate
+
+
+@dataclass(frozen=True)
+class LrRule:
+    """Eq. 8/9 as sympy objects: the one-step change and the learning rate that keeps it fixed."""
+
+    symbols: dict[str, sp.Symbol]
+    delta_z: sp.Expr          # E[(Delta z)^2] ~ eta^2 * sum_p L_p^3 * q^2 (q = 1 for MLPs)
+    eta_star: sp.Expr         # the learning rate that makes delta_z equal the target
+    transfer: sp.Expr         # eta_target / eta_base
+
+
+def lr_rule(depths: Sequence[int] | None = None, kernel: bool = False) -> LrRule:
+    """Solve ``eta^2 * sum_p L_p^3 * q^2 = c^2`` for ``eta`` (eq. 8; with ``kernel`` eq. 9).
+
+    With ``depths`` the path sum is the concrete ``sum(L**3)``; otherwise a symbol ``S3``.
+    ``transfer`` is the ratio to a base network with path sum ``S3_base`` and kernel ``q_base``.
+    """
+    eta, c = sp.symbols("eta c", positive=True)
+    s3, s3b = sp.symbols("S3 S3_base", positive=True)
+    q, qb = sp.symbols("q q_base", positive=True)
+    path_sum = sp.Integer(sum(int(d) ** 3 for d in depths)) if depths is not None else s3
+    delta = eta**2 * path_sum * (q**2 if kernel else 1)
+    (eta_star,) = sp.solve(sp.Eq(delta, c**2), eta)
+    (eta_base,) = sp.solve(sp.Eq(eta**2 * s3b * (qb**2 if kernel else 1), c**2), eta)
+    transfer = sp.simplify(eta_star / eta_base)
+    return LrRule({"eta": eta, "c": c, "S3": s3, "S3_base": s3b, "q": q, "q_base": qb},
+                  delta, eta_star, transfer)
+
+
+def space_table(n_vertices: int = 5, arch: str = "mlp", *, offset: int | None = None,
+                sample: int | None = None, seed: int = 0, base: str = "1") -> pd.DataFrame:
+    """One row per graph of the ``n_vertices`` space that has a path: paths, depths, LR scale.
+
+    ``sample`` draws that many graphs (seeded) instead of enumerating the whole space;
+    ``scale`` is ``lr_scale`` relative to the base graph ``base`` under ``offset``.
+    """
+    ops = "mlp" if arch in ("mlp", "cnn") else arch
+    offset = convention(arch).offset if offset is None else offset
+    base_dag = Dag.parse(base, ops=ops)
+    dags: Iterable[Dag]
+    if sample is not None:
+        dags = Dag.sample(n_vertices, sample, seed=seed, ops=ops)
+    else:
+        dags = (d for d in Dag.space(n_vertices, ops=ops) if d.has_path)
+    rows = []
+    for dag in dags:
+        counts = dag.depth_counts(offset)
+        rows.append({
+            "code": dag.code, "n_paths": dag.n_paths, "n_blocks": sum(e.is_parameterized for e in dag.edges),
+            "min_depth": min(counts), "max_depth": max(counts),
+            "path_sum": dag.path_power_sum(3, offset),
+            "scale": lr_scale(dag, "mlp" if arch == "cnn" else arch, offset=offset, base_dag=base_dag),
+        })
+    return pd.DataFrame(rows)
+
+
+def offset_predictions(codes: Iterable[str], offsets: Iterable[int] = (1, 2, 3, 4, 5), *,
+                       arch: str = "mlp", base: str = "1") -> pd.DataFrame:
+    """Predicted LR scale of each graph relative to ``base`` under each depth offset.
+
+    Returns a tidy table (code, offset, scale, longest = most blocks on one path): the base changes with
+    the offset too (one path of depth ``offset``), exactly as in the recipe.
+    """
+    ops = "mlp" if arch in ("mlp", "cnn") else arch
+    base_dag = Dag.parse(base, ops=ops)
+    rows = []
+    for code in codes:
+        dag = Dag.parse(code, ops=ops)
+        for off in offsets:
+            if off < 1:
+                raise DerivationError(f"offsets must be >= 1 (a path of depth 0 has no scale); got {off}")
+            rows.append({"code": dag.code, "offset": int(off),
+                         "scale": lr_scale(dag, "mlp" if arch == "cnn" else arch, offset=int(off),
+                                           base_dag=base_dag),
+                         "longest": max(dag.depth_counts(0))})
+    return pd.DataFrame(rows)
+
+
+def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6), *, base: str = "1"
+               ) -> pd.DataFrame:
+    """How well each depth offset predicts measured maximal LRs (uses ``archscale.sweep.compare``).
+
+    One row per offset: ``pearson_r`` and ``pearson_r_log`` of measured vs predicted, ``log_rmse``
+    (natural-log error of the recipe's prediction, anchored at the measured base LR) and
+    ``log_rmse_fit`` (the same after the best constant factor, which removes the base network's
+    own measurement noise), and ``n`` graphs. The best offset minimises ``log_rmse_fit``.
+    """
+    from .sweep import compare  # the sweep engine sits above this module's pure parts
+
+    rows = []
+    for off in offsets:
+        if off < 1:
+            raise DerivationError(f"offsets must be >= 1; got {off}")
+        try:
+            comp = compare(results, base=base, offset=int(off))
+        except ScalingError as err:
+            raise DerivationError(f"offset {off}: {err}") from None
+        t = comp.table
+        t = t[np.isfinite(t["measured"]) & np.isfinite(t["predicted"]) & (t["measured"] > 0)]
+        resid = np.log(t["measured"].to_numpy()) - np.log(t["predicted"].to_numpy())
+        rows.append({
+            "offset": int(off), "pearson_r": comp.pearson_r, "pearson_r_log": comp.pearson_r_log,
+            "log_rmse": float(np.sqrt(np.mean(resid**2))) if len(resid) else math.nan,
+            "log_rmse_fit": float(np.std(resid)) if len(resid) else math.nan,
+            "n": int(len(t)),
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,296 @@
+"""``archscale reproduce``: execute every notebook headless with papermill and regenerate the figures.
+
+Each ``notebooks/NN_name.ipynb`` runs in its own kernel (cwd ``notebooks/``) with the parameters
+``preset``, ``device``, ``figures_dir`` and ``runs_dir`` (plus ``dataset``/``data_dir`` when
+given). The executed copy goes to ``papermill_runs/NN_name.ipynb`` (``NN_name.<preset>.ipynb`` for
+presets other than ``quick``). A failing notebook is reported with the failing cell's source and
+error, the others still run, and the result is a table: notebook, status, seconds, figures written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["PRESETS", "ReproduceError", "find_notebooks", "main", "register_cli", "reproduce"]
+
+PRESETS = ("smoke", "quick", "full")
+DEVICES = ("cpu", "cuda")
+KERNEL_NAME = "python3"
+#: Environment variable the widgets read to draw static figures instead of live widgets.
+STATIC_ENV = "ARCHSCALE_STATIC_WIDGETS"
+
+
+class ReproduceError(ValueError):
+    """A reproduce argument that cannot be used (unknown preset, no matching notebook, ...)."""
+
+
+@dataclass
+class NotebookResult:
+    """What happened to one notebook."""
+
+    notebook: str
+    status: str  # "ok" | "failed"
+    seconds: float
+    figures: list[str]
+    output: Path
+    error: str | None = None
+    cell_source: str | None = None
+    cell_index: int | None = None
+
+
+def find_notebooks(notebooks_dir: str | os.PathLike = "notebooks", only: str | None = None) -> list[Path]:
+    """Source notebooks in reading order; ``only`` keeps names matching a regex or a glob.
+
+    ``only="0[4-7]"`` or ``only="topology"`` (regex search in the file name) and
+    ``only="*gelu*"`` (glob) all work; several patterns can be joined with commas.
+    """
+    folder = Path(notebooks_dir)
+    if not folder.is_dir():
+        raise ReproduceError(f"notebook folder {str(folder)!r} does not exist; run from the repository "
+                             f"root or pass notebooks_dir")
+    notebooks = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
+    if not notebooks:
+        raise ReproduceError(f"no notebooks (*.ipynb) in {str(folder)!r}")
+    if only is None or not only.strip():
+        return notebooks
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    chosen = [nb for nb in notebooks if any(_matches(nb.name, p) for p in patterns)]
+    if not chosen:
+        names = ", ".join(nb.stem for nb in notebooks)
+        raise ReproduceError(f"--only {only!r} matches no notebook; available: {names}")
+    return chosen
+
+
+def _matches(name: str, pattern: str) -> bool:
+    if fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(Path(name).stem, pattern):
+        return True
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return False
+
+
+def _output_name(notebook: Path, preset: str) -> str:
+    return f"{notebook.stem}.ipynb" if preset == "quick" else f"{notebook.stem}.{preset}.ipynb"
+
+
+def _snapshot(folder: Path) -> dict[Path, int]:
+    if not folder.is_dir():
+        return {}
+    return {p: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
+
+
+def _written_figures(before: dict[Path, int], folder: Path) -> list[str]:
+    """Figure files (PNG/PDF) in ``folder`` that are new or whose mtime changed since ``before``."""
+    after = _snapshot(folder)
+    changed = [p for p, m in after.items() if before.get(p) != m and p.suffix in (".png", ".pdf")]
+    return sorted(p.name for p in changed)
+
+
+def ensure_kernel(kernel_name: str = KERNEL_NAME) -> str:
+    """Make sure a Jupyter kernel named ``kernel_name`` runs this interpreter; install it if missing.
+
+    Returns a note for the user when the kernel found points at another Python (it still runs).
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        from ipykernel.kernelspec import install
+
+        install(kernel_name=kernel_name, prefix=sys.prefix)
+        return f"installed Jupyter kernel {kernel_name!r} for {sys.executable}"
+    exe = spec.argv[0] if spec.argv else ""
+    if exe and exe not in ("python", "python3", "{python}"):
+        try:
+            same = Path(exe).resolve() == Path(sys.executable).resolve() or Path(exe).parent.resolve() == \
+                Path(sys.executable).parent.resolve()
+        except OSError:
+            same = False
+        if not same:
+            return (f"note: kernel {kernel_name!r} runs {exe}, not {sys.executable}; if notebooks cannot "
+                    f"import archscale run `make setup` (it registers this environment's kernel)")
+    return ""
+
+
+def _cell_source(output: Path, cell_index: int | None) -> str | None:
+    """The source of cell ``cell_index`` in the executed notebook (papermill counts all cells)."""
+    if cell_index is None or not output.exists():
+        return None
+    import nbformat
+
+    try:
+        nb = nbformat.read(output, as_version=4)
+        return nb.cells[cell_index].source
+    except (IndexError, OSError, ValueError):
+        return None
+
+
+def run_notebook(notebook: Path, output: Path, parameters: dict, *, cwd: Path, figures_dir: Path,
+                 progress: bool = True, timeout: float | None = None,
+                 kernel_name: str = KERNEL_NAME) -> NotebookResult:
+    """Execute one notebook with papermill and describe the outcome (never raises for cell errors)."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    before = _snapshot(figures_dir)
+    start = time.perf_counter()
+    error = source = None
+    index = None
+    previous = os.environ.get(STATIC_ENV)
+    os.environ[STATIC_ENV] = "1"  # the kernel inherits it: widgets draw static figures
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel_name,
+                            cwd=str(cwd), progress_bar=progress, execution_timeout=timeout,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no kernel chatter
+    except PapermillExecutionError as err:
+        index = err.cell_index
+        source = err.source or _cell_source(output, err.cell_index)
+        error = f"{err.ename}: {err.evalue}"
+    except Exception as err:  # kernel death, timeout, unreadable notebook: report, keep going
+        error = f"{type(err).__name__}: {err}"
+    finally:
+        if previous is None:
+            os.environ.pop(STATIC_ENV, None)
+        else:
+            os.environ[STATIC_ENV] = previous
+    seconds = time.perf_counter() - start
+    return NotebookResult(notebook.stem, "ok" if error is None else "failed", seconds,
+                          _written_figures(before, figures_dir), output, error, source, index)
+
+
+def _figure_stems(names: list[str]) -> str:
+    return ", ".join(dict.fromkeys(Path(n).stem for n in names)) or "-"
+
+
+def _report_failure(result: NotebookResult, stream) -> None:
+    bar = "-" * 78
+    where = f" (cell {result.cell_index})" if result.cell_index is not None else ""
+    print(f"\n{bar}\nFAILED: {result.notebook}{where}\n{bar}", file=stream)
+    if result.cell_source:
+        print(result.cell_source.rstrip(), file=stream)
+        print(bar, file=stream)
+    print(result.error, file=stream)
+    print(f"executed copy with the traceback: {result.output}\n{bar}", file=stream)
+
+
+def reproduce(preset: str = "quick", only: str | None = None, device: str = "cpu",
+              notebooks_dir: str | os.PathLike = "notebooks",
+              output_dir: str | os.PathLike = "papermill_runs",
+              figures_dir: str | os.PathLike = "figures", runs_dir: str | os.PathLike = "runs", *,
+              dataset: str | None = None, data_dir: str | None = None, seed: int | None = None,
+              progress: bool = True, timeout: float | None = None, stream=None) -> pd.DataFrame:
+    """Execute the notebooks in order and return the table (notebook, status, seconds, figures, ...).
+
+    Paths are resolved to absolute ones before the kernels start in ``notebooks_dir``. Failures are
+    printed to ``stream`` (stderr by default) with the failing cell's source and error.
+    """
+    if preset not in PRESETS:
+        raise ReproduceError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
+    if device not in DEVICES:
+        raise ReproduceError(f"unknown device {device!r}; accepted: {', '.join(DEVICES)}")
+    stream = sys.stderr if stream is None else stream
+    notebooks = find_notebooks(notebooks_dir, only)
+    nb_dir = Path(notebooks_dir).resolve()
+    out_dir, fig_dir, run_dir = (Path(p).resolve() for p in (output_dir, figures_dir, runs_dir))
+    for folder in (out_dir, fig_dir, run_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    note = ensure_kernel()
+    if note:
+        print(note, file=stream)
+    params: dict = {"preset": preset, "device": device, "figures_dir": str(fig_dir), "runs_dir": str(run_dir)}
+    if dataset is not None:
+        params["dataset"] = dataset
+    if data_dir is not None:
+        params["data_dir"] = str(Path(data_dir).resolve())
+    if seed is not None:
+        params["seed"] = int(seed)
+
+    from tqdm.auto import tqdm
+
+    results: list[NotebookResult] = []
+    bar = tqdm(notebooks, desc=f"reproduce ({preset}, {device})", unit="notebook", disable=not progress,
+               file=stream)
+    for nb in bar:
+        bar.set_postfix_str(nb.stem)
+        result = run_notebook(nb, out_dir / _output_name(nb, preset), params, cwd=nb_dir, figures_dir=fig_dir,
+                              progress=progress, timeout=timeout)
+        results.append(result)
+        if result.status != "ok":
+            _report_failure(result, stream)
+    return pd.DataFrame([{
+        "notebook": r.notebook, "status": r.status, "seconds": round(r.seconds, 1),
+        "figures": _figure_stems(r.figures), "n_files": len(r.figures), "output": str(r.output),
+        "error": r.error or "",
+    } for r in results])
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The summary printed at the end: notebook, status, seconds, figures written."""
+    shown = table[["notebook", "status", "seconds", "figures"]].rename(columns={"figures": "figures written"})
+    total = f"\n{(table['status'] == 'ok').sum()}/{len(table)} notebooks passed in " \
+            f"{table['seconds'].sum():.0f} s"
+    return shown.to_string(index=False) + total
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    table = reproduce(args.preset, only=args.only, device=args.device, notebooks_dir=args.notebooks_dir,
+                      output_dir=args.output_dir, figures_dir=args.figures_dir, runs_dir=args.runs_dir,
+                      dataset=args.dataset, data_dir=args.data_dir, progress=not args.no_progress,
+                      timeout=args.timeout)
+    print()
+    print(format_table(table))
+    if (table["status"] != "ok").any():
+        failed = ", ".join(table.loc[table["status"] != "ok", "notebook"])
+        print(f"failed: {failed} (executed copies with tracebacks are in {args.output_dir}/)")
+        return 1
+    print(f"executed notebooks: {args.output_dir}/   figures: {args.figures_dir}/")
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``archscale reproduce`` to the main command line."""
+    p = subparsers.add_parser(
+        "reproduce", help="execute every notebook with papermill and regenerate the figures",
+        description="Execute every notebook in order with papermill, regenerate the figures and print a "
+                    "table (notebook, status, seconds, figures written); exit status 1 if any failed.")
+    p.add_argument("--preset", choices=PRESETS, default="quick",
+                   help="smoke (seconds, tests), quick (CPU minutes, default) or full (GPU, paper scale)")
+    p.add_argument("--only", default=None, metavar="PATTERN",
+                   help="run only notebooks whose file name matches (regex or glob; commas for several), "
+                        "e.g. '0[4-7]' or 'gelu'")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--dataset", default=None,
+                   help="dataset parameter for every notebook (e.g. cifar10 with --preset full)")
+    p.add_argument("--data-dir", default=None, help="folder or .tar.gz holding the dataset (CIFAR)")
+    p.add_argument("--notebooks-dir", default="notebooks", help="source notebooks (default: notebooks)")
+    p.add_argument("--output-dir", default="papermill_runs",
+                   help="executed notebooks go here (default: papermill_runs)")
+    p.add_argument("--figures-dir", default="figures", help="figures go here (default: figures)")
+    p.add_argument("--runs-dir", default="runs", help="sweep results go here (default: runs)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="per-cell time limit in seconds (default: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_reproduce)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``archscale reproduce`` with ``argv`` (for ``python -m archscale.reproduce``)."""
+    from .cli import main as cli_main
+
+    return cli_main(["reproduce", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

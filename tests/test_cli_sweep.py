@@ -1,0 +1,123 @@
+"""The `archscale sweep` and `archscale maxlr` commands, run as a user would (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SPEC = """\
+graphs: ['1', '2', '2_02']
+widths: [8]
+lr_min: 0.05
+lr_max: 0.5
+n_lrs: 3
+seeds: [0]
+steps: 3
+batch_size: 64
+n_train: 128
+n_test: 32
+"""
+
+
+def archscale(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "archscale.cli", *args], capture_output=True, text=True,
+                          env=ENV, cwd=ROOT, timeout=300)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    spec = tmp / "spec.yaml"
+    spec.write_text(SPEC)
+    out = tmp / "out"
+    proc = archscale("sweep", str(spec), "--out", str(out), "--set", "seeds=[0, 1]")
+    return spec, out, proc
+
+
+def test_sweep_then_maxlr(finished):
+    _, out, proc = finished
+    assert proc.returncode == 0, proc.stderr
+    assert "18 rows" in proc.stdout and "Pearson r" in proc.stdout
+    assert (out / "results.jsonl").exists() and (out / "spec.yaml").exists()
+    table = archscale("maxlr", str(out))
+    assert table.returncode == 0, table.stderr
+    assert "Pearson r" in table.stdout and "2_02" in table.stdout
+    as_json = archscale("maxlr", str(out), "--json", "--metric", "train_loss_final")
+    assert as_json.returncode == 0, as_json.stderr
+    obj = json.loads(as_json.stdout)
+    assert obj["n"] == 3 and obj["base"] == "1" and obj["metric"] == "train_loss_final"
+    assert {row["graph"] for row in obj["table"]} == {"1", "2", "2_02"}
+    assert {"measured", "predicted", "measured_lo", "measured_hi"} <= set(obj["table"][0])
+
+
+def test_rerun_skips_finished_work(finished):
+    spec, out, _ = finished
+    before = (out / "results.jsonl").read_bytes()
+    again = archscale("sweep", str(spec), "--out", str(out), "--set", "seeds=[0, 1]", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("dataset: imagenet\n", "unknown dataset"),
+    ("n_lrs: 0\n", "empty LR grid"),
+    ("lrs: []\n", "at least one learning rate"),
+    ("lr_min: 0\n", "positive learning rate"),
+    ("lrs: [0.1, -0.5]\n", "positive learning rate"),
+    ("graphs: [2_02]\n", "quote DAG codes"),
+    ("graphs: ['2_03']\n", "digit 3"),
+    ("arch: cnn\nkernel_sizes: [2]\n", "odd"),
+    ("speed: 11\n", "unknown field"),
+    ("graphs: ['1'\n", "not valid YAML"),
+])
+def test_bad_specs_exit_2_with_one_line(tmp_path, text, needle):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text)
+    proc = archscale("sweep", str(spec), "--out", str(tmp_path / "o"))
+    _one_line_error(proc, "archscale sweep: error:", needle)
+    assert not (tmp_path / "o" / "results.jsonl").exists()
+
+
+def test_unreadable_spec_files_exit_2(tmp_path):
+    _one_line_error(archscale("sweep", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")),
+                    "does not exist")
+    _one_line_error(archscale("sweep", str(tmp_path), "--out", str(tmp_path / "o")), "directory")
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\x00\xff\xfe\x80garbage")
+    _one_line_error(archscale("sweep", str(binary), "--out", str(tmp_path / "o")), "cannot read")
+
+
+def test_bad_overrides_and_arguments_exit_2(tmp_path, finished):
+    spec, out, _ = finished
+    _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--set", "lr_min=-1"),
+                    "positive learning rate")
+    _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--set", "nonsense"), "KEY=VALUE")
+    _one_line_error(archscale("sweep", str(spec), "--out", str(out), "--set", "steps=7"),
+                    "different training setup")
+    _one_line_error(archscale("sweep", str(spec)), "--out")
+    if not torch.cuda.is_available():
+        _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--device", "cuda"), "CUDA")
+
+
+def test_maxlr_errors_exit_2(tmp_path, finished):
+    _one_line_error(archscale("maxlr", str(tmp_path / "nowhere")), "does not exist")
+    _one_line_error(archscale("maxlr", str(tmp_path)), "no finished results")
+    _, out, _ = finished
+    _one_line_error(archscale("maxlr", str(out), "--base", "2_22"), "base graph '2_22'")

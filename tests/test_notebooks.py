@@ -1,0 +1,74 @@
+"""Every notebook in notebooks/: committed clean with a parameters cell, and runs at the smoke preset."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from archscale.reproduce import run_notebook
+from archscale.widgets import STATIC_ENV
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+REQUIRED = {"preset", "device", "dataset", "data_dir", "seed", "figures_dir", "runs_dir"}
+#: Stable figure names the notebooks of this series must write (others must write at least one).
+EXPECTED_FIGURES = {
+    "01_initialization": {"fig_init_second_moments"},
+    "02_learning_rate": {"fig_lr_offset"},
+    "03_dag_paths": {"fig_dag_paths", "fig_lr_scale_distribution"},
+    "04_mlp_depth": {"fig5_mlp_depth"},
+    "05_mlp_topology": {"fig2_mlp_topology"},
+    "06_cnn_kernel_topology": {"fig3_cnn_kernel_topology"},
+    "07_gelu": {"fig7_gelu"},
+}
+
+
+def test_notebooks_exist():
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
+    names = [p.stem for p in NOTEBOOKS]
+    assert names == sorted(names) and all(n[:2].isdigit() and n[2] == "_" for n in names), \
+        f"notebooks must be numbered in reading order (NN_name.ipynb): {names}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_source_notebook_is_clean_with_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    dirty = [i for i, c in enumerate(code) if c.get("outputs") or c.get("execution_count") is not None]
+    assert not dirty, f"{path.name}: code cells {dirty} carry outputs or execution counts; clear them"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: needs exactly one code cell tagged 'parameters'"
+    assert tagged[0] is code[0], f"{path.name}: the parameters cell must be the first code cell"
+    assigned = {t.id for node in ast.parse(tagged[0].source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert REQUIRED <= assigned, f"{path.name}: parameters cell lacks {sorted(REQUIRED - assigned)}"
+    defaults = {}
+    exec(compile(tagged[0].source, path.name, "exec"), {}, defaults)  # plain literals only
+    assert defaults["preset"] == "quick" and defaults["device"] == "cpu"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_at_smoke_preset(path, tmp_path, monkeypatch):
+    monkeypatch.setenv(STATIC_ENV, "1")
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    params = {"preset": "smoke", "device": "cpu", "figures_dir": str(figures),
+              "runs_dir": str(tmp_path / "runs")}
+    result = run_notebook(path, tmp_path / path.name, params, cwd=NOTEBOOK_DIR, figures_dir=figures,
+                          progress=False)
+    if result.status != "ok":
+        pytest.fail(f"{path.name} failed in cell {result.cell_index}:\n{result.cell_source}\n---\n"
+                    f"{result.error}", pytrace=False)
+    written = {Path(f).stem for f in result.figures}
+    expected = EXPECTED_FIGURES.get(path.stem)
+    if expected is not None:
+        assert expected <= written, f"{path.name} did not write {sorted(expected - written)}"
+    else:
+        assert written, f"{path.name} wrote no figure to figures_dir"
+    for stem in written:
+        assert (figures / f"{stem}.png").exists() and (figures / f"{stem}.pdf").exists()

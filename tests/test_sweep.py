@@ -1,0 +1,351 @@
+"""Sweeps: specs, resumable results (including SIGKILL), the maximal-LR finder and compare()."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from archscale.dag import Dag
+from archscale.scaling import lr_scale
+from archscale.sweep import (
+    COLUMNS,
+    RESULTS_FILE,
+    SweepError,
+    SweepSpec,
+    compare,
+    load_results,
+    load_spec,
+    max_lr,
+    run_sweep,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(graphs=["1", "2", "2_02"], widths=[8], lr_min=0.05, lr_max=0.5, n_lrs=3, seeds=[0, 1], steps=4,
+            batch_size=64, n_train=200, n_test=50, chunk_size=2)
+
+
+def tiny(**changes) -> SweepSpec:
+    return SweepSpec(**{**TINY, **changes})
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)
+
+
+# ---------------------------------------------------------------------------------------- spec
+def test_defaults_are_valid_and_grid_is_log_spaced():
+    spec = SweepSpec()
+    assert spec.graph_list() == ["1"]
+    grid = SweepSpec(lr_min=0.01, lr_max=1.0, n_lrs=5).lr_grid()
+    assert grid == pytest.approx([0.01, 0.01 * 10**0.5, 0.1, 10**-0.5, 1.0])
+    assert np.allclose(np.diff(np.log(grid)), np.log(10) / 2)
+    assert SweepSpec(lrs=[0.3, "1e-2", 0.1, 0.3]).lr_grid() == [0.01, 0.1, 0.3]
+
+
+def test_base_is_added_and_sample_is_seeded():
+    spec = SweepSpec(graphs=["2_02"], base="1", sample={"n_vertices": 4, "k": 5, "seed": 7})
+    codes = spec.graph_list()
+    assert codes[:2] == ["1", "2_02"] and len(codes) == 7
+    assert codes == SweepSpec(graphs=["2_02"], sample={"n_vertices": 4, "k": 5, "seed": 7}).graph_list()
+    assert codes != SweepSpec(graphs=["2_02"], sample={"n_vertices": 4, "k": 5, "seed": 8}).graph_list()
+    assert all(Dag.parse(c).has_path for c in codes)
+
+
+def test_yaml_roundtrip(tmp_path):
+    spec = tiny(name="t", description="tiny")
+    path = tmp_path / "s.yaml"
+    spec.to_yaml(path)
+    back = load_spec(path)
+    assert back == spec
+    (tmp_path / "named.yaml").write_text("graphs: ['1', '2']\nlr_min: 1e-3\nlr_max: 1.0e-1\nn_lrs: 3\n")
+    named = load_spec(tmp_path / "named.yaml")
+    assert named.name == "named" and named.lr_grid()[0] == pytest.approx(1e-3)
+    assert named.replace(seeds=[4]).seeds == [4]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("graphs: ['1']\nn_lrs: 0\n", "empty LR grid"),
+    ("graphs: ['1']\nlrs: []\n", "at least one learning rate"),
+    ("lr_min: 0\n", "positive learning rate"),
+    ("lr_min: -0.1\n", "positive learning rate"),
+    ("lrs: [0.1, -1]\n", "positive learning rate"),
+    ("lr_min: 1\nlr_max: 0.1\n", "below lr_min"),
+    ("dataset: mnist\n", "unknown dataset"),
+    ("graphs: [2_02]\n", "quote DAG codes"),
+    ("graphs: ['2_x']\n", "not a digit"),
+    ("graphs: ['0_00']\n", "no path"),
+    ("arch: cnn\nkernel_sizes: [4]\n", "odd"),
+    ("widths: [0]\n", "widths"),
+    ("seeds: []\n", "seeds is empty"),
+    ("seeds: [1, 1]\n", "repeat"),
+    ("epochs: 0\n", "epochs"),
+    ("steps: -5\n", "steps"),
+    ("batch_size: 0\n", "batch_size"),
+    ("momentum: 1.5\n", "momentum"),
+    ("loss: mse\n", "regression"),
+    ("dataset: gaussian_regression\n", "loss: mse"),
+    ("learning_rate: 0.1\n", "unknown field"),
+    ("sample: {k: 3}\n", "sample must be"),
+    ("- 1\n- 2\n", "mapping"),
+    ("graphs: [\n", "not valid YAML"),
+])
+def test_bad_specs(tmp_path, text, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SweepError, match=match):
+        load_spec(path)
+
+
+def test_unreadable_spec_files(tmp_path):
+    with pytest.raises(SweepError, match="does not exist"):
+        load_spec(tmp_path / "missing.yaml")
+    with pytest.raises(SweepError, match="directory"):
+        load_spec(tmp_path)
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00garbage\x80")
+    with pytest.raises(SweepError, match="cannot read"):
+        load_spec(tmp_path / "bin.yaml")
+
+
+# ---------------------------------------------------------------------------------------- running
+def test_run_sweep_rows_and_resume(tmp_path, monkeypatch):
+    spec = tiny()
+    df = run_sweep(spec, tmp_path / "run", progress=False)
+    assert list(df.columns[:len(COLUMNS)]) == COLUMNS
+    assert len(df) == 3 * 3 * 2
+    assert set(df["graph"]) == {"1", "2", "2_02"} and set(df["seed"]) == {0, 1}
+    assert df["steps"].eq(4).all() and not df["diverged"].any()
+    assert df["kernel_size"].eq(0).all() and df["arch"].eq("mlp").all()
+    assert ((df["test_acc"] >= 0) & (df["test_acc"] <= 1)).all()
+    _same_rows(load_results(tmp_path / "run"), df)
+
+    # a second run trains nothing
+    import archscale.train
+
+    def boom(*a, **k):
+        raise AssertionError("nothing should be retrained")
+
+    monkeypatch.setattr(archscale.train, "train_replicas", boom)
+    _same_rows(run_sweep(spec, tmp_path / "run", progress=False), df)
+    monkeypatch.undo()
+
+    # new seeds and graphs are added; old rows are kept as they were
+    more = run_sweep(spec.replace(seeds=[0, 1, 2], graphs=["1", "2", "2_02", "2_12"]), tmp_path / "run",
+                     progress=False)
+    assert len(more) == 4 * 3 * 3
+    _same_rows(more.iloc[:len(df)], df)
+
+
+def test_changed_training_setup_is_refused(tmp_path):
+    run_sweep(tiny(), tmp_path, progress=False)
+    with pytest.raises(SweepError, match="steps: 4 -> 5"):
+        run_sweep(tiny(steps=5), tmp_path, progress=False)
+
+
+def test_lock_refuses_a_second_writer(tmp_path):
+    import fcntl
+
+    tmp_path.mkdir(exist_ok=True)
+    with open(tmp_path / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(SweepError, match="another sweep"):
+            run_sweep(tiny(), tmp_path, progress=False)
+
+
+def test_any_cut_of_the_results_file_resumes_to_identical_rows(tmp_path):
+    spec = tiny()
+    ref = run_sweep(spec, tmp_path / "ref", progress=False)
+    raw = (tmp_path / "ref" / RESULTS_FILE).read_bytes()
+    rng = random.Random(0)
+    cuts = sorted({rng.randrange(len(raw)) for _ in range(6)} | {len(raw) - 1, raw.index(b"\n") + 5})
+    for cut in cuts:
+        d = tmp_path / f"cut{cut}"
+        d.mkdir()
+        (d / RESULTS_FILE).write_bytes(raw[:cut])  # what a kill mid-write leaves
+        partial = load_results(d)
+        complete = sum(b'"chunk_done"' in line for line in raw[:cut].split(b"\n")[:-1])
+        assert len(partial) == 2 * complete  # chunk_size 2: only finished chunks count
+        _same_rows(partial, ref.iloc[:len(partial)])
+        _same_rows(run_sweep(spec, d, progress=False), ref)
+        keys = [line for line in (d / RESULTS_FILE).read_bytes().splitlines() if b'"chunk_done"' in line]
+        assert len(keys) == len({json.loads(k)["chunk_done"] for k in keys})  # no chunk twice
+
+
+def test_load_results_errors(tmp_path):
+    with pytest.raises(SweepError, match="does not exist"):
+        load_results(tmp_path / "nope")
+    assert load_results(tmp_path).empty
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_gives_identical_rows(tmp_path):
+    # 24 chunks of 2 replicas, a few seconds in all (long enough to be killed in the middle)
+    spec = SweepSpec(graphs=["1", "2", "2_02", "2_12"], widths=[64], lr_min=0.01, lr_max=3.0, n_lrs=6,
+                     seeds=[0, 1], steps=200, batch_size=32, n_train=400, n_test=100, chunk_size=2)
+    spec_path = tmp_path / "spec.yaml"
+    spec.to_yaml(spec_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "archscale.cli", "sweep", str(spec_path), "--no-progress", "--out"]
+    subprocess.run(cmd + [str(tmp_path / "ref")], env=env, check=True, capture_output=True, cwd=ROOT)
+    ref = load_results(tmp_path / "ref")
+    assert len(ref) == 4 * 6 * 2
+
+    out = tmp_path / "killed"
+    results = out / RESULTS_FILE
+
+    def markers() -> int:
+        return results.read_bytes().count(b'"chunk_done"') if results.exists() else 0
+
+    rng = random.Random(1234)
+    kills, committed = 0, []
+    for _ in range(4):
+        proc = subprocess.Popen(cmd + [str(out)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=ROOT)
+        # wait for a random number of further chunks, then kill at a random moment inside the next one
+        target = markers() + rng.randint(1, 6)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and markers() < target:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        committed.append(len(load_results(out)))
+    # killed mid-sweep at least twice, each time keeping only whole chunks (2 rows each)
+    assert kills >= 2 and 0 < committed[0] < len(ref), committed
+    assert all(n % 2 == 0 for n in committed) and committed == sorted(committed)
+    subprocess.run(cmd + [str(out)], env=env, check=True, capture_output=True, cwd=ROOT)
+    _same_rows(load_results(out), ref)
+    done_ids = [json.loads(line)["chunk_done"] for line in results.read_bytes().splitlines()
+                if b'"chunk_done"' in line]
+    assert len(done_ids) == len(set(done_ids)) == 4 * 6  # 24 chunks, each committed once
+
+
+# ---------------------------------------------------------------------------------------- max_lr
+def _rows(graph, losses_by_seed, lrs, diverged=None, arch="mlp", kernel=0, width=64, act="relu"):
+    rows = []
+    for s, losses in enumerate(losses_by_seed):
+        for i, (lr, loss) in enumerate(zip(lrs, losses)):
+            div = bool(diverged is not None and diverged[s][i])
+            rows.append({"graph": graph, "arch": arch, "width": width, "kernel_size": kernel, "act": act,
+                         "lr": lr, "seed": s, "train_loss": np.nan if div else loss,
+                         "train_loss_final": np.nan if div else loss, "test_loss": 1.0, "test_acc": 0.5,
+                         "diverged": div, "steps": 10})
+    return rows
+
+
+def test_max_lr_picks_lowest_seed_average_and_skips_divergence():
+    lrs = [0.01, 0.1, 1.0, 10.0]
+    rows = _rows("1", [[2.0, 1.0, 0.5, 0.4], [2.0, 1.0, 0.6, 0.1]], lrs,
+                 diverged=[[False] * 4, [False, False, False, True]])
+    m = max_lr(pd.DataFrame(rows))
+    assert len(m) == 1
+    r = m.iloc[0]
+    assert r["max_lr"] == 1.0 and r["best_loss"] == pytest.approx(0.55)  # lr 10 has a diverged seed
+    assert (r["max_lr_lo"], r["max_lr_hi"]) == (1.0, 10.0)  # seed 0's own best is lr 10
+    assert not r["at_edge"] and r["n_diverged"] == 1 and r["n_seeds"] == 2
+
+
+def test_max_lr_flags_edges_and_all_diverged():
+    lrs = [0.1, 1.0]
+    rows = _rows("1", [[0.5, 0.9]], lrs) + _rows("2", [[1.0, 1.0]], lrs, diverged=[[True, True]])
+    m = max_lr(pd.DataFrame(rows)).set_index("graph")
+    assert m.loc["1", "at_edge"] and m.loc["1", "max_lr"] == 0.1
+    assert math.isnan(m.loc["2", "max_lr"])
+    with pytest.raises(SweepError, match="metric"):
+        max_lr(pd.DataFrame(rows), metric="accuracy")
+    with pytest.raises(SweepError, match="no results"):
+        max_lr(pd.DataFrame(columns=COLUMNS))
+
+
+def _synthetic(codes, base_lr=1.0, kernels=(0,), arch="mlp", jitter=None):
+    """Rows whose loss is minimal exactly at base_lr * lr_scale(graph) (on a fine grid)."""
+    grid = np.geomspace(1e-3, 10, 81)
+    rows = []
+    for code in codes:
+        for k in kernels:
+            dag = Dag.parse(code, ops=arch)
+            target = base_lr * lr_scale(dag, arch, k if arch == "cnn" else None)
+            if jitter:
+                target *= jitter[code]
+            losses = (np.log(grid) - np.log(target)) ** 2
+            rows += _rows(code, [losses], list(grid), arch=arch, kernel=k)
+    return pd.DataFrame(rows)
+
+
+def test_compare_recovers_a_perfect_prediction():
+    codes = ["1"] + [Dag.chain(n).code for n in range(1, 6)] + ["2_12", "2_22_222"]
+    comp = compare(_synthetic(codes, base_lr=0.5))
+    assert comp.n == len(codes) and comp.base == "1" and comp.offset == 3
+    assert comp.pearson_r > 0.99 and comp.pearson_r_log > 0.99
+    t = comp.table.set_index("graph")
+    assert t.loc["2_02", "predicted"] == pytest.approx(t.loc["1", "measured"] * (27 / 125) ** 0.5)
+    assert "Pearson r" in comp.format() and json.dumps(comp.to_dict())
+
+
+def test_compare_cnn_uses_kernel_three_base():
+    codes = ["1", "2", "2_02", "2_12"]
+    comp = compare(_synthetic(codes, kernels=(3, 5, 7), arch="cnn"))
+    assert comp.n == 12 and comp.pearson_r > 0.99
+    t = comp.table
+    row = t[(t.graph == "2") & (t.kernel_size == 7)].iloc[0]
+    assert row["scale"] == pytest.approx((27 / 64) ** 0.5 * 3 / 7)
+
+
+def test_compare_reports_disagreement_and_needs_the_base():
+    codes = ["1", "2", "2_02", "2_02_002"]
+    jitter = {"1": 1.0, "2": 2.5, "2_02": 0.3, "2_02_002": 3.0}
+    comp = compare(_synthetic(codes, jitter=jitter))
+    assert comp.pearson_r < 0.9
+    without = _synthetic(["2", "2_02"])
+    with pytest.raises(SweepError, match="base graph '1'"):
+        compare(without)
+    assert compare(_synthetic(codes), include_base=False).n == 3
+    assert compare(_synthetic(codes), offset=2).offset == 2
+
+
+# ---------------------------------------------------------------------------------------- presets
+SPECS = sorted((ROOT / "sweeps").glob("*.yaml"))
+
+
+def test_every_experiment_has_smoke_quick_and_full_specs():
+    names = {p.stem for p in SPECS}
+    for experiment in ("mlp_depth", "mlp_topology", "cnn_kernel_topology", "gelu"):
+        for preset in ("smoke", "quick", "full"):
+            assert f"{experiment}_{preset}" in names
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_bundled_specs_load(path):
+    spec = load_spec(path)
+    assert spec.base in spec.graph_list() and len(spec.lr_grid()) >= 2
+    if path.stem.endswith("_full"):
+        assert spec.dataset in ("cifar10", "cifar100")
+    else:
+        assert spec.dataset == "digits"
+
+
+@pytest.mark.parametrize("experiment", ["mlp_depth", "mlp_topology", "cnn_kernel_topology", "gelu"])
+def test_smoke_specs_run(tmp_path, experiment):
+    df = run_sweep(load_spec(ROOT / "sweeps" / f"{experiment}_smoke.yaml"), tmp_path, progress=False)
+    assert len(df) > 0
+    assert compare(df).n >= 2
+
+
+@pytest.mark.slow
+def test_mlp_depth_quick_reaches_the_paper_correlation(tmp_path):
+    spec = load_spec(ROOT / "sweeps" / "mlp_depth_quick.yaml")
+    comp = compare(run_sweep(spec, tmp_path, progress=False))
+    print(comp.format())
+    assert comp.pearson_r >= 0.9
