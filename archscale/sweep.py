@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,6 +327,28 @@ class SweepSpec:
         """The (lr, seed) pairs every model is trained with, seeds outer."""
         return [(lr, s) for s in self.seeds for lr in self.lr_grid()]
 
+    def keys(self) -> set[tuple]:
+        """The row key of every (graph, width, kernel, lr, seed) this spec trains."""
+        out = set()
+        for model in self.model_specs():
+            kern = model.kernel_size if model.arch == "cnn" else 0
+            out.update((model.graph, model.arch, model.width, kern, model.act, _lr_key(lr), s)
+                       for lr, s in self.replicas())
+        return out
+
+    def select(self, results: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``results`` that belong to this spec's grid.
+
+        An output directory keeps the rows of every spec run into it; a maximal LR read off a
+        mix of grids (other LRs, fewer seeds) would be wrong, so analyses take this selection.
+        """
+        if results.empty:
+            return results
+        keys = self.keys()
+        mask = [_row_key(r) in keys for r in results[["graph", "arch", "width", "kernel_size", "act", "lr",
+                                                         "seed"]].to_dict("records")]
+        return results[mask].reset_index(drop=True)
+
     def load_data(self) -> Dataset:
         from .data import load_dataset
 
@@ -497,22 +520,19 @@ def _plan(spec: SweepSpec, data: Dataset, device, done: set, chunk_size: int | N
 
 
 def _all_done(spec: SweepSpec, done: set) -> bool:
-    for model in spec.model_specs():
-        kern = model.kernel_size if model.arch == "cnn" else 0
-        for lr, s in spec.replicas():
-            if (model.graph, model.arch, model.width, kern, model.act, _lr_key(lr), s) not in done:
-                return False
-    return True
+    return spec.keys() <= done
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str = "cpu", progress: bool = True,
               chunk_size: int | None = None, memory_budget: int | None = None,
               threads: int | None = None) -> pd.DataFrame:
-    """Train every replica of ``spec`` not yet in ``out_dir`` and return all rows so far.
+    """Train every replica of ``spec`` not yet in ``out_dir`` and return the spec's rows.
 
     Rows are appended per finished chunk (flushed and fsync'd), so the sweep can be killed at any
     moment and resumed by calling it again with the same spec; changes to the training setup
     (see :data:`IDENTITY_FIELDS`) need a new directory, while new graphs, LRs or seeds are added.
+    The returned table holds only this spec's grid (:meth:`SweepSpec.select`); rows an earlier
+    spec left in the directory stay in ``results.jsonl`` (:func:`load_results` reads them all).
     ``threads`` sets torch's CPU threads for the duration of the call (default: leave them); on a
     CPU shared with other busy processes, 1 thread avoids OpenMP threads waiting on each other.
     """
@@ -557,7 +577,7 @@ def _run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str, progres
                     os.fsync(f.fileno())
             done = {_row_key(r) for r in rows}
         if _all_done(spec, done):
-            return load_results(out_dir)
+            return spec.select(load_results(out_dir))
         data = spec.load_data()
         config = spec.train_config()
         plan = _plan(spec, data, dev, done, chunk_size, memory_budget)
@@ -580,7 +600,7 @@ def _run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str, progres
                     os.fsync(f.fileno())
         finally:
             bar.close()
-    return load_results(out_dir)
+    return spec.select(load_results(out_dir))
 
 
 def _progress_bar(total: int, spec: SweepSpec, enabled: bool):
@@ -796,15 +816,21 @@ def _cmd_maxlr(args) -> int:
     df = load_results(out_dir)
     if df.empty:
         raise SweepError(f"{out_dir} has no finished results yet; run 'archscale sweep SPEC --out {out_dir}'")
-    base = args.base
-    if base is None:
-        spec_path = out_dir / SPEC_FILE
-        base = "1"
-        if spec_path.exists():
-            try:
-                base = str((yaml.safe_load(spec_path.read_text()) or {}).get("base", "1"))
-            except (OSError, yaml.YAMLError):
-                pass
+    spec = None
+    if (out_dir / SPEC_FILE).exists():
+        try:
+            spec = SweepSpec.from_yaml(out_dir / SPEC_FILE)
+        except SweepError as err:
+            print(f"(spec.yaml unreadable, using every row: {err})", file=sys.stderr)
+    if spec is not None and not args.all_rows:
+        kept = spec.select(df)
+        if len(kept) < len(df):
+            print(f"(using the {len(kept)} rows of the last spec run in {out_dir}; "
+                  f"{len(df) - len(kept)} rows of earlier grids set aside, --all-rows uses them too)",
+                  file=sys.stderr)
+        if not kept.empty:
+            df = kept
+    base = args.base if args.base is not None else (spec.base if spec is not None else "1")
     comp = compare(df, base=base, offset=args.offset, metric=args.metric)
     if args.json:
         print(json.dumps(comp.to_dict()))
@@ -837,4 +863,6 @@ def register_cli(subparsers) -> None:
     p.add_argument("--base", default=None, help="base graph code (default: the spec's base, '1')")
     p.add_argument("--metric", default="train_loss", choices=METRICS, help="loss that defines the max LR")
     p.add_argument("--offset", type=int, default=None, help="depth offset (default: the arch's convention)")
+    p.add_argument("--all-rows", action="store_true",
+                   help="use every row in the directory, not only the grid of its last spec")
     p.set_defaults(func=_cmd_maxlr)

@@ -67,6 +67,22 @@ def test_sweep_then_maxlr(finished):
     assert {"measured", "predicted", "measured_lo", "measured_hi"} <= set(obj["table"][0])
 
 
+def test_maxlr_uses_the_last_specs_grid(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    assert archscale("sweep", str(spec), "--out", str(out), "--set", "seeds=[0, 1]",
+                     "--no-progress").returncode == 0
+    more = archscale("sweep", str(spec), "--out", str(out), "--set", "seeds=[2]", "--no-progress")
+    assert more.returncode == 0, more.stderr
+    assert "9 rows" in more.stdout  # the new spec's grid only
+    last = archscale("maxlr", str(out), "--json")
+    assert last.returncode == 0 and "18 rows of earlier grids set aside" in last.stderr
+    every = archscale("maxlr", str(out), "--json", "--all-rows")
+    assert every.returncode == 0 and "set aside" not in every.stderr
+    assert json.loads(last.stdout)["n"] == json.loads(every.stdout)["n"] == 3
+
+
 def test_rerun_skips_finished_work(finished):
     spec, out, _ = finished
     before = (out / "results.jsonl").read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import nbformat
@@ -23,7 +24,25 @@ EXPECTED_FIGURES = {
     "05_mlp_topology": {"fig2_mlp_topology"},
     "06_cnn_kernel_topology": {"fig3_cnn_kernel_topology"},
     "07_gelu": {"fig7_gelu"},
+    "08_maximal_update": {"fig_mup_delta_z", "fig_mup_coord_check", "fig_mup_path_law", "fig_mup_spread",
+                          "fig_mup_width_transfer", "fig_mup_contributions"},
+    "09_nas_rankings": {"fig4_nas_scaled_vs_fixed", "fig4_nas_scaled_vs_fixed_searched_base_lr",
+                        "fig8_nas_mup_vs_archscale", "fig9_nas_rank_stability"},
 }
+ROOT = NOTEBOOK_DIR.parent
+
+
+def test_readme_figures_are_committed_as_png_and_pdf():
+    """Every figure the README embeds exists, with its PDF twin, and every expected figure is embedded."""
+    readme = (ROOT / "README.md").read_text()
+    embedded = set(re.findall(r"!\[[^\]]*\]\(figures/([\w.-]+)\.png\)", readme))
+    figures = ROOT / "figures"
+    missing = sorted(s for s in embedded
+                     if not ((figures / f"{s}.png").exists() and (figures / f"{s}.pdf").exists()))
+    assert not missing, f"README embeds figures not committed as PNG + PDF: {missing}; run make reproduce"
+    expected = set().union(*EXPECTED_FIGURES.values())
+    assert expected <= embedded, \
+        f"figures the notebooks write but the README does not show: {sorted(expected - embedded)}"
 
 
 def test_notebooks_exist():

@@ -146,6 +146,20 @@ def test_run_sweep_rows_and_resume(tmp_path, monkeypatch):
     _same_rows(more.iloc[:len(df)], df)
 
 
+def test_a_new_grid_in_an_old_directory_returns_only_its_rows(tmp_path):
+    """A refined LR grid run where a coarser one ran must not mix the two grids' points."""
+    coarse = run_sweep(tiny(n_lrs=3), tmp_path, progress=False)
+    fine = tiny(n_lrs=4, seeds=[0])
+    rows = run_sweep(fine, tmp_path, progress=False)
+    assert len(rows) == 3 * 4 * 1
+    assert {round(x, 12) for x in rows["lr"]} == {round(x, 12) for x in fine.lr_grid()}
+    assert set(rows["seed"]) == {0}
+    every = load_results(tmp_path)
+    assert len(every) == len(coarse) + len(rows) - 3 * 2  # the grids share both end points (seed 0)
+    _same_rows(fine.select(every), rows)
+    assert fine.select(every.iloc[:0]).empty
+
+
 def test_changed_training_setup_is_refused(tmp_path):
     run_sweep(tiny(), tmp_path, progress=False)
     with pytest.raises(SweepError, match="steps: 4 -> 5"):
