@@ -119,7 +119,9 @@ def _cmd_paths(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="archscale", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="archscale",
+                     description="Architecture-aware hyperparameter scaling: scaled learning rates, DAG "
+                                 "paths, learning-rate sweeps and paper-figure reproduction.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("lr", help="scaled learning rate of a DAG (paper eq. 8/9)")
@@ -146,16 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Subcommands defined next to the code they drive (sweeps, reproduction)."""
-    registers = []
-    for module_name in ("archscale.sweep", "archscale.reproduce"):
-        try:
-            module = __import__(module_name, fromlist=["register_cli"])
-        except ModuleNotFoundError as err:
-            if err.name == module_name:
-                continue
-            raise
-        registers.append(module.register_cli)
-    return registers
+    from . import reproduce, sweep
+
+    return [sweep.register_cli, reproduce.register_cli]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -405,3 +405,35 @@ def test_describe_cells_and_summaries():
     table = nas.comparison_table(comparisons)
     assert list(table["comparison"]) == ["archscale vs fixed", "archscale vs mup"]
     assert table["mean gain (pp)"].iloc[1] == pytest.approx(3.0, abs=0.5)
+
+
+def test_mup_matches_the_mup_package():
+    """apply_mup + mup_param_groups agree with mup.set_base_shapes + MuReadout + MuSGD themselves."""
+    mup = pytest.importorskip("mup")  # `make test` installs it with --no-deps
+    kw = dict(in_channels=3, out_dim=10, n_cells=1)
+    ours = nas.build_cell_net("3_23_241", "mup", width=8, mup_base_width=2, seed=3, **kw)
+
+    def package_net(width: int, seed: int) -> nas.CellNet:
+        net = nas.build_cell_net("3_23_241", "fixed", width=width, seed=seed, **kw)
+        head = mup.MuReadout(net.head.in_features, net.head.out_features)
+        head.load_state_dict(net.head.state_dict())
+        net.head = head
+        return net
+
+    theirs = package_net(8, seed=3)
+    mup.set_base_shapes(theirs, package_net(2, 0), delta=package_net(4, 0))  # rescales the readout
+    for (name, p), (name2, q) in zip(ours.named_parameters(), theirs.named_parameters()):
+        assert name == name2 and torch.equal(p, q), name
+        dims = tuple((int(d.dim), None if d.base_dim is None else int(d.base_dim)) for d in q.infshape)
+        assert ours.mup_shapes[name] == dims, name
+    x = torch.randn(4, 3, 8, 8)
+    torch.testing.assert_close(ours.eval()(x), theirs.eval()(x), rtol=1e-6, atol=1e-6)
+
+    groups = nas.mup_param_groups(ours, 0.1, 5e-4)
+    mine = {n: (g["lr"], g["weight_decay"]) for g in groups for n in g["names"]}
+    names = {id(p): n for n, p in theirs.named_parameters()}
+    opt = mup.MuSGD(theirs.parameters(), lr=0.1, weight_decay=5e-4)
+    package = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    assert set(package) == set(mine)
+    for name, (lr, wd) in package.items():
+        assert mine[name] == pytest.approx((lr, wd)), name
