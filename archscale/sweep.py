@@ -329,12 +329,8 @@ class SweepSpec:
 
     def keys(self) -> set[tuple]:
         """The row key of every (graph, width, kernel, lr, seed) this spec trains."""
-        out = set()
-        for model in self.model_specs():
-            kern = model.kernel_size if model.arch == "cnn" else 0
-            out.update((model.graph, model.arch, model.width, kern, model.act, _lr_key(lr), s)
-                       for lr, s in self.replicas())
-        return out
+        reps = self.replicas()
+        return {key for model in self.model_specs() for key in _model_keys(model, reps)}
 
     def select(self, results: pd.DataFrame) -> pd.DataFrame:
         """The rows of ``results`` that belong to this spec's grid.
@@ -368,6 +364,12 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
 def _row_key(row: dict) -> tuple:
     return (row["graph"], row["arch"], int(row["width"]), int(row["kernel_size"]), row["act"],
             _lr_key(row["lr"]), int(row["seed"]))
+
+
+def _model_keys(model: ModelSpec, reps: list[tuple[float, int]]) -> list[tuple]:
+    """Row keys (as :func:`_row_key`) of ``model`` trained at each ``(lr, seed)`` of ``reps``."""
+    kern = model.kernel_size if model.arch == "cnn" else 0
+    return [(model.graph, model.arch, model.width, kern, model.act, _lr_key(lr), s) for lr, s in reps]
 
 
 def _chunk_id(keys: list[tuple]) -> str:
@@ -510,9 +512,7 @@ def _plan(spec: SweepSpec, data: Dataset, device, done: set, chunk_size: int | N
         n_chunks = -(-len(reps) // size)
         for part in np.array_split(np.arange(len(reps)), n_chunks):
             chunk = [reps[i] for i in part]
-            kern = model.kernel_size if model.arch == "cnn" else 0
-            keys = [(model.graph, model.arch, model.width, kern, model.act, _lr_key(lr), s)
-                    for lr, s in chunk]
+            keys = _model_keys(model, chunk)
             todo = [rep for rep, key in zip(chunk, keys) if key not in done]
             if todo:
                 plan.append((model, todo, _chunk_id(keys)))
@@ -824,11 +824,10 @@ def _cmd_maxlr(args) -> int:
             print(f"(spec.yaml unreadable, using every row: {err})", file=sys.stderr)
     if spec is not None and not args.all_rows:
         kept = spec.select(df)
-        if len(kept) < len(df):
+        if not kept.empty and len(kept) < len(df):
             print(f"(using the {len(kept)} rows of the last spec run in {out_dir}; "
                   f"{len(df) - len(kept)} rows of earlier grids set aside, --all-rows uses them too)",
                   file=sys.stderr)
-        if not kept.empty:
             df = kept
     base = args.base if args.base is not None else (spec.base if spec is not None else "1")
     comp = compare(df, base=base, offset=args.offset, metric=args.metric)
