@@ -10,8 +10,9 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from . import validate
 from .dag import Dag
-from .scaling import check_kernel_size, check_lr, convention, lr_scale
+from .scaling import convention, lr_scale
 
 __all__ = ["main", "UsageError"]
 
@@ -55,18 +56,19 @@ def _parse_dag(args: argparse.Namespace) -> Dag:
 
 
 def _cmd_lr(args: argparse.Namespace) -> int:
-    base_lr = check_lr(args.base_lr, "--base-lr")
+    base_lr = validate.learning_rate(args.base_lr, "--base-lr")
     dag = _parse_dag(args)
     conv = convention(args.arch)
     if args.kernel_size is not None and not conv.uses_kernel:
         raise UsageError(f"--kernel-size applies only to --arch cnn (got --arch {args.arch}); "
                          f"e.g. archscale lr --arch cnn --dag 2_02_002 --base-lr 0.1 --kernel-size 5")
-    kernel = check_kernel_size(args.kernel_size if args.kernel_size is not None
-                               else conv.base_kernel) if conv.uses_kernel else None
-    base_kernel = check_kernel_size(args.base_kernel) if args.base_kernel is not None else None
-    base_dag = Dag.parse(args.base_dag, ops=args.arch) if args.base_dag else None
-    offset = conv.offset if args.offset is None else args.offset
-    scale = lr_scale(dag, args.arch, kernel, offset=offset, base_dag=base_dag,
+    kernel = validate.kernel_size(args.kernel_size if args.kernel_size is not None
+                                  else conv.base_kernel, "--kernel-size") if conv.uses_kernel else None
+    base_kernel = (validate.kernel_size(args.base_kernel, "--base-kernel")
+                   if args.base_kernel is not None else None)
+    base = Dag.parse(args.base_dag, ops=args.arch) if args.base_dag else None
+    offset = conv.offset if args.offset is None else validate.integer(args.offset, "--offset", minimum=0)
+    scale = lr_scale(dag, args.arch, kernel, offset=offset, base=base,
                      base_kernel=base_kernel, all_skip=args.all_skip)
     lr = base_lr * scale
     counts = dag.depth_counts(offset)

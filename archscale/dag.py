@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
+from . import validate
+from .errors import DagError, NoPathError
+
 __all__ = [
     "OP_SETS",
     "PARAMETERIZED_OPS",
@@ -36,14 +39,6 @@ PARAMETERIZED_OPS = frozenset({"block", "nor_conv_1x1", "nor_conv_3x3"})
 ZERO_OPS = frozenset({"zero", "none"})
 
 _EXAMPLES = {"mlp": "2_02_002", "cnn": "2_02_002", "nb201": "3_03_003"}
-
-
-class DagError(ValueError):
-    """A DAG code or graph that archscale cannot accept."""
-
-
-class NoPathError(DagError):
-    """The graph has no input-to-output path through non-zero edges, so it cannot be trained."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +127,7 @@ class Dag:
         ``n_blocks=0`` is not a DAG; use ``Dag.parse("1")`` for a lone skip.
         """
         _check_ops(ops)
-        if not isinstance(n_blocks, int) or n_blocks < 1:
-            raise DagError(f"a chain needs n_blocks >= 1, got {n_blocks!r}")
+        n_blocks = validate.positive_int(n_blocks, "n_blocks of a chain", error=DagError)
         digit = op if op is not None else (2 if ops != "nb201" else 3)
         return cls([[0] * (i - 1) + [digit] for i in range(1, n_blocks + 1)], ops=ops)
 
@@ -146,17 +140,16 @@ class Dag:
         ``Dag.space(5)`` yields the 3**10 = 59,049 graphs of the ``x_xx_xxx_xxxx`` space.
         """
         _check_ops(ops)
-        allowed = tuple(range(len(OP_SETS[ops]))) if digits is None else tuple(digits)
+        n_vertices = validate.integer(n_vertices, "n_vertices of a DAG space", minimum=2, error=DagError)
+        allowed = _allowed_digits(ops, digits)
         n_edges = n_vertices * (n_vertices - 1) // 2
-        if n_vertices < 2:
-            raise DagError(f"a DAG space needs n_vertices >= 2, got {n_vertices}")
         for flat in itertools.product(allowed, repeat=n_edges):
             yield cls(_unflatten(flat, n_vertices), ops=ops)
 
     @staticmethod
     def space_size(n_vertices: int, ops: str = "mlp", digits: tuple[int, ...] | None = None) -> int:
         """Number of graphs :meth:`space` yields."""
-        k = len(OP_SETS[_check_ops(ops)]) if digits is None else len(digits)
+        k = len(_allowed_digits(_check_ops(ops), digits))
         return k ** (n_vertices * (n_vertices - 1) // 2)
 
     @classmethod
@@ -167,9 +160,11 @@ class Dag:
         With ``require_path`` only graphs with an input-to-output path are kept.
         """
         _check_ops(ops)
-        allowed = tuple(range(len(OP_SETS[ops]))) if digits is None else tuple(digits)
+        n_vertices = validate.integer(n_vertices, "n_vertices of a DAG space", minimum=2, error=DagError)
+        k = validate.positive_int(k, "number of graphs k", error=DagError)
+        allowed = _allowed_digits(ops, digits)
         n_edges = n_vertices * (n_vertices - 1) // 2
-        rng = random.Random(seed)
+        rng = random.Random(validate.integer(seed, "seed", error=DagError))
         seen: set[tuple[int, ...]] = set()
         out: list[Dag] = []
         total = len(allowed) ** n_edges
@@ -381,6 +376,16 @@ class Dag:
         for e in self.all_edges if include_zero else self.edges:
             g.add_edge(e.src, e.dst, op=e.op, digit=e.digit, parameterized=e.is_parameterized)
         return g
+
+
+def _allowed_digits(ops: str, digits: tuple[int, ...] | None) -> tuple[int, ...]:
+    n_ops = len(OP_SETS[ops])
+    if digits is None:
+        return tuple(range(n_ops))
+    out = tuple(validate.int_list(digits, "digits", minimum=0, unique=True, error=DagError))
+    if max(out) >= n_ops:
+        raise DagError(f"digits {out} leave the {ops!r} op set (0..{n_ops - 1}: {', '.join(OP_SETS[ops])})")
+    return out
 
 
 def _unflatten(flat: tuple[int, ...], n_vertices: int) -> list[list[int]]:

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DataError
+
 __all__ = [
     "CIFAR_ARCHIVES",
     "DATASETS",
@@ -35,10 +37,6 @@ __all__ = [
 
 #: Dataset names :func:`load_dataset` accepts.
 DATASETS = ("digits", "gaussian", "gaussian_regression", "cifar10", "cifar100")
-
-
-class DataError(ValueError):
-    """A dataset name, file or archive archscale cannot accept."""
 
 
 @dataclass

@@ -22,10 +22,10 @@ import pandas as pd
 import sympy as sp
 
 from .dag import Dag
-from .scaling import ScalingError, convention, lr_scale
+from .errors import ArchscaleError
+from .scaling import convention, lr_scale
 
 __all__ = [
-    "DerivationError",
     "InDegreeDerivation",
     "LrRule",
     "fit_offset",
@@ -41,9 +41,6 @@ __all__ = [
 #: Initialization schemes the recursion knows (same names as ``archscale.models.INIT_SCHEMES``).
 RECURSION_SCHEMES = ("archscale", "he", "source", "reference")
 
-
-class DerivationError(ValueError):
-    """An argument the derivation helpers cannot accept."""
 
 
 # ---------------------------------------------------------------------- initialization
@@ -88,7 +85,7 @@ def _scheme_divisor(dag: Dag, scheme: str, src: int, dst: int) -> int:
         return max(dag.live_in_degrees[src], 1)
     if scheme == "reference":
         return max(dag.in_degrees[src], 1) if src else 1
-    raise DerivationError(f"unknown init scheme {scheme!r}; accepted: {', '.join(RECURSION_SCHEMES)}")
+    raise ArchscaleError(f"unknown init scheme {scheme!r}; accepted: {', '.join(RECURSION_SCHEMES)}")
 
 
 def second_moment_recursion(dag: Dag | str, init: str = "archscale", q0: sp.Expr | int = 1
@@ -104,7 +101,7 @@ def second_moment_recursion(dag: Dag | str, init: str = "archscale", q0: sp.Expr
     if isinstance(dag, str):
         dag = Dag.parse(dag)
     if init not in RECURSION_SCHEMES:
-        raise DerivationError(f"unknown init scheme {init!r}; accepted: {', '.join(RECURSION_SCHEMES)}")
+        raise ArchscaleError(f"unknown init scheme {init!r}; accepted: {', '.join(RECURSION_SCHEMES)}")
     n = dag.n_vertices
     K = sp.zeros(n, n)
     K[0, 0] = sp.sympify(q0)
@@ -231,7 +228,7 @@ def space_table(n_vertices: int = 5, arch: str = "mlp", *, offset: int | None = 
             "code": dag.code, "n_paths": dag.n_paths, "n_blocks": sum(e.is_parameterized for e in dag.edges),
             "min_depth": min(counts), "max_depth": max(counts),
             "path_sum": dag.path_power_sum(3, offset),
-            "scale": lr_scale(dag, "mlp" if arch == "cnn" else arch, offset=offset, base_dag=base_dag),
+            "scale": lr_scale(dag, "mlp" if arch == "cnn" else arch, offset=offset, base=base_dag),
         })
     return pd.DataFrame(rows)
 
@@ -250,10 +247,10 @@ def offset_predictions(codes: Iterable[str], offsets: Iterable[int] = (1, 2, 3, 
         dag = Dag.parse(code, ops=ops)
         for off in offsets:
             if off < 1:
-                raise DerivationError(f"offsets must be >= 1 (a path of depth 0 has no scale); got {off}")
+                raise ArchscaleError(f"offsets must be >= 1 (a path of depth 0 has no scale); got {off}")
             rows.append({"code": dag.code, "offset": int(off),
                          "scale": lr_scale(dag, "mlp" if arch == "cnn" else arch, offset=int(off),
-                                           base_dag=base_dag),
+                                           base=base_dag),
                          "longest": max(dag.depth_counts(0))})
     return pd.DataFrame(rows)
 
@@ -272,11 +269,11 @@ def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6
     rows = []
     for off in offsets:
         if off < 1:
-            raise DerivationError(f"offsets must be >= 1; got {off}")
+            raise ArchscaleError(f"offsets must be >= 1; got {off}")
         try:
             comp = compare(results, base=base, offset=int(off))
-        except ScalingError as err:
-            raise DerivationError(f"offset {off}: {err}") from None
+        except ArchscaleError as err:
+            raise ArchscaleError(f"offset {off}: {err}") from None
         t = comp.table
         t = t[np.isfinite(t["measured"]) & np.isfinite(t["predicted"]) & (t["measured"] > 0)]
         resid = np.log(t["measured"].to_numpy()) - np.log(t["predicted"].to_numpy())

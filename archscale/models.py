@@ -30,10 +30,12 @@ import math
 import torch
 from torch import nn
 
+from . import validate
 from .dag import Dag, DagError
-from .scaling import check_kernel_size, init_std, readout_std
+from .errors import ArchscaleError
+from .scaling import init_std, readout_std
 
-__all__ = ["ACTIVATIONS", "INIT_SCHEMES", "LAYOUTS", "DagCNN", "DagMLP", "DagNet", "ModelError"]
+__all__ = ["ACTIVATIONS", "INIT_SCHEMES", "LAYOUTS", "DagCNN", "DagMLP", "DagNet"]
 
 INIT_SCHEMES = ("archscale", "he", "source", "reference")
 LAYOUTS = ("paper", "reference")
@@ -41,27 +43,24 @@ READOUTS = ("mean_field", "standard")
 ACTIVATIONS = ("relu", "gelu")
 
 
-class ModelError(ValueError):
-    """A model argument archscale cannot accept."""
-
 
 def _activation(act: str) -> nn.Module:
     if act == "relu":
         return nn.ReLU()
     if act == "gelu":
         return nn.GELU()
-    raise ModelError(f"unknown activation {act!r}; accepted: {', '.join(ACTIVATIONS)}")
+    raise ArchscaleError(f"unknown activation {act!r}; accepted: {', '.join(ACTIVATIONS)}")
 
 
 def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> str:
     if value not in accepted:
-        raise ModelError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
+        raise ArchscaleError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
     return value
 
 
 def _check_width(width: object, name: str = "width") -> int:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ModelError(f"{name} must be an integer >= 1, got {width!r}")
+        raise ArchscaleError(f"{name} must be an integer >= 1, got {width!r}")
     return width
 
 
@@ -98,7 +97,7 @@ class DagNet(nn.Module):
         if isinstance(dag, str):
             dag = Dag.parse(dag, ops=ops)
         if not isinstance(dag, Dag):
-            raise ModelError(f"dag must be a Dag or a code string, got {type(dag).__name__}")
+            raise ArchscaleError(f"dag must be a Dag or a code string, got {type(dag).__name__}")
         if dag.ops == "nb201":
             raise DagError("nb201 cells are built by archscale.nas, not DagMLP/DagCNN")
         dag.require_path()
@@ -148,7 +147,7 @@ class DagNet(nn.Module):
         """Weight std this model's init scheme gives the parameterized edge ``src -> dst``."""
         layer = self.edge_layer(src, dst)
         if layer is None:
-            raise ModelError(f"edge {src}->{dst} carries no weights")
+            raise ArchscaleError(f"edge {src}->{dst} carries no weights")
         scheme, dag = self.init_scheme, self.dag
         if scheme == "archscale":
             return init_std(fan_in(layer), dag.live_in_degrees[dst])
@@ -234,9 +233,9 @@ class DagCNN(DagNet):
                  init: str = "archscale", readout: str = "mean_field"):
         self.in_features = _check_width(in_channels, "in_channels")
         try:
-            self.kernel_size = check_kernel_size(kernel_size)
+            self.kernel_size = validate.kernel_size(kernel_size)
         except ValueError as err:
-            raise ModelError(str(err)) from None
+            raise ArchscaleError(str(err)) from None
         if isinstance(dag, str):
             dag = Dag.parse(dag, ops="cnn")
         super().__init__(dag, width, out_dim, act, layout, init, readout, ops="cnn")

@@ -45,7 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import validate
 from .dag import Dag
+from .errors import ArchscaleError
 from .scaling import init_std, lr_scale, readout_std
 
 __all__ = [
@@ -56,7 +58,6 @@ __all__ = [
     "CellNet",
     "GainEstimate",
     "NasCell",
-    "NasError",
     "ReLUConvBN",
     "Recipe",
     "ReductionBlock",
@@ -95,19 +96,16 @@ RESULT_COLUMNS = ("graph", "recipe", "kind", "seed", "width", "n_cells", "base_l
                   "train_loss", "train_acc", "test_loss", "test_acc", "diverged", "seconds")
 
 
-class NasError(ValueError):
-    """An argument the NAS study cannot accept."""
-
 
 def _check_int(value: object, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise NasError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ArchscaleError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
 def _check_choice(name: str, value: str, accepted: Sequence[str]) -> str:
     if value not in accepted:
-        raise NasError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
+        raise ArchscaleError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
     return value
 
 
@@ -115,9 +113,10 @@ def _as_cell(dag: Dag | str) -> Dag:
     if isinstance(dag, str):
         dag = Dag.parse(dag, ops="nb201")
     if not isinstance(dag, Dag):
-        raise NasError(f"a cell must be a Dag or an nb201 code like '3_03_003', got {type(dag).__name__}")
+        raise ArchscaleError(f"a cell must be a Dag or an nb201 code like '3_03_003', "
+                             f"got {type(dag).__name__}")
     if dag.ops != "nb201":
-        raise NasError(
+        raise ArchscaleError(
             f"cell {dag.code!r} uses the {dag.ops!r} op set; parse it with ops='nb201' "
             f"(digits 0-4: {', '.join(CELL_OPS)})"
         )
@@ -148,7 +147,7 @@ def _cell_op(op: str, channels: int, batchnorm: bool) -> nn.Module:
         return ReLUConvBN(channels, channels, 3, batchnorm=batchnorm)
     if op == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-    raise NasError(f"no module for op {op!r}; accepted: {', '.join(CELL_OPS[1:])}")
+    raise ArchscaleError(f"no module for op {op!r}; accepted: {', '.join(CELL_OPS[1:])}")
 
 
 class NasCell(nn.Module):
@@ -249,7 +248,7 @@ class CellNet(nn.Module):
         """Weight std this model's init scheme gives the conv on a cell's edge ``src -> dst``."""
         conv = cell.edge_conv(src, dst)
         if conv is None:
-            raise NasError(f"edge {src}->{dst} of cell {cell.dag.code!r} carries no conv")
+            raise ArchscaleError(f"edge {src}->{dst} of cell {cell.dag.code!r} carries no conv")
         degree = cell.dag.live_in_degrees[dst] if self.init_scheme == "archscale" else 1
         return init_std(_fan_in(conv), degree)
 
@@ -349,7 +348,7 @@ def apply_mup(model: CellNet, base_width: int = 1, *, output_mult: float = 1.0,
     (base model width 1, delta width 2), which the paper says it followed.
     """
     if getattr(model, "mup_shapes", None) is not None:
-        raise NasError("apply_mup was already called on this model; build a fresh model instead")
+        raise ArchscaleError("apply_mup was already called on this model; build a fresh model instead")
     shapes = mup_infshapes(model, base_width)
     wm = _width_mult(shapes["head.weight"])
     if readout_zero_init:
@@ -373,7 +372,7 @@ def mup_param_groups(model: CellNet, lr: float, weight_decay: float = 0.0) -> li
     """
     shapes = getattr(model, "mup_shapes", None)
     if shapes is None:
-        raise NasError("call apply_mup(model, base_width) before building muP parameter groups")
+        raise ArchscaleError("call apply_mup(model, base_width) before building muP parameter groups")
     groups: dict[tuple[str, float], dict] = {}
     for name, p in model.named_parameters():
         dims = shapes[name]
@@ -389,7 +388,7 @@ def mup_param_groups(model: CellNet, lr: float, weight_decay: float = 0.0) -> li
             key = ("fixed", 1.0)
             g_lr, g_wd = lr, weight_decay
         else:
-            raise NasError(f"parameter {name} has {n_inf} infinite dimensions; muP handles at most 2")
+            raise ArchscaleError(f"parameter {name} has {n_inf} infinite dimensions; muP handles at most 2")
         group = groups.setdefault(key, {"params": [], "names": [], "lr": g_lr, "weight_decay": g_wd})
         group["params"].append(p)
         group["names"].append(name)
@@ -412,23 +411,18 @@ class Recipe:
     def __post_init__(self):
         _check_choice("recipe kind", self.kind, RECIPES)
         if not isinstance(self.name, str) or not self.name:
-            raise NasError(f"a recipe needs a non-empty name, got {self.name!r}")
+            raise ArchscaleError(f"a recipe needs a non-empty name, got {self.name!r}")
         if self.base_lr is not None:
-            _check_lr(self.base_lr, f"base_lr of recipe {self.name!r}")
+            validate.learning_rate(self.base_lr, f"base_lr of recipe {self.name!r}")
 
-
-def _check_lr(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise NasError(f"{name} must be a positive number such as 0.1, got {value!r}")
-    return float(value)
 
 
 def _as_recipe(recipe: str | Recipe) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
     if not isinstance(recipe, str):
-        raise NasError(f"a recipe is a name ({', '.join(RECIPES)}) or a Recipe, got {type(recipe).__name__}")
+        raise ArchscaleError(f"a recipe is a name ({', '.join(RECIPES)}) or a Recipe, "
+                             f"got {type(recipe).__name__}")
     _check_choice("recipe", recipe, RECIPES)
     return Recipe(recipe, recipe)
 
@@ -442,7 +436,7 @@ def recipe_lr(dag: Dag | str, recipe: str | Recipe, base_lr: float = 0.1) -> flo
     """
     recipe = _as_recipe(recipe)
     dag = _as_cell(dag)
-    base = _check_lr(base_lr if recipe.base_lr is None else recipe.base_lr, "base learning rate")
+    base = validate.learning_rate(base_lr if recipe.base_lr is None else recipe.base_lr, "base learning rate")
     if recipe.kind == "archscale":
         return base * lr_scale(dag, "nb201")
     return base
@@ -489,13 +483,13 @@ class TrainConfig:
         _check_int(self.epochs, "epochs")
         _check_int(self.batch_size, "batch_size")
         _check_int(self.eval_batch_size, "eval_batch_size")
-        _check_lr(self.base_lr, "base_lr")
+        validate.learning_rate(self.base_lr, "base_lr")
         if not 0 <= self.momentum < 1:
-            raise NasError(f"momentum must be in [0, 1), got {self.momentum!r}")
+            raise ArchscaleError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.nesterov and self.momentum == 0:
-            raise NasError("nesterov needs momentum > 0; set momentum=0.9 or nesterov=False")
+            raise ArchscaleError("nesterov needs momentum > 0; set momentum=0.9 or nesterov=False")
         if self.weight_decay < 0:
-            raise NasError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+            raise ArchscaleError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
 
 
 def _optimizer(model: CellNet, kind: str, lr: float, cfg: TrainConfig) -> torch.optim.SGD:
@@ -510,13 +504,13 @@ def _optimizer(model: CellNet, kind: str, lr: float, cfg: TrainConfig) -> torch.
 def _check_images(data) -> None:
     for name in ("x_train", "y_train", "x_test", "y_test", "n_classes"):
         if not hasattr(data, name):
-            raise NasError(f"data must be an archscale.data.Dataset (missing {name!r}); "
+            raise ArchscaleError(f"data must be an archscale.data.Dataset (missing {name!r}); "
                            f"use archscale.data.load_dataset(name, flatten=False)")
     if data.x_train.ndim != 4:
-        raise NasError(f"cell networks need images (N, C, H, W); got x_train of shape "
+        raise ArchscaleError(f"cell networks need images (N, C, H, W); got x_train of shape "
                        f"{tuple(data.x_train.shape)}: load with load_dataset(name, flatten=False)")
     if not data.n_classes:
-        raise NasError("the NAS study needs a classification dataset (n_classes > 0)")
+        raise ArchscaleError("the NAS study needs a classification dataset (n_classes > 0)")
 
 
 def _on_device(data, device: str | torch.device):
@@ -646,11 +640,11 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
     cfg = cfg or TrainConfig()
     cells = [_as_cell(d) for d in dags]
     if not cells:
-        raise NasError("no cells to train; sample some with Dag.sample(4, k, seed, ops='nb201')")
+        raise ArchscaleError("no cells to train; sample some with Dag.sample(4, k, seed, ops='nb201')")
     recipes = [_as_recipe(r) for r in recipes]
     names = [r.name for r in recipes]
     if len(set(names)) != len(names):
-        raise NasError(f"recipe names must be distinct, got {names}")
+        raise ArchscaleError(f"recipe names must be distinct, got {names}")
     seeds = [_check_int(s, "seed", 0) for s in seeds]
     _check_images(data)
     data = _on_device(data, device)
@@ -666,7 +660,7 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
         if meta.exists():
             previous = json.loads(meta.read_text())
             if previous != asdict(study):
-                raise NasError(f"{out} holds results of a study with other settings ({previous}); "
+                raise ArchscaleError(f"{out} holds results of a study with other settings ({previous}); "
                                f"use another out_dir or delete that folder")
         else:
             meta.write_text(json.dumps(asdict(study), indent=1))
@@ -679,7 +673,7 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
                 for r in rows:
                     if r["recipe"] == recipe.name and (r["kind"] != recipe.kind
                                                        or not math.isclose(r["base_lr"], base)):
-                        raise NasError(
+                        raise ArchscaleError(
                             f"{out} already has recipe {recipe.name!r} as kind {r['kind']!r} with base LR "
                             f"{r['base_lr']:g}; give this variant another name or use another out_dir")
     todo = [(c, r, s) for c in cells for s in seeds for r in recipes if (c.code, r.name, s) not in done]
@@ -725,9 +719,9 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1), c
     from tqdm.auto import tqdm
 
     cfg = cfg or TrainConfig()
-    lrs = [_check_lr(lr, "grid learning rate") for lr in lrs]
+    lrs = [validate.learning_rate(lr, "grid learning rate") for lr in lrs]
     if not lrs:
-        raise NasError("the LR grid is empty; pass e.g. lrs=np.geomspace(0.05, 3.2, 7)")
+        raise ArchscaleError("the LR grid is empty; pass e.g. lrs=np.geomspace(0.05, 3.2, 7)")
     search_cfg = replace(cfg, epochs=_check_int(epochs, "epochs"), cosine=False)
     _check_images(data)
     data = _on_device(data, device)
@@ -749,7 +743,8 @@ def load_nas_results(out_dir: str | Path) -> pd.DataFrame:
     """The tidy results table written by :func:`run_nas_study` in ``out_dir``."""
     path = Path(out_dir) / "results.csv"
     if not path.exists():
-        raise NasError(f"no NAS results at {path}; run run_nas_study(..., out_dir={str(out_dir)!r}) first")
+        raise ArchscaleError(f"no NAS results at {path}; "
+                             f"run run_nas_study(..., out_dir={str(out_dir)!r}) first")
     table = pd.read_csv(path, dtype={"graph": str})
     table["diverged"] = table["diverged"].astype(str).str.lower() == "true"
     return table
@@ -758,7 +753,7 @@ def load_nas_results(out_dir: str | Path) -> pd.DataFrame:
 def accuracy_table(results: pd.DataFrame, metric: str = "test_acc", seed: int | None = None) -> pd.DataFrame:
     """One row per cell, one column per recipe: ``metric`` averaged over seeds (or one ``seed``)."""
     if metric not in results.columns:
-        raise NasError(f"unknown metric {metric!r}; accepted: {', '.join(results.columns)}")
+        raise ArchscaleError(f"unknown metric {metric!r}; accepted: {', '.join(results.columns)}")
     if seed is not None:
         results = results[results["seed"] == seed]
     table = results.pivot_table(index="graph", columns="recipe", values=metric, aggfunc="mean")
@@ -771,9 +766,9 @@ def _pair_arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(a, dtype=float).ravel()
     b = np.asarray(b, dtype=float).ravel()
     if a.shape != b.shape:
-        raise NasError(f"the two score lists must have the same length, got {a.size} and {b.size}")
+        raise ArchscaleError(f"the two score lists must have the same length, got {a.size} and {b.size}")
     if np.isnan(a).any() or np.isnan(b).any():
-        raise NasError("scores contain NaN; drop those architectures first")
+        raise ArchscaleError("scores contain NaN; drop those architectures first")
     return a, b
 
 
@@ -802,7 +797,7 @@ def kendall_tau(a, b) -> float:
 
 def _topk_count(n: int, k: float, min_n: int) -> int:
     if not 0 < k <= 100:
-        raise NasError(f"top-K percentages must be in (0, 100], got {k!r}")
+        raise ArchscaleError(f"top-K percentages must be in (0, 100], got {k!r}")
     return min(n, max(min_n, math.ceil(n * k / 100 - 1e-9)))
 
 
@@ -874,11 +869,11 @@ def mean_gain(new, old, *, confidence: float = 0.95, method: str = "bootstrap", 
     new, old = _pair_arrays(new, old)
     _check_choice("method", method, ("bootstrap", "t"))
     if not 0 < confidence < 1:
-        raise NasError(f"confidence must be in (0, 1), got {confidence!r}")
+        raise ArchscaleError(f"confidence must be in (0, 1), got {confidence!r}")
     d = new - old
     n = d.size
     if n < 2:
-        raise NasError(f"a gain interval needs at least 2 paired architectures, got {n}")
+        raise ArchscaleError(f"a gain interval needs at least 2 paired architectures, got {n}")
     mean = float(d.mean())
     alpha = 1 - confidence
     if method == "t":
@@ -908,7 +903,8 @@ def rank_stability(results: pd.DataFrame, ks: Sequence[float] = (100, 50, 20, 10
     for other in others:
         for name in (reference, other):
             if name not in mean.columns:
-                raise NasError(f"recipe {name!r} is not in the results; found {', '.join(mean.columns)}")
+                raise ArchscaleError(f"recipe {name!r} is not in the results; "
+                                     f"found {', '.join(mean.columns)}")
         both = mean[[reference, other]].dropna()
         df = topk_kendall(both[reference], both[other], ks, min_n=min_n)
         df.insert(0, "recipe", other)
@@ -929,7 +925,7 @@ def rank_stability(results: pd.DataFrame, ks: Sequence[float] = (100, 50, 20, 10
             df.insert(0, "comparison", f"{recipe}: seed {s1} vs {s2}")
             frames.append(df)
     if not frames:
-        raise NasError("no comparisons could be made; the results need two recipes or two seeds")
+        raise ArchscaleError("no comparisons could be made; the results need two recipes or two seeds")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -964,10 +960,10 @@ def compare_recipes(results: pd.DataFrame, new: str = "archscale", old: str = "f
     table = accuracy_table(results) * 100
     for name in (new, old):
         if name not in table.columns:
-            raise NasError(f"recipe {name!r} is not in the results; found {', '.join(table.columns)}")
+            raise ArchscaleError(f"recipe {name!r} is not in the results; found {', '.join(table.columns)}")
     acc = table[[old, new]].dropna()
     if len(acc) < 2:
-        raise NasError(f"only {len(acc)} cell(s) were trained with both {old!r} and {new!r}; need >= 2")
+        raise ArchscaleError(f"only {len(acc)} cell(s) were trained with both {old!r} and {new!r}; need >= 2")
     gain = mean_gain(acc[new], acc[old], confidence=confidence, n_boot=n_boot, seed=seed)
     topk = topk_kendall(acc[old], acc[new], ks, by="a", min_n=min_n)
     gap_old = topk_pairwise_gap(acc[old], ks)

@@ -31,7 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import validate
 from .dag import Dag
+from .errors import ArchscaleError
 from .scaling import lr_scale
 
 __all__ = [
@@ -39,7 +41,6 @@ __all__ = [
     "LOSSES",
     "DeltaZResult",
     "PathLawFit",
-    "ProbeError",
     "coord_check",
     "coord_slopes",
     "delta_z",
@@ -64,9 +65,6 @@ COORD_CHECK_COLUMNS = ("width", "seed", "step", "vertex", "kind", "mean_abs_z", 
                        "loss")
 
 
-class ProbeError(ValueError):
-    """An argument the probes cannot accept."""
-
 
 @torch.no_grad()
 def forward_second_moments(model: nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -85,15 +83,6 @@ def forward_second_moments(model: nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- argument checks
-def _check_lr(lr: object, name: str = "lr") -> float:
-    try:
-        value = float(lr)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ProbeError(f"{name} must be a positive number such as 0.1, got {lr!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ProbeError(f"{name} must be a positive finite number such as 0.1, got {lr!r}")
-    return value
-
 
 LossArg = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -102,21 +91,21 @@ def _check_loss(loss: object) -> LossArg:
     if callable(loss):
         return loss  # type: ignore[return-value]
     if loss not in LOSSES:
-        raise ProbeError(f"unknown loss {loss!r}; accepted: 'mse' (squared error), 'ce' (cross-entropy) "
+        raise ArchscaleError(f"unknown loss {loss!r}; accepted: 'mse' (squared error), 'ce' (cross-entropy) "
                          f"or a function (logits, y) -> scalar")
     return loss  # type: ignore[return-value]
 
 
 def _check_positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ProbeError(f"{name} must be an integer >= 1, got {value!r}")
+        raise ArchscaleError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
 def _check_seeds(seeds: Iterable[int]) -> list[int]:
     seeds = list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in seeds):
-        raise ProbeError(f"seeds must be a non-empty list of integers such as [0, 1, 2], got {seeds!r}")
+        raise ArchscaleError(f"seeds must be a non-empty list of integers such as [0, 1, 2], got {seeds!r}")
     return [int(s) for s in seeds]
 
 
@@ -124,10 +113,10 @@ def _check_widths(widths: Iterable[int]) -> list[int]:
     try:
         widths = list(widths)
     except TypeError:
-        raise ProbeError(f"widths must be a list of integers >= 1 such as [64, 128], got {widths!r}"
+        raise ArchscaleError(f"widths must be a list of integers >= 1 such as [64, 128], got {widths!r}"
                          ) from None
     if not widths:
-        raise ProbeError("widths is empty; give at least one width, e.g. [64, 128, 256]")
+        raise ArchscaleError("widths is empty; give at least one width, e.g. [64, 128, 256]")
     for w in widths:
         _check_positive_int(w, "every width")
     return [int(w) for w in widths]
@@ -137,18 +126,19 @@ def _check_lr_mult(lr_mult: Mapping[str, float] | None, groups: Mapping[str, lis
     if lr_mult is None:
         return {}
     if not isinstance(lr_mult, Mapping):
-        raise ProbeError(
+        raise ArchscaleError(
             f"lr_mult must map group names to multipliers, e.g. {{'readout': 0.25}}, got {lr_mult!r}"
         )
     unknown = [g for g in lr_mult if g not in groups]
     if unknown:
-        raise ProbeError(f"lr_mult names unknown group(s) {unknown}; groups of this model: {list(groups)}")
-    return {g: _check_lr(m, f"lr_mult[{g!r}]") for g, m in lr_mult.items()}
+        raise ArchscaleError(f"lr_mult names unknown group(s) {unknown}; "
+                             f"groups of this model: {list(groups)}")
+    return {g: validate.learning_rate(m, f"lr_mult[{g!r}]") for g, m in lr_mult.items()}
 
 
 def _check_model(model: object) -> nn.Module:
     if not isinstance(model, nn.Module) or not hasattr(model, "dag"):
-        raise ProbeError(
+        raise ArchscaleError(
             f"the probes need a DagMLP or DagCNN (a model with .dag and return_nodes=True), "
             f"got {type(model).__name__}"
         )
@@ -162,18 +152,18 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 def _as_batch(model: nn.Module, x: object, y: object, loss: LossArg) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise ProbeError(f"x and y must be torch tensors, got {type(x).__name__} and {type(y).__name__}")
+        raise ArchscaleError(f"x and y must be torch tensors, got {type(x).__name__} and {type(y).__name__}")
     if x.ndim < 1 or x.shape[0] == 0:
-        raise ProbeError("the probe batch x is empty; give at least one example")
+        raise ArchscaleError("the probe batch x is empty; give at least one example")
     if y.ndim < 1 or y.shape[0] != x.shape[0]:
-        raise ProbeError(
+        raise ArchscaleError(
             f"x and y must hold the same number of examples, got {x.shape[0]} and "
             f"{y.shape[0] if y.ndim else 'a scalar'}"
         )
     device, dtype = _model_device_dtype(model)
     x = x.to(device=device, dtype=dtype if x.is_floating_point() else x.dtype)
     if loss == "ce" and y.is_floating_point():
-        raise ProbeError("loss='ce' needs integer class labels in y; use loss='mse' for real targets")
+        raise ArchscaleError("loss='ce' needs integer class labels in y; use loss='mse' for real targets")
     y = y.to(device=device, dtype=dtype if y.is_floating_point() else torch.long)
     return x, y
 
@@ -187,7 +177,7 @@ def loss_value(logits: torch.Tensor, y: torch.Tensor, loss: LossArg) -> torch.Te
     if callable(loss):
         value = loss(logits, y)
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
-            raise ProbeError("a loss function must return a scalar tensor, e.g. F.mse_loss(logits, y)")
+            raise ArchscaleError("a loss function must return a scalar tensor, e.g. F.mse_loss(logits, y)")
         return value.reshape(())
     if loss == "ce":
         return F.cross_entropy(logits, y)
@@ -196,7 +186,7 @@ def loss_value(logits: torch.Tensor, y: torch.Tensor, loss: LossArg) -> torch.Te
     elif y.ndim == 1 and logits.ndim == 2 and logits.shape[1] == 1:
         y = y.unsqueeze(1)
     if y.shape != logits.shape:
-        raise ProbeError(
+        raise ArchscaleError(
             f"mse targets of shape {tuple(y.shape)} do not match the logits' {tuple(logits.shape)}"
         )
     return F.mse_loss(logits, y)
@@ -223,7 +213,7 @@ def parameter_groups(model: nn.Module) -> dict[str, list[str]]:
             src, dst = name.split(".")[1].split("_")
             groups[f"edge {src}->{dst}"].append(name)
         else:  # pragma: no cover - DagNet has no other parameters
-            raise ProbeError(f"parameter {name!r} belongs to no known group")
+            raise ArchscaleError(f"parameter {name!r} belongs to no known group")
     return groups
 
 
@@ -266,7 +256,7 @@ class DeltaZResult:
         """``delta_z2`` of one vertex (``N`` = the logits)."""
         rows = self.per_vertex.loc[self.per_vertex["vertex"] == vertex, "delta_z2"]
         if rows.empty:
-            raise ProbeError(
+            raise ArchscaleError(
                 f"no vertex {vertex}; vertices are 0..{len(self.per_vertex) - 1} (last = logits)"
             )
         return float(rows.iloc[0])
@@ -327,7 +317,8 @@ def _moving(groups: Mapping[str, list[str]], freeze: Sequence[str] | str
     freeze = (freeze,) if isinstance(freeze, str) else tuple(freeze)
     unknown = [g for g in freeze if g not in groups]
     if unknown:
-        raise ProbeError(f"cannot freeze unknown group(s) {unknown}; groups of this model: {list(groups)}")
+        raise ArchscaleError(f"cannot freeze unknown group(s) {unknown}; "
+                             f"groups of this model: {list(groups)}")
     return [g for g in groups if g not in freeze], freeze
 
 
@@ -346,12 +337,12 @@ def delta_z(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, loss:
     interactions. The caller's model is never modified; its train/eval mode is kept.
     """
     model = _check_model(model)
-    lr = _check_lr(lr)
+    lr = validate.learning_rate(lr, "lr")
     loss = _check_loss(loss)
     x, y = _as_batch(model, x, y, loss)
     if probe_x is not None:
         if not isinstance(probe_x, torch.Tensor) or probe_x.ndim < 1 or probe_x.shape[0] == 0:
-            raise ProbeError("probe_x must be a non-empty tensor of examples shaped like x")
+            raise ArchscaleError("probe_x must be a non-empty tensor of examples shaped like x")
         probe_x = probe_x.to(device=x.device, dtype=x.dtype)
     groups = parameter_groups(model)
     moving, freeze = _moving(groups, freeze)
@@ -422,9 +413,9 @@ def delta_z_vs_lr(make_model: Callable[[int], nn.Module], widths: Iterable[int],
     width. Columns: width, lr, seed, vertex, kind, delta_z2 (vertex N = the logits, kind "output").
     """
     widths = _check_widths(widths)
-    lrs = [_check_lr(lr, "every lr") for lr in lrs]
+    lrs = [validate.learning_rate(lr, "every lr") for lr in lrs]
     if not lrs:
-        raise ProbeError("lrs is empty; give at least one learning rate, e.g. [0.01, 0.1, 1.0]")
+        raise ArchscaleError("lrs is empty; give at least one learning rate, e.g. [0.01, 0.1, 1.0]")
     seeds = _check_seeds(seeds)
     loss = _check_loss(loss)
     rows = []
@@ -454,18 +445,18 @@ def delta_z_graphs(graphs: Iterable[Dag | str], make_model: Callable[[Dag], nn.M
     vertex (kind "last"), the logits (kind "output"), and the logits when the readout does not
     step (kind "output_no_readout": the part of the output's change that the hidden layers cause).
     """
-    lr = _check_lr(lr)
+    lr = validate.learning_rate(lr, "lr")
     loss = _check_loss(loss)
     seeds = _check_seeds(seeds)
     dags = []
     for g in graphs:
         dag = Dag.parse(g, ops=arch or "mlp") if isinstance(g, str) else g
         if not isinstance(dag, Dag):
-            raise ProbeError(f"graphs must be Dag objects or DAG codes, got {type(g).__name__}")
+            raise ArchscaleError(f"graphs must be Dag objects or DAG codes, got {type(g).__name__}")
         dag.require_path()
         dags.append(dag)
     if not dags:
-        raise ProbeError("graphs is empty; give at least one DAG, e.g. ['2', '2_02', '2_22']")
+        raise ArchscaleError("graphs is empty; give at least one DAG, e.g. ['2', '2_02', '2_22']")
     rows = []
     jobs = [(d, s) for d in dags for s in seeds]
     for dag, seed in _progress(jobs, len(jobs), "delta z per graph", progress):
@@ -495,7 +486,7 @@ def _unpack_data(data: object) -> tuple[torch.Tensor, torch.Tensor]:
         return data.x_train, data.y_train  # archscale.data.Dataset
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return data[0], data[1]
-    raise ProbeError(
+    raise ArchscaleError(
         f"data must be an (x, y) pair of tensors or an archscale.data.Dataset, got {type(data).__name__}"
     )
 
@@ -522,7 +513,7 @@ def coord_check(make_model: Callable[[int], nn.Module], widths: Iterable[int], l
     of step t+1 before it is taken; NaN on the last row of a run).
     """
     widths = _check_widths(widths)
-    lr = _check_lr(lr)
+    lr = validate.learning_rate(lr, "lr")
     steps = _check_positive_int(steps, "steps")
     loss = _check_loss(loss)
     seeds = _check_seeds(seeds)
@@ -530,13 +521,13 @@ def coord_check(make_model: Callable[[int], nn.Module], widths: Iterable[int], l
     if batch_size is not None:
         batch_size = _check_positive_int(batch_size, "batch_size")
     if not callable(make_model):
-        raise ProbeError(
+        raise ArchscaleError(
             "make_model must be a function width -> model, e.g. lambda n: DagMLP('2_02', 64, n, 10)"
         )
     x_all, y_all = _unpack_data(data)
     if not isinstance(x_all, torch.Tensor) or not isinstance(y_all, torch.Tensor) \
             or len(x_all) != len(y_all) or len(x_all) == 0:
-        raise ProbeError("data must hold the same non-zero number of inputs and targets, as tensors")
+        raise ArchscaleError("data must hold the same non-zero number of inputs and targets, as tensors")
     rows = []
     jobs = [(w, s) for w in widths for s in seeds]
     for width, seed in _progress(jobs, len(jobs), "coord check", progress):
@@ -602,14 +593,14 @@ def _per_graph(table: pd.DataFrame, kind: str, lr_rule: str | None = "shared", m
                arch: str = "mlp") -> pd.DataFrame:
     need = {"graph", "kind", "delta_z2"}
     if not need <= set(table.columns):
-        raise ProbeError(
+        raise ArchscaleError(
             f"the table needs columns {sorted(need)} (from delta_z_graphs), got {list(table.columns)}"
         )
     sel = table[table["kind"] == kind]
     if lr_rule is not None and "lr_rule" in sel.columns:
         sel = sel[sel["lr_rule"] == lr_rule]
     if sel.empty:
-        raise ProbeError(f"no rows with kind={kind!r}" + (f" and lr_rule={lr_rule!r}" if lr_rule else ""))
+        raise ArchscaleError(f"no rows with kind={kind!r}" + (f" and lr_rule={lr_rule!r}" if lr_rule else ""))
     if min_params:
         keep = {g for g in sel["graph"].unique() if min_path_params(g, arch) >= min_params}
         sel = sel[sel["graph"].isin(keep)]
@@ -680,7 +671,7 @@ class PathLawFit:
     def law(self, name: str) -> pd.Series:
         rows = self.table[self.table["law"] == name]
         if rows.empty:
-            raise ProbeError(f"no law {name!r}; fitted laws: {list(self.table['law'])}")
+            raise ArchscaleError(f"no law {name!r}; fitted laws: {list(self.table['law'])}")
         return rows.iloc[0]
 
     def _has(self, name: str) -> bool:
@@ -749,20 +740,21 @@ def fit_path_law(table: pd.DataFrame, *, kind: str = "last", lr_rule: str = "sha
     least squares. Intervals: percentile bootstrap over graphs with ``numpy`` seed ``seed``.
     """
     if n_boot < 10:
-        raise ProbeError(f"n_boot must be at least 10 for a percentile interval, got {n_boot}")
+        raise ArchscaleError(f"n_boot must be at least 10 for a percentile interval, got {n_boot}")
     if not powers or any(k <= 0 for k in powers):
-        raise ProbeError(f"powers must be positive, e.g. (2, 3), got {powers!r}")
+        raise ArchscaleError(f"powers must be positive, e.g. (2, 3), got {powers!r}")
     data = _per_graph(table, kind, lr_rule, min_params, arch)
     if data["lr"].nunique() > 1:
-        raise ProbeError("the graphs were probed at different learning rates; fit one shared lr at a time")
+        raise ArchscaleError("the graphs were probed at different learning rates; "
+                             "fit one shared lr at a time")
     data = data[data["delta_z2"] > 0].reset_index(drop=True)
     if len(data) < 4:
-        raise ProbeError(f"need at least 4 graphs with a non-zero delta_z2 to fit a law, got {len(data)}")
+        raise ArchscaleError(f"need at least 4 graphs with a non-zero delta_z2 to fit a law, got {len(data)}")
     offsets = [x / 2 for x in range(1, 17)] if offsets is None else [float(o) for o in offsets]
     if eq8_offset not in offsets:
         offsets = sorted(set(offsets) | {float(eq8_offset)})
     if any(o <= 0 for o in offsets):
-        raise ProbeError("offsets must be > 0 (a graph whose paths are all skips would have sum 0)")
+        raise ArchscaleError("offsets must be > 0 (a graph whose paths are all skips would have sum 0)")
     dags = [Dag.parse(g, ops=arch) for g in data["graph"]]
     logy = np.log(data["delta_z2"].to_numpy())
     n = len(logy)
@@ -863,10 +855,10 @@ def lr_at_target(table: pd.DataFrame, target: float = 1.0, *, kind: str = "verte
     the grid does not reach it). ``table`` comes from :func:`delta_z_vs_lr`; ``vertex`` picks one
     vertex (default: the last row of ``kind``). Columns: ``by`` columns, vertex, lr_at_target.
     """
-    target = _check_lr(target, "target")
+    target = validate.learning_rate(target, "target")
     sel = table[table["kind"] == kind]
     if sel.empty:
-        raise ProbeError(f"no rows with kind={kind!r}")
+        raise ArchscaleError(f"no rows with kind={kind!r}")
     if vertex is None:
         vertex = int(sel["vertex"].max())
     sel = sel[sel["vertex"] == vertex]
@@ -894,7 +886,7 @@ def width_slope(table: pd.DataFrame, x: str = "width", y: str = "lr_at_target", 
     if x_min is not None:
         sel = sel[sel[x] >= x_min]
     if sel[x].nunique() < 2:
-        raise ProbeError(f"need {y} at two or more distinct {x} values to fit a slope"
+        raise ArchscaleError(f"need {y} at two or more distinct {x} values to fit a slope"
                          + (f" (with {x} >= {x_min:g})" if x_min is not None else ""))
     slope, intercept = np.polyfit(np.log(sel[x].to_numpy(float)), np.log(sel[y].to_numpy(float)), 1)
     return float(slope), float(intercept)
@@ -936,11 +928,11 @@ def coord_slopes(table: pd.DataFrame, value: str = "mean_abs_delta_z", step: int
     Columns: vertex, kind, slope, ratio.
     """
     if value not in ("mean_abs_delta_z", "mean_abs_z"):
-        raise ProbeError(f"value must be 'mean_abs_delta_z' or 'mean_abs_z', got {value!r}")
+        raise ArchscaleError(f"value must be 'mean_abs_delta_z' or 'mean_abs_z', got {value!r}")
     t = int(table["step"].max()) if step is None else step
     sel = table[table["step"] == t]
     if sel.empty:
-        raise ProbeError(f"no rows at step {t}; steps in the table: {sorted(table['step'].unique())}")
+        raise ArchscaleError(f"no rows at step {t}; steps in the table: {sorted(table['step'].unique())}")
     rows = []
     for (vertex, kind), grp in sel.groupby(["vertex", "kind"]):
         curve = grp.groupby("width", as_index=False)[value].mean()
@@ -967,7 +959,7 @@ def lr_optimum_drift(results: pd.DataFrame, metric: str = "train_loss", by: str 
     """
     need = {"lr", "seed", by, metric}
     if not need <= set(results.columns):
-        raise ProbeError(f"results need columns {sorted(need)}, got {list(results.columns)}")
+        raise ArchscaleError(f"results need columns {sorted(need)}, got {list(results.columns)}")
     df = results.copy()
     bad = ~np.isfinite(df[metric].astype(float))
     if "diverged" in df.columns:
@@ -975,7 +967,7 @@ def lr_optimum_drift(results: pd.DataFrame, metric: str = "train_loss", by: str 
     df.loc[bad, metric] = np.inf
     grid = np.sort(df["lr"].unique())
     if len(grid) < 2:
-        raise ProbeError("need at least two learning rates to locate an optimum")
+        raise ArchscaleError("need at least two learning rates to locate an optimum")
     rows = []
     for key, grp in df.groupby(by):
         curve = grp.groupby("lr")[metric].mean().reindex(grid)

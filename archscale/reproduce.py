@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["PRESETS", "ReproduceError", "find_notebooks", "main", "register_cli", "reproduce"]
+from .errors import ArchscaleError
+
+__all__ = ["PRESETS", "find_notebooks", "main", "register_cli", "reproduce"]
 
 PRESETS = ("smoke", "quick", "full")
 DEVICES = ("cpu", "cuda")
@@ -29,9 +31,6 @@ KERNEL_NAME = "python3"
 #: Environment variable the widgets read to draw static figures instead of live widgets.
 STATIC_ENV = "ARCHSCALE_STATIC_WIDGETS"
 
-
-class ReproduceError(ValueError):
-    """A reproduce argument that cannot be used (unknown preset, no matching notebook, ...)."""
 
 
 @dataclass
@@ -56,18 +55,18 @@ def find_notebooks(notebooks_dir: str | os.PathLike = "notebooks", only: str | N
     """
     folder = Path(notebooks_dir)
     if not folder.is_dir():
-        raise ReproduceError(f"notebook folder {str(folder)!r} does not exist; run from the repository "
+        raise ArchscaleError(f"notebook folder {str(folder)!r} does not exist; run from the repository "
                              f"root or pass notebooks_dir")
     notebooks = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
     if not notebooks:
-        raise ReproduceError(f"no notebooks (*.ipynb) in {str(folder)!r}")
+        raise ArchscaleError(f"no notebooks (*.ipynb) in {str(folder)!r}")
     if only is None or not only.strip():
         return notebooks
     patterns = [p.strip() for p in only.split(",") if p.strip()]
     chosen = [nb for nb in notebooks if any(_matches(nb.name, p) for p in patterns)]
     if not chosen:
         names = ", ".join(nb.stem for nb in notebooks)
-        raise ReproduceError(f"--only {only!r} matches no notebook; available: {names}")
+        raise ArchscaleError(f"--only {only!r} matches no notebook; available: {names}")
     return chosen
 
 
@@ -197,9 +196,9 @@ def reproduce(preset: str = "quick", only: str | None = None, device: str = "cpu
     printed to ``stream`` (stderr by default) with the failing cell's source and error.
     """
     if preset not in PRESETS:
-        raise ReproduceError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
+        raise ArchscaleError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
     if device not in DEVICES:
-        raise ReproduceError(f"unknown device {device!r}; accepted: {', '.join(DEVICES)}")
+        raise ArchscaleError(f"unknown device {device!r}; accepted: {', '.join(DEVICES)}")
     stream = sys.stderr if stream is None else stream
     notebooks = find_notebooks(notebooks_dir, only)
     nb_dir = Path(notebooks_dir).resolve()

@@ -1,25 +1,30 @@
 """The paper's principles as pure functions (no torch).
 
-* Initialization (eq. 2, 4; appendix eq. 11-12): a parameterized edge into vertex ``l``
-  has weight variance ``gain / (d_in(l) * fan_in)``; the readout is mean-field,
-  ``gain / fan_in**2``.
-* Learning rate (eq. 8, 9): ``eta = c * (sum_p L_p**3)**-0.5 * q**-1``; archscale
-  transfers a base network's maximal LR by the ratio of these factors.
+* Initialization (eq. 2, 4; appendix eq. 11-12): a parameterized edge into vertex ``l`` has
+  weight variance ``gain / (d_in(l) * fan_in)``; the readout is mean-field, ``gain / fan_in**2``.
+* Learning rate (eq. 8, 9): ``eta = c * (sum_p L_p**3)**-0.5 * q**-1``; archscale transfers a
+  base network's maximal LR by the ratio of these factors.
+
+The depth offset means one thing everywhere: ``L_p = offset + (parameterized edges on p)`` for
+the target **and** for the base network, whose default is the one-path graph ``"1"`` (depth
+``offset``). :func:`lr_scale` is the one place that applies it; the command line, the sweeps'
+comparison, the widgets and the notebooks all call it.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 
+from . import validate
 from .dag import Dag
+from .errors import ArchscaleError, DagError
 
 __all__ = [
     "CONVENTIONS",
     "Convention",
-    "ScalingError",
-    "check_kernel_size",
-    "check_lr",
+    "as_dag",
     "convention",
     "init_std",
     "lr_scale",
@@ -30,66 +35,57 @@ __all__ = [
 ]
 
 
-class ScalingError(ValueError):
-    """An argument the scaling rules cannot accept."""
-
-
 @dataclass(frozen=True)
 class Convention:
     """How path depths are counted and what the base network is.
 
-    ``L_p = offset + (parameterized edges on p)``; the base network has path depths
-    ``base_depths`` and kernel ``base_kernel`` (used only for CNNs).
+    ``L_p = offset + (parameterized edges on p)``. The base network is the graph ``base`` (a
+    code; ``"1"``, a lone skip, is one path of depth ``offset``) with kernel ``base_kernel``
+    (used only when ``uses_kernel``).
     """
 
     name: str
     offset: int
-    base_depths: tuple[int, ...]
+    base: str = "1"
     base_kernel: int = 3
     uses_kernel: bool = False
 
     def with_(self, **changes) -> Convention:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    @property
+    def base_depths(self) -> tuple[int, ...]:
+        """Path depths of the base network under this convention's offset."""
+        return tuple(Dag.parse(self.base, ops=self.name).path_depths(self.offset))
 
-#: The reference code's conventions: DAG MLP/CNN between a stem and a readout count
-#: three extra layers (the one-hidden-layer base is "L = 3"); NAS-Bench-201 cells count one.
+
+#: The reference code's conventions: DAG MLP/CNN between a stem and a readout count three extra
+#: layers (the one-hidden-layer base is "L = 3"); NAS-Bench-201 cells count one.
 CONVENTIONS: dict[str, Convention] = {
-    "mlp": Convention("mlp", offset=3, base_depths=(3,), base_kernel=3, uses_kernel=False),
-    "cnn": Convention("cnn", offset=3, base_depths=(3,), base_kernel=3, uses_kernel=True),
-    "nb201": Convention("nb201", offset=1, base_depths=(1,), base_kernel=3, uses_kernel=False),
+    "mlp": Convention("mlp", offset=3, base="1", base_kernel=3, uses_kernel=False),
+    "cnn": Convention("cnn", offset=3, base="1", base_kernel=3, uses_kernel=True),
+    "nb201": Convention("nb201", offset=1, base="1", base_kernel=3, uses_kernel=False),
 }
 
 
 def convention(arch: str) -> Convention:
     """The reference convention for ``arch`` (``mlp``, ``cnn`` or ``nb201``)."""
-    try:
-        return CONVENTIONS[arch]
-    except KeyError:
-        raise ScalingError(
-            f"unknown architecture {arch!r}; accepted: {', '.join(CONVENTIONS)}"
-        ) from None
+    return CONVENTIONS[validate.choice(arch, "architecture", tuple(CONVENTIONS))]
 
 
-def check_kernel_size(kernel_size: object) -> int:
-    """Return ``kernel_size`` if it is a positive odd integer, else raise ScalingError."""
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
-            or kernel_size % 2 == 0:
-        raise ScalingError(
-            f"kernel size must be a positive odd integer such as 3, 5 or 7; got {kernel_size!r}"
-        )
-    return kernel_size
+def as_dag(dag: Dag | str, arch: str | None = None) -> Dag:
+    """``dag`` itself, or a code string parsed with the op set of ``arch`` (default ``mlp``)."""
+    if isinstance(dag, Dag):
+        return dag
+    if isinstance(dag, str):
+        return Dag.parse(dag, ops=convention(arch or "mlp").name)
+    raise DagError(f"expected a Dag or a DAG code string such as '2_02_002', got {type(dag).__name__}")
 
 
-def check_lr(lr: object, name: str = "learning rate") -> float:
-    """Return ``lr`` as a float if it is finite and positive, else raise ScalingError."""
-    try:
-        value = float(lr)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ScalingError(f"{name} must be a positive number such as 0.1; got {lr!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ScalingError(f"{name} must be a positive finite number such as 0.1; got {lr!r}")
-    return value
+def _offset(offset: object, conv: Convention) -> int:
+    if offset is None:
+        return conv.offset
+    return validate.integer(offset, f"depth offset (reference: {conv.offset} for {conv.name})", minimum=0)
 
 
 def path_sum(dag: Dag, offset: int, power: int = 3) -> int | float:
@@ -100,8 +96,8 @@ def path_sum(dag: Dag, offset: int, power: int = 3) -> int | float:
 
 def scale_factor(depth_power_sum: float, power: int = 3) -> float:
     """``S = (sum_p L_p**power)**-0.5``, the architecture part of eq. 8."""
-    if depth_power_sum <= 0:
-        raise ScalingError(
+    if not depth_power_sum > 0:
+        raise ArchscaleError(
             "the path sum is zero: every path has depth 0 under this offset; use offset >= 1"
         )
     # Python ints of any size: take the root in log space to avoid float overflow.
@@ -109,13 +105,13 @@ def scale_factor(depth_power_sum: float, power: int = 3) -> float:
 
 
 def lr_scale(
-    dag: Dag,
+    dag: Dag | str,
     arch: str | None = None,
     kernel_size: int | None = None,
     *,
     offset: int | None = None,
-    base_depths: tuple[int, ...] | list[int] | None = None,
-    base_dag: Dag | None = None,
+    base: Dag | str | None = None,
+    base_depths: tuple[float, ...] | list[float] | None = None,
     base_kernel: int | None = None,
     power: int = 3,
     all_skip: str = "eq8",
@@ -123,61 +119,65 @@ def lr_scale(
     """Ratio ``eta_target / eta_base`` from eq. 8 (MLP) or eq. 9 (CNN).
 
     ``S(target) / S(base) * (base_kernel / kernel_size for CNNs)``. ``arch`` defaults to the
-    DAG's op set. ``offset``, ``base_depths`` (or ``base_dag``) and ``base_kernel`` override
-    the reference convention. ``all_skip="reference"`` reproduces the reference code's quirk
-    of collapsing a graph whose paths carry no parameterized edge to one base-depth path.
+    DAG's op set (``mlp`` for a code string). ``offset`` shifts the depths of the target and of
+    the base alike; ``base`` (a Dag or code, default ``"1"``) is the network the base LR was
+    tuned on. ``base_depths`` instead gives the base's path depths directly (absolute, not
+    shifted). ``all_skip="reference"`` reproduces the reference code's quirk of collapsing a
+    graph whose paths carry no parameterized edge to one path of depth ``offset``.
     """
+    dag = as_dag(dag, arch)
     conv = convention(arch or dag.ops)
-    if all_skip not in ("eq8", "reference"):
-        raise ScalingError(f"all_skip must be 'eq8' or 'reference', got {all_skip!r}")
-    offset = conv.offset if offset is None else offset
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ScalingError(f"depth offset must be an integer >= 0 (reference: 3 for mlp/cnn, 1 for nb201); "
-                           f"got {offset!r}")
-    if base_dag is not None:
-        base_sum = path_sum(base_dag, offset, power)
-    else:
-        depths = conv.base_depths if base_depths is None else tuple(base_depths)
-        if not depths or any(d <= 0 for d in depths):
-            raise ScalingError(f"base depths must be positive integers, got {depths!r}")
+    validate.choice(all_skip, "all_skip", ("eq8", "reference"))
+    off = _offset(offset, conv)
+    if base_depths is not None:
+        if base is not None:
+            raise ArchscaleError("give either base (a graph) or base_depths (its path depths), not both")
+        depths = list(base_depths) if not isinstance(base_depths, numbers.Number) else [base_depths]
+        if not depths:
+            raise ArchscaleError("base_depths is empty; give the base network's path depths, e.g. [3]")
+        depths = [validate.number(d, "every base depth", positive=True, example="3") for d in depths]
         base_sum = sum(d**power for d in depths)
-    dag.require_path()
-    counts = dag.depth_counts(offset)
-    if all_skip == "reference" and set(counts) == {offset}:
-        target_sum = offset**power  # the reference's collapse to a single path
     else:
-        target_sum = dag.path_power_sum(power=power, offset=offset)
+        base_sum = path_sum(as_dag(conv.base if base is None else base, conv.name), off, power)
+    dag.require_path()
+    counts = dag.depth_counts(off)
+    if all_skip == "reference" and set(counts) == {off}:
+        target_sum = off**power  # the reference's collapse to a single path
+    else:
+        target_sum = dag.path_power_sum(power=power, offset=off)
     ratio = scale_factor(target_sum, power) / scale_factor(base_sum, power)
     if conv.uses_kernel:
-        q = check_kernel_size(3 if kernel_size is None else kernel_size)
-        qb = check_kernel_size(conv.base_kernel if base_kernel is None else base_kernel)
+        q = validate.kernel_size(3 if kernel_size is None else kernel_size)
+        qb = validate.kernel_size(conv.base_kernel if base_kernel is None else base_kernel,
+                                  "base kernel size")
         ratio *= qb / q
-    elif kernel_size is not None:
-        raise ScalingError(
+    elif kernel_size is not None or base_kernel is not None:
+        raise ArchscaleError(
             f"a kernel size applies only to arch 'cnn', not {conv.name!r}; drop it or use cnn"
         )
     return ratio
 
 
-def scaled_lr(base_lr: float, dag: Dag, arch: str | None = None, kernel_size: int | None = None,
+def scaled_lr(base_lr: float, dag: Dag | str, arch: str | None = None, kernel_size: int | None = None,
               **kwargs) -> float:
-    """``base_lr * lr_scale(dag, ...)``: the base network's maximal LR moved to ``dag``."""
-    return check_lr(base_lr, "base learning rate") * lr_scale(dag, arch, kernel_size, **kwargs)
+    """``base_lr * lr_scale(dag, ...)``: the base network's maximal LR moved to ``dag`` (a Dag or code)."""
+    return validate.learning_rate(base_lr, "base learning rate") * lr_scale(dag, arch, kernel_size, **kwargs)
 
 
 def init_std(fan_in: int, in_degree: int = 1, gain: float = 2.0) -> float:
     """Weight std of a parameterized edge: ``sqrt(gain / (in_degree * fan_in))``.
 
-    ``in_degree`` is the number of live non-zero edges entering the edge's target vertex;
-    ``gain = 2`` is He's ReLU gain.
+    ``in_degree`` is the number of live non-zero edges entering the edge's target vertex (0 is
+    treated as 1: such an edge carries no signal); ``gain = 2`` is He's ReLU gain.
     """
-    if fan_in < 1:
-        raise ScalingError(f"fan-in must be >= 1, got {fan_in}")
-    return math.sqrt(gain / (max(int(in_degree), 1) * fan_in))
+    fan_in = validate.positive_int(fan_in, "fan-in")
+    in_degree = validate.integer(in_degree, "in-degree", minimum=0)
+    gain = validate.number(gain, "gain", positive=True, example="2.0")
+    return math.sqrt(gain / (max(in_degree, 1) * fan_in))
 
 
 def readout_std(fan_in: int, gain: float = 2.0, mean_field: bool = True) -> float:
     """Readout weight std: mean-field ``sqrt(gain) / fan_in`` or standard ``sqrt(gain/fan_in)``."""
-    if fan_in < 1:
-        raise ScalingError(f"fan-in must be >= 1, got {fan_in}")
+    fan_in = validate.positive_int(fan_in, "fan-in")
+    gain = validate.number(gain, "gain", positive=True, example="2.0")
     return math.sqrt(gain) / fan_in if mean_field else math.sqrt(gain / fan_in)

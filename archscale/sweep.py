@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
+from . import validate
 from .dag import Dag
-from .scaling import check_kernel_size, convention, lr_scale
+from .errors import ArchscaleError
+from .scaling import convention, lr_scale
 
 # torch and pandas load on first use, so registering the CLI keeps `archscale lr` fast
 if TYPE_CHECKING:
@@ -42,7 +44,6 @@ __all__ = [
     "COLUMNS",
     "METRICS",
     "Comparison",
-    "SweepError",
     "SweepSpec",
     "compare",
     "load_results",
@@ -67,9 +68,6 @@ IDENTITY_FIELDS = ("arch", "act", "layout", "init", "readout", "epochs", "steps"
                    "nesterov", "weight_decay", "cosine", "loss", "dataset", "n_train", "n_test", "data_seed")
 
 
-class SweepError(ValueError):
-    """A sweep spec, results directory or results table archscale cannot accept."""
-
 
 # ---------------------------------------------------------------------------------------- the spec
 def _int_list(value: object, name: str, minimum: int | None = None) -> list[int]:
@@ -77,28 +75,28 @@ def _int_list(value: object, name: str, minimum: int | None = None) -> list[int]
     out = []
     for v in items:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise SweepError(f"{name} must be integers, got {v!r}")
+            raise ArchscaleError(f"{name} must be integers, got {v!r}")
         if minimum is not None and v < minimum:
-            raise SweepError(f"{name} must be integers >= {minimum}, got {v!r}")
+            raise ArchscaleError(f"{name} must be integers >= {minimum}, got {v!r}")
         out.append(v)
     if not out:
-        raise SweepError(f"{name} is empty; give at least one value")
+        raise ArchscaleError(f"{name} is empty; give at least one value")
     return out
 
 
 def _float(value: object, name: str) -> float:
     if isinstance(value, bool):
-        raise SweepError(f"{name} must be a number, got {value!r}")
+        raise ArchscaleError(f"{name} must be a number, got {value!r}")
     try:
         return float(value)  # YAML reads 1e-3 as a string; accept it
     except (TypeError, ValueError):
-        raise SweepError(f"{name} must be a number, got {value!r}") from None
+        raise ArchscaleError(f"{name} must be a number, got {value!r}") from None
 
 
 def _positive_lr(value: object, name: str) -> float:
     lr = _float(value, name)
     if not math.isfinite(lr) or lr <= 0:
-        raise SweepError(f"{name} must be a positive learning rate such as 0.01, got {value!r}")
+        raise ArchscaleError(f"{name} must be a positive learning rate such as 0.01, got {value!r}")
     return lr
 
 
@@ -160,23 +158,23 @@ class SweepSpec:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise SweepError(f"spec file {path} does not exist") from None
+            raise ArchscaleError(f"spec file {path} does not exist") from None
         except IsADirectoryError:
-            raise SweepError(f"spec {path} is a directory; give a .yaml file") from None
+            raise ArchscaleError(f"spec {path} is a directory; give a .yaml file") from None
         except (OSError, UnicodeDecodeError) as err:
-            raise SweepError(f"cannot read spec file {path}: {err}") from None
+            raise ArchscaleError(f"cannot read spec file {path}: {err}") from None
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise SweepError(f"spec file {path} is not valid YAML: {first}") from None
+            raise ArchscaleError(f"spec file {path} is not valid YAML: {first}") from None
         if not isinstance(raw, dict):
-            raise SweepError(f"spec file {path} must hold a mapping of field: value, "
+            raise ArchscaleError(f"spec file {path} must hold a mapping of field: value, "
                              f"got {type(raw).__name__}")
         try:
             spec = cls.from_dict(raw)
-        except SweepError as err:
-            raise SweepError(f"spec {path}: {err}") from None
+        except ArchscaleError as err:
+            raise ArchscaleError(f"spec {path}: {err}") from None
         if not spec.name:
             spec.name = path.stem
         return spec
@@ -186,11 +184,12 @@ class SweepSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in raw if k not in names)
         if unknown:
-            raise SweepError(f"unknown field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}")
+            raise ArchscaleError(f"unknown field(s) {', '.join(unknown)}; "
+                                 f"accepted: {', '.join(sorted(names))}")
         try:
             return cls(**raw)
         except TypeError as err:
-            raise SweepError(str(err)) from None
+            raise ArchscaleError(str(err)) from None
 
     def replace(self, **changes) -> SweepSpec:
         """A copy with some fields changed (validated again)."""
@@ -213,70 +212,72 @@ class SweepSpec:
         from .train import ARCHS, LOSSES
 
         if self.arch not in ARCHS:
-            raise SweepError(f"unknown arch {self.arch!r}; accepted: {', '.join(ARCHS)}")
+            raise ArchscaleError(f"unknown arch {self.arch!r}; accepted: {', '.join(ARCHS)}")
         for name, accepted in (("act", ACTIVATIONS), ("layout", LAYOUTS), ("init", INIT_SCHEMES),
                                ("readout", READOUTS), ("loss", LOSSES), ("dataset", DATASETS)):
             if getattr(self, name) not in accepted:
-                raise SweepError(f"unknown {name} {getattr(self, name)!r}; accepted: {', '.join(accepted)}")
+                raise ArchscaleError(f"unknown {name} {getattr(self, name)!r}; "
+                                     f"accepted: {', '.join(accepted)}")
         if self.loss == "ce" and self.dataset == "gaussian_regression":
-            raise SweepError("dataset gaussian_regression has real-valued targets: use loss: mse")
+            raise ArchscaleError("dataset gaussian_regression has real-valued targets: use loss: mse")
         if self.loss == "mse" and self.dataset != "gaussian_regression":
-            raise SweepError(f"loss mse needs regression targets; dataset {self.dataset!r} is "
+            raise ArchscaleError(f"loss mse needs regression targets; dataset {self.dataset!r} is "
                              f"classification (use loss: ce, or dataset: gaussian_regression)")
         if isinstance(self.graphs, str):
             self.graphs = [self.graphs]
         if not isinstance(self.graphs, list):
-            raise SweepError(f"graphs must be a list of DAG codes, got {self.graphs!r}")
+            raise ArchscaleError(f"graphs must be a list of DAG codes, got {self.graphs!r}")
         for g in self.graphs:
             if not isinstance(g, str):
-                raise SweepError(f"graph {g!r} is not a string: quote DAG codes in YAML, e.g. '2_02' "
+                raise ArchscaleError(f"graph {g!r} is not a string: quote DAG codes in YAML, e.g. '2_02' "
                                  f"(unquoted, YAML reads 2_02 as the number 202)")
         if not isinstance(self.base, str):
-            raise SweepError(f"base {self.base!r} is not a string: quote it in YAML, e.g. '1'")
+            raise ArchscaleError(f"base {self.base!r} is not a string: quote it in YAML, e.g. '1'")
         if self.sample is not None:
             if not isinstance(self.sample, dict) or not {"n_vertices", "k", "seed"} <= set(self.sample) \
                     or not set(self.sample) <= {"n_vertices", "k", "seed", "digits"}:
-                raise SweepError("sample must be a mapping with n_vertices, k, seed (and optional digits), "
+                raise ArchscaleError("sample must be a mapping with n_vertices, "
+                                     "k, seed (and optional digits), "
                                  f"got {self.sample!r}")
         self.widths = _int_list(self.widths, "widths", 1)
         self.kernel_sizes = _int_list(self.kernel_sizes, "kernel_sizes", 1)
         if self.arch == "cnn":
             for k in self.kernel_sizes:
                 try:
-                    check_kernel_size(k)
+                    validate.kernel_size(k)
                 except ValueError as err:
-                    raise SweepError(str(err)) from None
+                    raise ArchscaleError(str(err)) from None
         self.seeds = _int_list(self.seeds, "seeds")
         if len(set(self.seeds)) != len(self.seeds):
-            raise SweepError(f"seeds repeat: {self.seeds}")
+            raise ArchscaleError(f"seeds repeat: {self.seeds}")
         if self.lrs is not None:
             items = self.lrs if isinstance(self.lrs, list) else [self.lrs]
             if not items:
-                raise SweepError("lrs is empty: the LR grid needs at least one learning rate")
+                raise ArchscaleError("lrs is empty: the LR grid needs at least one learning rate")
             self.lrs = [_positive_lr(v, "every entry of lrs") for v in items]
         else:
             self.lr_min = _positive_lr(self.lr_min, "lr_min")
             self.lr_max = _positive_lr(self.lr_max, "lr_max")
             if isinstance(self.n_lrs, bool) or not isinstance(self.n_lrs, int) or self.n_lrs < 1:
-                raise SweepError(f"n_lrs must be a positive integer (an empty LR grid trains nothing), "
+                raise ArchscaleError(f"n_lrs must be a positive integer (an empty LR grid trains nothing), "
                                  f"got {self.n_lrs!r}")
             if self.lr_max < self.lr_min:
-                raise SweepError(f"lr_max ({self.lr_max:g}) is below lr_min ({self.lr_min:g})")
+                raise ArchscaleError(f"lr_max ({self.lr_max:g}) is below lr_min ({self.lr_min:g})")
             if self.n_lrs > 1 and self.lr_max == self.lr_min:
-                raise SweepError(f"lr_min == lr_max but n_lrs = {self.n_lrs}; "
+                raise ArchscaleError(f"lr_min == lr_max but n_lrs = {self.n_lrs}; "
                                  f"widen the range or use n_lrs: 1")
         for name in ("n_train", "n_test", "chunk_size"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise SweepError(f"{name} must be a positive integer or null, got {v!r}")
+                raise ArchscaleError(f"{name} must be a positive integer or null, got {v!r}")
         if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int):
-            raise SweepError(f"data_seed must be an integer, got {self.data_seed!r}")
+            raise ArchscaleError(f"data_seed must be an integer, got {self.data_seed!r}")
         self.momentum = _float(self.momentum, "momentum")
         self.weight_decay = _float(self.weight_decay, "weight_decay")
         try:
             self.train_config()
         except ValueError as err:
-            raise SweepError(str(err)) from None
+            raise ArchscaleError(str(err)) from None
         self.graph_list()  # parses every code and checks it has a path
 
     # -- derived
@@ -294,7 +295,7 @@ class SweepSpec:
                 dag = Dag.parse(g, ops=self.arch)
                 dag.require_path()
             except ValueError as err:
-                raise SweepError(f"graph {g!r}: {err}") from None
+                raise ArchscaleError(f"graph {g!r}: {err}") from None
             codes.append(dag.code)
         if self.sample is not None:
             s = self.sample
@@ -303,7 +304,7 @@ class SweepSpec:
                 drawn = Dag.sample(int(s["n_vertices"]), int(s["k"]), int(s["seed"]), ops=self.arch,
                                    digits=digits)
             except (TypeError, ValueError) as err:
-                raise SweepError(f"sample {s!r}: {err}") from None
+                raise ArchscaleError(f"sample {s!r}: {err}") from None
             codes.extend(d.code for d in drawn)
         return list(dict.fromkeys(codes))
 
@@ -434,7 +435,7 @@ def load_results(out_dir: str | os.PathLike) -> pd.DataFrame:
 
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
-        raise SweepError(f"{out_dir} is not a sweep directory (it does not exist); "
+        raise ArchscaleError(f"{out_dir} is not a sweep directory (it does not exist); "
                          f"run 'archscale sweep SPEC --out {out_dir}' first")
     path = out_dir / RESULTS_FILE
     rows: list[dict] = []
@@ -442,7 +443,7 @@ def load_results(out_dir: str | os.PathLike) -> pd.DataFrame:
         try:
             rows, _ = _scan(path)
         except OSError as err:
-            raise SweepError(f"cannot read {path}: {err}") from None
+            raise ArchscaleError(f"cannot read {path}: {err}") from None
     if not rows:  # typed like real rows, so empty and full tables concatenate cleanly
         return pd.DataFrame([_EMPTY_ROW]).iloc[:0][COLUMNS]
     df = pd.DataFrame(rows)
@@ -470,7 +471,8 @@ class _Lock:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.handle.close()
-            raise SweepError(f"another sweep is writing to {self.path.parent}; wait for it or use another "
+            raise ArchscaleError(f"another sweep is writing to {self.path.parent}; "
+                                 f"wait for it or use another "
                              f"--out directory") from None
         return self
 
@@ -489,7 +491,7 @@ def _check_spec_matches(spec: SweepSpec, out_dir: Path) -> None:
     mine = spec.identity()
     diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in mine.items() if k in old and old.get(k) != v]
     if diffs:
-        raise SweepError(f"{out_dir} holds results of a different training setup ({'; '.join(diffs)}); "
+        raise ArchscaleError(f"{out_dir} holds results of a different training setup ({'; '.join(diffs)}); "
                          f"use a new --out directory or delete the old one")
 
 
@@ -539,7 +541,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str = "cpu", 
     import torch
 
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise SweepError(f"threads must be a positive integer, got {threads!r}")
+        raise ArchscaleError(f"threads must be a positive integer, got {threads!r}")
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -555,9 +557,9 @@ def _run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str, progres
 
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
                                    or chunk_size < 1):
-        raise SweepError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        raise ArchscaleError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if not isinstance(spec, SweepSpec):
-        raise SweepError(f"spec must be a SweepSpec, got {type(spec).__name__}; use load_spec(path)")
+        raise ArchscaleError(f"spec must be a SweepSpec, got {type(spec).__name__}; use load_spec(path)")
     dev = resolve_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -615,14 +617,14 @@ def _check_results(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     import pandas as pd
 
     if not isinstance(results, pd.DataFrame):
-        raise SweepError(f"results must be a DataFrame (load_results(dir)), got {type(results).__name__}")
+        raise ArchscaleError(f"results must be a DataFrame (load_results(dir)), got {type(results).__name__}")
     if metric not in METRICS:
-        raise SweepError(f"unknown metric {metric!r}; accepted: {', '.join(METRICS)}")
+        raise ArchscaleError(f"unknown metric {metric!r}; accepted: {', '.join(METRICS)}")
     missing = [c for c in [*CONFIG_KEYS, "lr", "seed", "diverged", metric] if c not in results.columns]
     if missing:
-        raise SweepError(f"results lack column(s) {', '.join(missing)}; expected sweep rows")
+        raise ArchscaleError(f"results lack column(s) {', '.join(missing)}; expected sweep rows")
     if results.empty:
-        raise SweepError("no results yet: the sweep has not finished any chunk")
+        raise ArchscaleError("no results yet: the sweep has not finished any chunk")
     return results
 
 
@@ -728,19 +730,19 @@ def compare(results: pd.DataFrame, base: str = "1", offset: int | None = None,
     m = max_lr(results, metric)
     archs = m["arch"].unique()
     if len(archs) != 1:
-        raise SweepError(f"results mix architectures {sorted(archs)}; compare one arch at a time")
+        raise ArchscaleError(f"results mix architectures {sorted(archs)}; compare one arch at a time")
     arch = str(archs[0])
     conv = convention(arch)
     off = conv.offset if offset is None else int(offset)
     try:
         base_code = Dag.parse(base, ops=arch).code
     except ValueError as err:
-        raise SweepError(f"base {base!r}: {err}") from None
+        raise ArchscaleError(f"base {base!r}: {err}") from None
     rows = []
     for (width, act), group in m.groupby(["width", "act"], sort=True):
         base_rows = group[group["graph"] == base_code]
         if base_rows.empty:
-            raise SweepError(f"the base graph {base_code!r} is not in the results (width {width}, "
+            raise ArchscaleError(f"the base graph {base_code!r} is not in the results (width {width}, "
                              f"act {act}); add it to the spec's graphs")
         kernels = sorted(base_rows["kernel_size"])
         base_kernel = conv.base_kernel if conv.base_kernel in kernels else kernels[0]
@@ -750,7 +752,7 @@ def compare(results: pd.DataFrame, base: str = "1", offset: int | None = None,
                 continue
             dag = Dag.parse(r["graph"], ops=arch)
             kernel = int(r["kernel_size"]) if conv.uses_kernel else None
-            scale = lr_scale(dag, arch, kernel, offset=off, base_dag=Dag.parse(base_code, ops=arch),
+            scale = lr_scale(dag, arch, kernel, offset=off, base=Dag.parse(base_code, ops=arch),
                              base_kernel=base_kernel if conv.uses_kernel else None)
             rows.append({"graph": r["graph"], "width": int(width), "kernel_size": int(r["kernel_size"]),
                          "act": act, "measured": r["max_lr"], "measured_lo": r["max_lr_lo"],
@@ -778,7 +780,7 @@ def _parse_set(items: list[str]) -> dict:
     changes = {}
     for item in items:
         if "=" not in item:
-            raise SweepError(f"--set expects KEY=VALUE (e.g. --set dataset=cifar10), got {item!r}")
+            raise ArchscaleError(f"--set expects KEY=VALUE (e.g. --set dataset=cifar10), got {item!r}")
         key, value = item.split("=", 1)
         try:
             parsed = yaml.safe_load(value) if value else None
@@ -806,7 +808,7 @@ def _cmd_sweep(args) -> int:
     if len(df):
         try:
             print(compare(df, base=spec.base).format())
-        except SweepError as err:
+        except ArchscaleError as err:
             print(f"(no comparison: {err})")
     return 0
 
@@ -815,12 +817,13 @@ def _cmd_maxlr(args) -> int:
     out_dir = Path(args.dir)
     df = load_results(out_dir)
     if df.empty:
-        raise SweepError(f"{out_dir} has no finished results yet; run 'archscale sweep SPEC --out {out_dir}'")
+        raise ArchscaleError(f"{out_dir} has no finished results yet; "
+                             f"run 'archscale sweep SPEC --out {out_dir}'")
     spec = None
     if (out_dir / SPEC_FILE).exists():
         try:
             spec = SweepSpec.from_yaml(out_dir / SPEC_FILE)
-        except SweepError as err:
+        except ArchscaleError as err:
             print(f"(spec.yaml unreadable, using every row: {err})", file=sys.stderr)
     if spec is not None and not args.all_rows:
         kept = spec.select(df)

@@ -24,17 +24,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import validate
 from .dag import Dag
 from .data import Dataset
+from .errors import ArchscaleError
 from .models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS, DagCNN, DagMLP, DagNet
-from .scaling import check_kernel_size
 
 __all__ = [
     "ARCHS",
     "LOSSES",
     "ModelSpec",
     "TrainConfig",
-    "TrainError",
     "TrainResult",
     "auto_chunk_size",
     "grid",
@@ -49,13 +49,10 @@ LOSSES = ("ce", "mse")
 _DATA_STREAM = 0x5EED  # separates the minibatch-order stream from other uses of a seed
 
 
-class TrainError(ValueError):
-    """A training argument the batched trainer cannot accept."""
-
 
 def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TrainError(f"{name} must be a positive integer, got {value!r}")
+        raise ArchscaleError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
@@ -63,9 +60,9 @@ def _nonneg_float(value: object, name: str) -> float:
     try:
         out = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise TrainError(f"{name} must be a number >= 0, got {value!r}") from None
+        raise ArchscaleError(f"{name} must be a number >= 0, got {value!r}") from None
     if not math.isfinite(out) or out < 0:
-        raise TrainError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ArchscaleError(f"{name} must be a finite number >= 0, got {value!r}")
     return out
 
 
@@ -85,17 +82,17 @@ class ModelSpec:
 
     def __post_init__(self):
         if self.arch not in ARCHS:
-            raise TrainError(f"unknown arch {self.arch!r}; accepted: {', '.join(ARCHS)}")
+            raise ArchscaleError(f"unknown arch {self.arch!r}; accepted: {', '.join(ARCHS)}")
         _positive_int(self.width, "width")
         if self.arch == "cnn":
             try:
-                check_kernel_size(self.kernel_size)
+                validate.kernel_size(self.kernel_size)
             except ValueError as err:
-                raise TrainError(str(err)) from None
+                raise ArchscaleError(str(err)) from None
         for name, value, accepted in (("act", self.act, ACTIVATIONS), ("layout", self.layout, LAYOUTS),
                                       ("init", self.init, INIT_SCHEMES), ("readout", self.readout, READOUTS)):
             if value not in accepted:
-                raise TrainError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
+                raise ArchscaleError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
         dag = Dag.parse(self.graph, ops=self.arch)  # raises DagError for malformed codes
         dag.require_path()
         object.__setattr__(self, "graph", dag.code)
@@ -112,7 +109,7 @@ class ModelSpec:
                 return DagMLP(self.graph, math.prod(in_shape), self.width, out_dim, self.act,
                               layout=self.layout, init=self.init, readout=self.readout)
             if len(in_shape) != 3:
-                raise TrainError(f"a CNN needs image inputs (C, H, W), got in_shape {in_shape}; "
+                raise ArchscaleError(f"a CNN needs image inputs (C, H, W), got in_shape {in_shape}; "
                                  f"load the dataset with flatten=False")
             return DagCNN(self.graph, in_shape[0], self.width, out_dim, self.kernel_size, self.act,
                           layout=self.layout, init=self.init, readout=self.readout)
@@ -145,12 +142,12 @@ class TrainConfig:
         _positive_int(self.eval_batch_size, "eval_batch_size")
         momentum = _nonneg_float(self.momentum, "momentum")
         if momentum >= 1:
-            raise TrainError(f"momentum must be in [0, 1), got {self.momentum!r}")
+            raise ArchscaleError(f"momentum must be in [0, 1), got {self.momentum!r}")
         _nonneg_float(self.weight_decay, "weight_decay")
         if self.nesterov and momentum == 0:
-            raise TrainError("nesterov needs momentum > 0 (as in torch.optim.SGD)")
+            raise ArchscaleError("nesterov needs momentum > 0 (as in torch.optim.SGD)")
         if self.loss not in LOSSES:
-            raise TrainError(f"unknown loss {self.loss!r}; accepted: {', '.join(LOSSES)}")
+            raise ArchscaleError(f"unknown loss {self.loss!r}; accepted: {', '.join(LOSSES)}")
 
     def steps_per_epoch(self, n_train: int) -> int:
         return -(-n_train // self.batch_size)
@@ -239,11 +236,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise TrainError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
+        raise ArchscaleError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+        raise ArchscaleError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
     if dev.type not in ("cpu", "cuda"):
-        raise TrainError(f"unsupported device {device!r}; use 'cpu' or 'cuda'")
+        raise ArchscaleError(f"unsupported device {device!r}; use 'cpu' or 'cuda'")
     return dev
 
 
@@ -602,16 +599,17 @@ def train_replicas(model: ModelSpec, lrs: Sequence[float], seeds: Sequence[int],
     lrs_arr = np.asarray([float(x) for x in lrs], dtype=np.float64)
     seeds_arr = np.asarray([int(s) for s in seeds], dtype=np.int64)
     if len(lrs_arr) != len(seeds_arr):
-        raise TrainError(f"lrs and seeds must pair up, got {len(lrs_arr)} lrs and {len(seeds_arr)} seeds")
+        raise ArchscaleError(f"lrs and seeds must pair up, got {len(lrs_arr)} lrs and {len(seeds_arr)} seeds")
     if len(lrs_arr) == 0:
-        raise TrainError("no replicas to train: give at least one (lr, seed)")
+        raise ArchscaleError("no replicas to train: give at least one (lr, seed)")
     if not np.all(np.isfinite(lrs_arr)) or np.any(lrs_arr <= 0):
-        raise TrainError(f"learning rates must be positive and finite, got {lrs_arr.tolist()}")
+        raise ArchscaleError(f"learning rates must be positive and finite, got {lrs_arr.tolist()}")
     if config.loss == "ce" and data.task != "classification":
-        raise TrainError(f"loss 'ce' needs a classification dataset; {data.name!r} is {data.task}; use 'mse'")
+        raise ArchscaleError(f"loss 'ce' needs a classification dataset; "
+                             f"{data.name!r} is {data.task}; use 'mse'")
     in_shape = tuple(data.x_train.shape[1:])
     if model.arch == "cnn" and len(in_shape) != 3:
-        raise TrainError(f"a CNN needs image inputs; load {data.name!r} with flatten=False")
+        raise ArchscaleError(f"a CNN needs image inputs; load {data.name!r} with flatten=False")
     size = chunk_size or auto_chunk_size(model, in_shape, data.out_dim, config.batch_size, dev,
                                          memory_budget, dtype=dtype)
     _positive_int(size, "chunk_size")

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 import ipywidgets as w
 import pandas as pd
 
+from . import validate
 from .dag import OP_SETS, Dag
-from .scaling import check_kernel_size, convention, init_std, lr_scale, readout_std
+from .errors import ArchscaleError
+from .scaling import convention, init_std, lr_scale, readout_std
 
 __all__ = [
     "STATIC_ENV",
     "DagExplorer",
     "ExplorerState",
     "StaticExplorer",
-    "WidgetError",
     "dag_explorer",
     "explorer_state",
     "has_frontend",
@@ -37,9 +38,6 @@ STATIC_ENV = "ARCHSCALE_STATIC_WIDGETS"
 _ARCHES = ("mlp", "cnn")
 _OPS = OP_SETS["mlp"]  # zero, skip, block
 
-
-class WidgetError(ValueError):
-    """An explorer setting archscale cannot accept."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def resize_code(code: str, n_blocks: int) -> str:
     New vertex ``i`` gets a block from vertex ``i-1`` and nothing else, so a chain stays a chain.
     """
     if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1:
-        raise WidgetError(f"depth (number of DAG vertices after the input) must be an integer >= 1, "
+        raise ArchscaleError(f"depth (number of DAG vertices after the input) must be an integer >= 1, "
                           f"got {n_blocks!r}")
     groups = Dag.parse(code).code.split("_")
     if n_blocks <= len(groups):
@@ -97,7 +95,7 @@ def resize_code(code: str, n_blocks: int) -> str:
 
 def _check_int(value: object, name: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise WidgetError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise ArchscaleError(f"{name} must be an integer >= {low}, got {value!r}")
     return value
 
 
@@ -111,17 +109,17 @@ def explorer_state(code: str | Dag = "2_22_222", arch: str = "mlp", *, n_blocks:
     tabulated (``truncated`` says when more exist).
     """
     if arch not in _ARCHES:
-        raise WidgetError(f"unknown arch {arch!r}; the explorer accepts {', '.join(_ARCHES)}")
+        raise ArchscaleError(f"unknown arch {arch!r}; the explorer accepts {', '.join(_ARCHES)}")
     dag_code = code.code if isinstance(code, Dag) else code
     if n_blocks is not None:
         dag_code = resize_code(dag_code, n_blocks)
     dag = Dag.parse(dag_code, ops=arch)
     width = _check_int(width, "width")
-    kernel = check_kernel_size(kernel_size) if arch == "cnn" else None
+    kernel = validate.kernel_size(kernel_size) if arch == "cnn" else None
     conv = convention(arch)
     offset = conv.offset if offset is None else _check_int(offset, "offset")
     if not (isinstance(base_lr, int | float) and math.isfinite(base_lr) and base_lr > 0):
-        raise WidgetError(f"base learning rate must be a positive number such as 0.1, got {base_lr!r}")
+        raise ArchscaleError(f"base learning rate must be a positive number such as 0.1, got {base_lr!r}")
     fan_in = width * (kernel * kernel if kernel else 1)
     edge_rows = []
     for e in dag.edges:
@@ -150,7 +148,7 @@ def explorer_state(code: str | Dag = "2_22_222", arch: str = "mlp", *, n_blocks:
     if not dag.has_path:
         return ExplorerState(**common, error="no input→output path through non-zero edges: this graph "
                                              "cannot be trained (set an edge on a route to skip or block)")
-    scale = lr_scale(dag, arch, kernel, offset=offset, base_depths=(offset,))
+    scale = lr_scale(dag, arch, kernel, offset=offset)
     return ExplorerState(**common, path_sum=dag.path_power_sum(3, offset), scale=scale,
                          lr=float(base_lr) * scale)
 
@@ -295,9 +293,9 @@ class DagExplorer(w.VBox):
     def set_op(self, src: int, dst: int, op: str) -> None:
         """Choose the op of edge ``src -> dst`` (``zero``, ``skip`` or ``block``)."""
         if (src, dst) not in self.dropdowns:
-            raise WidgetError(f"no edge {src}->{dst} in {self._code!r}")
+            raise ArchscaleError(f"no edge {src}->{dst} in {self._code!r}")
         if op not in _OPS:
-            raise WidgetError(f"unknown op {op!r}; accepted: {', '.join(_OPS)}")
+            raise ArchscaleError(f"unknown op {op!r}; accepted: {', '.join(_OPS)}")
         self.dropdowns[(src, dst)].value = op
 
     @property

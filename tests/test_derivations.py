@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from archscale import Dag, lr_scale
 from archscale.derivations import (
-    DerivationError,
+    ArchscaleError,
     fit_offset,
     in_degree_rule,
     init_second_moments,
@@ -55,7 +55,7 @@ def test_target_in_degree_preserves_every_live_vertex_of_block_graphs(n_vertices
 
 
 def test_recursion_rejects_unknown_scheme():
-    with pytest.raises(DerivationError, match="accepted"):
+    with pytest.raises(ArchscaleError, match="accepted"):
         second_moment_recursion("2", "xavier")
 
 
@@ -104,7 +104,7 @@ def test_offset_predictions_for_chains():
     pred = offset_predictions([Dag.chain(k).code for k in (1, 4)], (1, 3, 5))
     for row in pred.itertuples():
         assert row.scale == pytest.approx((row.offset / (row.offset + row.longest)) ** 1.5)
-    with pytest.raises(DerivationError):
+    with pytest.raises(ArchscaleError):
         offset_predictions(["2"], (0,))
 
 
@@ -133,5 +133,5 @@ def test_fit_offset_recovers_the_generating_offset(true_offset):
 
 
 def test_fit_offset_rejects_bad_offsets():
-    with pytest.raises(DerivationError):
+    with pytest.raises(ArchscaleError):
         fit_offset(_synthetic_sweep(3), offsets=[0])

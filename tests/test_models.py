@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from archscale.dag import Dag, DagError, NoPathError
-from archscale.models import DagCNN, DagMLP, ModelError
+from archscale.models import ArchscaleError, DagCNN, DagMLP
 from archscale.probe import forward_second_moments
 from archscale.scaling import init_std
 
@@ -117,12 +117,12 @@ def test_cnn_second_moments_are_flat_away_from_borders():
 ])
 def test_bad_model_arguments(kwargs, match):
     args = dict(dag="2_02_002", in_dim=4, width=8, out_dim=3) | kwargs
-    with pytest.raises((ModelError, DagError, NoPathError), match=match):
+    with pytest.raises((ArchscaleError, DagError, NoPathError), match=match):
         DagMLP(**args)
 
 
 def test_bad_kernel_size():
-    with pytest.raises(ModelError, match="positive odd integer"):
+    with pytest.raises(ArchscaleError, match="positive odd integer"):
         DagCNN("2", 3, 8, 10, kernel_size=4)
 
 

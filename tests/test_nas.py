@@ -13,7 +13,7 @@ from scipy import stats
 
 from archscale import nas
 from archscale.dag import Dag, DagError
-from archscale.nas import CellNet, NasCell, NasError, ReLUConvBN
+from archscale.nas import ArchscaleError, CellNet, NasCell, ReLUConvBN
 from archscale.scaling import init_std, lr_scale, readout_std
 
 
@@ -76,17 +76,17 @@ def test_reduction_halves_spatial_size_and_doubles_channels_down_to_two_pixels()
 def test_bad_cells_and_arguments_are_refused_with_clear_errors():
     with pytest.raises(DagError, match="no path"):
         CellNet("0_00_000", 1, 4, 1, 10)
-    with pytest.raises(NasError, match="ops='nb201'"):
+    with pytest.raises(ArchscaleError, match="ops='nb201'"):
         CellNet(Dag.parse("2_02_002"), 1, 4, 1, 10)
-    with pytest.raises(NasError, match="width"):
+    with pytest.raises(ArchscaleError, match="width"):
         CellNet("3_03_003", 1, 0, 1, 10)
-    with pytest.raises(NasError, match="init"):
+    with pytest.raises(ArchscaleError, match="init"):
         CellNet("3_03_003", 1, 4, 1, 10, init="xavier")
-    with pytest.raises(NasError, match="recipe"):
+    with pytest.raises(ArchscaleError, match="recipe"):
         nas.build_cell_net("3_03_003", "adam", in_channels=1, out_dim=10)
     flat = SimpleNamespace(x_train=torch.zeros(4, 64), y_train=torch.zeros(4), x_test=torch.zeros(4, 64),
                            y_test=torch.zeros(4), n_classes=10)
-    with pytest.raises(NasError, match="flatten=False"):
+    with pytest.raises(ArchscaleError, match="flatten=False"):
         nas.train_cell_net("3_03_003", "fixed", flat, width=4, n_cells=1)
 
 
@@ -132,7 +132,7 @@ def test_recipe_lr_uses_the_nb201_depth_convention():
     dag = Dag.parse("3_23_241", ops="nb201")
     assert nas.recipe_lr(dag, "archscale", 0.2) == pytest.approx(0.2 * lr_scale(dag, "nb201"))
     assert nas.recipe_lr(dag, "fixed") == nas.recipe_lr(dag, "mup") == 0.1
-    with pytest.raises(NasError, match="positive"):
+    with pytest.raises(ArchscaleError, match="positive"):
         nas.recipe_lr(dag, "fixed", -1.0)
 
 
@@ -164,9 +164,9 @@ def test_mup_readout_is_the_standard_logits_over_sqrt_width_mult():
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
         assert torch.allclose(mup(x), fixed(x) / 2.0, atol=1e-6)  # width_mult 4, biases zero
-    with pytest.raises(NasError, match="already"):
+    with pytest.raises(ArchscaleError, match="already"):
         nas.apply_mup(mup, 2)
-    with pytest.raises(NasError, match="apply_mup"):
+    with pytest.raises(ArchscaleError, match="apply_mup"):
         nas.mup_param_groups(fixed, 0.1)
     zero = nas.apply_mup(nas.build_cell_net("3_13_203", "fixed", **kw), 2, readout_zero_init=True)
     assert torch.all(zero.head.weight == 0)
@@ -206,7 +206,7 @@ def test_augment_keeps_shape_and_is_seeded():
     a = nas._augment(x, torch.Generator().manual_seed(0))
     b = nas._augment(x, torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
-    with pytest.raises(NasError, match="nesterov"):
+    with pytest.raises(ArchscaleError, match="nesterov"):
         nas.TrainConfig(momentum=0.0)
 
 
@@ -226,9 +226,9 @@ def test_run_nas_study_is_resumable_and_refuses_other_settings(tmp_path, monkeyp
     again = nas.run_nas_study(cells, data, out_dir=tmp_path, **kw)
     cols = ["graph", "recipe", "test_acc"]
     pd.testing.assert_frame_equal(again[cols], first[cols])
-    with pytest.raises(NasError, match="other settings"):
+    with pytest.raises(ArchscaleError, match="other settings"):
         nas.run_nas_study(cells, data, out_dir=tmp_path, **{**kw, "width": 8})
-    with pytest.raises(NasError, match="no NAS results"):
+    with pytest.raises(ArchscaleError, match="no NAS results"):
         nas.load_nas_results(tmp_path / "nowhere")
 
 
@@ -252,7 +252,7 @@ def test_kendall_tau_on_continuous_data_and_edge_cases():
     assert nas.kendall_tau(a, b) == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
     assert nas.kendall_tau(a, a) == 1.0 and nas.kendall_tau(a, -a) == -1.0
     assert np.isnan(nas.kendall_tau([1.0], [2.0]))
-    with pytest.raises(NasError, match="same length"):
+    with pytest.raises(ArchscaleError, match="same length"):
         nas.kendall_tau([1, 2], [1, 2, 3])
 
 
@@ -267,7 +267,7 @@ def test_topk_kendall_restricts_to_the_top_of_the_first_ranking():
     assert df["tau"].iloc[0] == pytest.approx(stats.kendalltau(a, b).statistic)
     by_b = nas.topk_kendall(a, b, ks=(25,), by="b")
     assert by_b["tau"].iloc[0] == pytest.approx(-1.0)
-    with pytest.raises(NasError, match="top-K"):
+    with pytest.raises(ArchscaleError, match="top-K"):
         nas.topk_kendall(a, b, ks=(0,))
 
 
@@ -296,7 +296,7 @@ def test_mean_gain_intervals():
     flat = nas.mean_gain(old + 1.0, old)
     assert flat.lo == pytest.approx(1.0) and flat.hi == pytest.approx(1.0)
     assert "CI" in str(boot)
-    with pytest.raises(NasError, match="at least 2"):
+    with pytest.raises(ArchscaleError, match="at least 2"):
         nas.mean_gain([1.0], [0.0])
 
 
@@ -326,7 +326,7 @@ def test_compare_recipes_and_rank_stability_tables():
     assert set(stab["comparison"]) == {"archscale vs fixed (seed mean)", "fixed: seed 0 vs 1",
                                        "archscale: seed 0 vs 1"}
     assert set(stab["kind"]) == {"across recipes", "across seeds"}
-    with pytest.raises(NasError, match="not in the results"):
+    with pytest.raises(ArchscaleError, match="not in the results"):
         nas.compare_recipes(results, "sgd", "fixed")
 
 
@@ -352,9 +352,9 @@ def test_figures_build_and_save(tmp_path):
 
 # ------------------------------------------------------------------------------ recipes and helpers
 def test_recipe_variants_carry_their_own_base_lr():
-    with pytest.raises(NasError, match="recipe kind"):
+    with pytest.raises(ArchscaleError, match="recipe kind"):
         nas.Recipe("x", "sgd")
-    with pytest.raises(NasError, match="positive"):
+    with pytest.raises(ArchscaleError, match="positive"):
         nas.Recipe("x", "archscale", -1.0)
     variant = nas.Recipe("archscale_0.5", "archscale", 0.5)
     assert nas.recipe_lr("3_03_003", variant) == pytest.approx(0.5 / 8)
@@ -373,9 +373,9 @@ def test_run_nas_study_refuses_a_recipe_name_reused_with_another_base_lr(tmp_pat
     variants = ["archscale", nas.Recipe("v", "archscale", 0.4)]
     table = nas.run_nas_study(["3_03_003"], data, recipes=variants, **kw)
     assert sorted(table["base_lr"]) == pytest.approx([0.1, 0.4])
-    with pytest.raises(NasError, match="another name"):
+    with pytest.raises(ArchscaleError, match="another name"):
         nas.run_nas_study(["3_03_003"], data, recipes=[nas.Recipe("v", "archscale", 0.8)], **kw)
-    with pytest.raises(NasError, match="distinct"):
+    with pytest.raises(ArchscaleError, match="distinct"):
         nas.run_nas_study(["3_03_003"], data, recipes=["fixed", "fixed"], **kw)
 
 
@@ -388,7 +388,7 @@ def test_find_base_lr_picks_the_lowest_loss_and_never_a_diverged_lr():
     assert search.table["diverged"].iloc[-1] == 1
     finite = search.table.iloc[:2]
     assert search.best_lr == finite.loc[finite["train_loss"].idxmin(), "lr"]
-    with pytest.raises(NasError, match="empty"):
+    with pytest.raises(ArchscaleError, match="empty"):
         nas.find_base_lr(data, [], width=4, n_cells=1)
 
 

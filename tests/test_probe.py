@@ -18,7 +18,7 @@ from archscale.dag import Dag
 from archscale.models import DagCNN, DagMLP
 from archscale.probe import (
     COORD_CHECK_COLUMNS,
-    ProbeError,
+    ArchscaleError,
     coord_check,
     coord_slopes,
     delta_z,
@@ -187,7 +187,7 @@ def test_custom_loss_and_single_output_regression():
     np.testing.assert_allclose(got.per_vertex["delta_z2"], expected, rtol=1e-5)
     mse = delta_z(model, x, target, 0.2, "mse", contributions=False)  # 1-D target, one output
     assert np.isfinite(mse.per_vertex["delta_z2"]).all()
-    with pytest.raises(ProbeError, match="scalar tensor"):
+    with pytest.raises(ArchscaleError, match="scalar tensor"):
         delta_z(model, x, target, 0.2, lambda out, t: out - t[:, None])
 
 
@@ -223,24 +223,24 @@ def test_delta_z_bad_arguments(kwargs, match):
     model = _mlp()
     x, y = _batch()
     args = {"lr": 0.1, "loss": "ce", **kwargs}
-    with pytest.raises(ProbeError, match=match):
+    with pytest.raises(ArchscaleError, match=match):
         delta_z(model, x, y, **args)
 
 
 def test_delta_z_bad_batches_and_models():
     model = _mlp()
     x, y = _batch()
-    with pytest.raises(ProbeError, match="same number of examples"):
+    with pytest.raises(ArchscaleError, match="same number of examples"):
         delta_z(model, x, y[:-1], 0.1, "ce")
-    with pytest.raises(ProbeError, match="integer class labels"):
+    with pytest.raises(ArchscaleError, match="integer class labels"):
         delta_z(model, x, y.double(), 0.1, "ce")
-    with pytest.raises(ProbeError, match="empty"):
+    with pytest.raises(ArchscaleError, match="empty"):
         delta_z(model, x[:0], y[:0], 0.1, "ce")
-    with pytest.raises(ProbeError, match="DagMLP or DagCNN"):
+    with pytest.raises(ArchscaleError, match="DagMLP or DagCNN"):
         delta_z(torch.nn.Linear(12, 5), x, y, 0.1, "ce")
-    with pytest.raises(ProbeError, match="do not match"):
+    with pytest.raises(ArchscaleError, match="do not match"):
         delta_z(model, x, torch.zeros(len(x), 3, dtype=torch.float64), 0.1, "mse")
-    assert issubclass(ProbeError, ValueError)
+    assert issubclass(ArchscaleError, ValueError)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -321,7 +321,7 @@ def test_coord_check_minibatches_dataset_and_reproducibility():
 def test_coord_check_bad_arguments(kwargs, match):
     args = {"make_model": lambda n: DagMLP("2", 12, n, 5), "widths": [8], "lr": 0.1, "steps": 2,
             "data": _batch(dtype=torch.float32), "progress": False, **kwargs}
-    with pytest.raises(ProbeError, match=match):
+    with pytest.raises(ArchscaleError, match=match):
         coord_check(**args)
 
 
@@ -336,7 +336,7 @@ def test_delta_z_vs_lr_table_and_lr_at_target():
     direct = delta_z(DagMLP("2_02", 12, 16, 5), x, y, 1e-2, "ce").per_vertex["delta_z2"].to_numpy()
     row = table[(table["width"] == 16) & (table["lr"] == 1e-2) & (table["seed"] == 1)]
     np.testing.assert_allclose(row["delta_z2"].to_numpy(), direct, rtol=1e-6)
-    with pytest.raises(ProbeError, match="lrs is empty"):
+    with pytest.raises(ArchscaleError, match="lrs is empty"):
         delta_z_vs_lr(lambda n: DagMLP("2", 12, n, 5), [8], [], x, y, progress=False)
 
 
@@ -350,7 +350,7 @@ def test_lr_at_target_and_width_slope_on_a_known_law():
     slope, _ = width_slope(at)
     assert slope == pytest.approx(-0.5)
     assert np.isnan(lr_at_target(table, 1e9)["lr_at_target"]).all()
-    with pytest.raises(ProbeError, match="two or more"):
+    with pytest.raises(ArchscaleError, match="two or more"):
         width_slope(at.iloc[:1])
 
 
@@ -375,7 +375,7 @@ def test_delta_z_graphs_shared_and_scaled_lr():
     assert got["last"] == pytest.approx(full.last_vertex, rel=1e-6)
     assert got["output"] == pytest.approx(full.output, rel=1e-6)
     assert got["output_no_readout"] == pytest.approx(frozen.output, rel=1e-6)
-    with pytest.raises(ProbeError, match="graphs is empty"):
+    with pytest.raises(ArchscaleError, match="graphs is empty"):
         delta_z_graphs([], lambda d: DagMLP(d, 12, 16, 5), x, y, 0.1, progress=False)
 
 
@@ -414,11 +414,11 @@ def test_fit_path_law_prefers_the_true_other_law():
     assert "favour" in fit.verdict()
     only_blocks = fit_path_law(table, n_boot=50, min_params=1)
     assert only_blocks.n_graphs == sum(min_path_params(g) >= 1 for g in table["graph"].unique())
-    with pytest.raises(ProbeError, match="n_boot"):
+    with pytest.raises(ArchscaleError, match="n_boot"):
         fit_path_law(table, n_boot=3)
-    with pytest.raises(ProbeError, match="different learning rates"):
+    with pytest.raises(ArchscaleError, match="different learning rates"):
         fit_path_law(table, lr_rule="scaled", n_boot=50)
-    with pytest.raises(ProbeError, match="at least 4 graphs"):
+    with pytest.raises(ArchscaleError, match="at least 4 graphs"):
         fit_path_law(table[table["graph"].isin(table["graph"].unique()[:3])], n_boot=50)
 
 
@@ -451,7 +451,7 @@ def test_lr_optimum_drift_on_known_curves():
     assert not summary["any_at_edge"] and not table["at_edge"].any()
     edge = pd.DataFrame([r for r in rows if r["lr"] >= 2**-5])
     assert lr_optimum_drift(edge)[1]["any_at_edge"]
-    with pytest.raises(ProbeError, match="columns"):
+    with pytest.raises(ArchscaleError, match="columns"):
         lr_optimum_drift(pd.DataFrame({"lr": [1.0]}))
 
 
@@ -491,7 +491,7 @@ def test_update_lr_table_and_coord_slopes():
     assert table.loc["flat", "slope_all"] == pytest.approx(0.0, abs=1e-9)
     assert table.loc["sp", "slope_all"] == pytest.approx(-0.5)
     assert table.loc["sp", "slope_wide"] == pytest.approx(-0.5) and table.loc["sp", "wide_from"] == 256
-    with pytest.raises(ProbeError, match="two or more"):
+    with pytest.raises(ArchscaleError, match="two or more"):
         width_slope(lr_at_target(tables["sp"], 1e-2), x_min=1024)
 
     rows = [(w, 0, t, v, "vertex", 1.0, 0.1 * t * w ** (0.5 * v), np.nan)
@@ -501,9 +501,9 @@ def test_update_lr_table_and_coord_slopes():
     assert slopes.loc[0, "slope"] == pytest.approx(0.0, abs=1e-9)
     assert slopes.loc[1, "slope"] == pytest.approx(0.5)
     assert slopes.loc[1, "ratio"] == pytest.approx(2.0)
-    with pytest.raises(ProbeError, match="value must be"):
+    with pytest.raises(ArchscaleError, match="value must be"):
         coord_slopes(coord, value="loss")
-    with pytest.raises(ProbeError, match="no rows at step 7"):
+    with pytest.raises(ArchscaleError, match="no rows at step 7"):
         coord_slopes(coord, step=7)
 
 

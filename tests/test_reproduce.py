@@ -114,14 +114,14 @@ def test_find_notebooks_patterns(project):
     assert names("0[13]") == ["01_ok", "03_after"]
     assert names("*fail*") == ["02_fail"]
     assert names("ok, after") == ["01_ok", "03_after"]
-    with pytest.raises(rep.ReproduceError, match="available: 01_ok"):
+    with pytest.raises(rep.ArchscaleError, match="available: 01_ok"):
         rep.find_notebooks(nbs, "nothing")
 
 
 def test_api_validates_preset_and_device(project):
-    with pytest.raises(rep.ReproduceError, match="preset"):
+    with pytest.raises(rep.ArchscaleError, match="preset"):
         rep.reproduce("medium", notebooks_dir=project / "nbs")
-    with pytest.raises(rep.ReproduceError, match="device"):
+    with pytest.raises(rep.ArchscaleError, match="device"):
         rep.reproduce("smoke", device="tpu", notebooks_dir=project / "nbs")
 
 

@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import dags
 
+from archscale import validate
 from archscale.dag import Dag, NoPathError
 from archscale.scaling import (
-    ScalingError,
-    check_kernel_size,
+    ArchscaleError,
     convention,
     init_std,
     lr_scale,
@@ -103,7 +103,7 @@ def test_all_skip_quirk_is_eq8_by_default_and_reference_on_request():
 def test_base_graph_has_unit_scale():
     assert lr_scale(Dag.parse("1")) == 1.0
     assert lr_scale(Dag.parse("1_01_001", ops="nb201")) == pytest.approx(1.0)
-    assert lr_scale(Dag.parse("2_02_002"), base_dag=Dag.parse("2_02_002")) == pytest.approx(1.0)
+    assert lr_scale(Dag.parse("2_02_002"), base=Dag.parse("2_02_002")) == pytest.approx(1.0)
 
 
 @given(dags(), st.sampled_from([1, 2]))
@@ -147,20 +147,20 @@ def test_offset_and_base_are_visible_parameters():
 
 @pytest.mark.parametrize("bad", [0, -3, 2, 4, 3.0, "3", None, True])
 def test_kernel_size_must_be_positive_odd_integer(bad):
-    with pytest.raises(ScalingError, match="positive odd integer"):
-        check_kernel_size(bad)
+    with pytest.raises(ArchscaleError, match="positive odd integer"):
+        validate.kernel_size(bad)
 
 
 @pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf"), "abc"])
 def test_non_positive_learning_rate_is_refused(bad):
-    with pytest.raises(ScalingError, match="positive"):
+    with pytest.raises(ArchscaleError, match="positive"):
         scaled_lr(bad, Dag.parse("2"))
 
 
 def test_no_path_and_misplaced_kernel_are_refused():
     with pytest.raises(NoPathError):
         lr_scale(Dag.parse("0_00_000"))
-    with pytest.raises(ScalingError, match="only to arch 'cnn'"):
+    with pytest.raises(ArchscaleError, match="only to arch 'cnn'"):
         lr_scale(Dag.parse("2"), "mlp", 5)
 
 
@@ -173,5 +173,5 @@ def test_init_std_is_he_divided_by_in_degree():
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True])
 def test_offset_must_be_a_non_negative_integer(bad):
-    with pytest.raises(ScalingError, match="offset"):
+    with pytest.raises(ArchscaleError, match="offset"):
         lr_scale(Dag.parse("2_02_002"), offset=bad)

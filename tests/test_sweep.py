@@ -21,7 +21,7 @@ from archscale.scaling import lr_scale
 from archscale.sweep import (
     COLUMNS,
     RESULTS_FILE,
-    SweepError,
+    ArchscaleError,
     SweepSpec,
     compare,
     load_results,
@@ -103,17 +103,17 @@ def test_yaml_roundtrip(tmp_path):
 def test_bad_specs(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(SweepError, match=match):
+    with pytest.raises(ArchscaleError, match=match):
         load_spec(path)
 
 
 def test_unreadable_spec_files(tmp_path):
-    with pytest.raises(SweepError, match="does not exist"):
+    with pytest.raises(ArchscaleError, match="does not exist"):
         load_spec(tmp_path / "missing.yaml")
-    with pytest.raises(SweepError, match="directory"):
+    with pytest.raises(ArchscaleError, match="directory"):
         load_spec(tmp_path)
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00garbage\x80")
-    with pytest.raises(SweepError, match="cannot read"):
+    with pytest.raises(ArchscaleError, match="cannot read"):
         load_spec(tmp_path / "bin.yaml")
 
 
@@ -162,7 +162,7 @@ def test_a_new_grid_in_an_old_directory_returns_only_its_rows(tmp_path):
 
 def test_changed_training_setup_is_refused(tmp_path):
     run_sweep(tiny(), tmp_path, progress=False)
-    with pytest.raises(SweepError, match="steps: 4 -> 5"):
+    with pytest.raises(ArchscaleError, match="steps: 4 -> 5"):
         run_sweep(tiny(steps=5), tmp_path, progress=False)
 
 
@@ -172,7 +172,7 @@ def test_lock_refuses_a_second_writer(tmp_path):
     tmp_path.mkdir(exist_ok=True)
     with open(tmp_path / ".lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(SweepError, match="another sweep"):
+        with pytest.raises(ArchscaleError, match="another sweep"):
             run_sweep(tiny(), tmp_path, progress=False)
 
 
@@ -196,7 +196,7 @@ def test_any_cut_of_the_results_file_resumes_to_identical_rows(tmp_path):
 
 
 def test_load_results_errors(tmp_path):
-    with pytest.raises(SweepError, match="does not exist"):
+    with pytest.raises(ArchscaleError, match="does not exist"):
         load_results(tmp_path / "nope")
     assert load_results(tmp_path).empty
 
@@ -277,9 +277,9 @@ def test_max_lr_flags_edges_and_all_diverged():
     m = max_lr(pd.DataFrame(rows)).set_index("graph")
     assert m.loc["1", "at_edge"] and m.loc["1", "max_lr"] == 0.1
     assert math.isnan(m.loc["2", "max_lr"])
-    with pytest.raises(SweepError, match="metric"):
+    with pytest.raises(ArchscaleError, match="metric"):
         max_lr(pd.DataFrame(rows), metric="accuracy")
-    with pytest.raises(SweepError, match="no results"):
+    with pytest.raises(ArchscaleError, match="no results"):
         max_lr(pd.DataFrame(columns=COLUMNS))
 
 
@@ -323,7 +323,7 @@ def test_compare_reports_disagreement_and_needs_the_base():
     comp = compare(_synthetic(codes, jitter=jitter))
     assert comp.pearson_r < 0.9
     without = _synthetic(["2", "2_02"])
-    with pytest.raises(SweepError, match="base graph '1'"):
+    with pytest.raises(ArchscaleError, match="base graph '1'"):
         compare(without)
     assert compare(_synthetic(codes), include_base=False).n == 3
     assert compare(_synthetic(codes), offset=2).offset == 2

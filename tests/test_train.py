@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from archscale.data import load_dataset
 from archscale.train import (
+    ArchscaleError,
     ModelSpec,
     TrainConfig,
-    TrainError,
     auto_chunk_size,
     grid,
     minibatch_schedule,
@@ -206,19 +206,19 @@ def test_bad_specs_raise_value_errors(make, match):
 
 def test_bad_training_calls(digits):
     spec = ModelSpec("2", width=8)
-    with pytest.raises(TrainError, match="pair up"):
+    with pytest.raises(ArchscaleError, match="pair up"):
         train_replicas(spec, [0.1, 0.2], [0], digits)
-    with pytest.raises(TrainError, match="positive"):
+    with pytest.raises(ArchscaleError, match="positive"):
         train_replicas(spec, [0.1, -0.2], [0, 1], digits)
-    with pytest.raises(TrainError, match="at least one"):
+    with pytest.raises(ArchscaleError, match="at least one"):
         train_replicas(spec, [], [], digits)
-    with pytest.raises(TrainError, match="image inputs"):
+    with pytest.raises(ArchscaleError, match="image inputs"):
         train_replicas(ModelSpec("2", arch="cnn", width=8), [0.1], [0], digits)
     reg = load_dataset("gaussian_regression", n_train=64, n_test=16)
-    with pytest.raises(TrainError, match="use 'mse'"):
+    with pytest.raises(ArchscaleError, match="use 'mse'"):
         train_replicas(spec, [0.1], [0], reg, TrainConfig(loss="ce"))
     if not torch.cuda.is_available():
-        with pytest.raises(TrainError, match="CUDA"):
+        with pytest.raises(ArchscaleError, match="CUDA"):
             train_replicas(spec, [0.1], [0], digits, device="cuda")
 
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from archscale import Dag, lr_scale
 from archscale.widgets import (
     STATIC_ENV,
+    ArchscaleError,
     DagExplorer,
     StaticExplorer,
-    WidgetError,
     dag_explorer,
     explorer_state,
     has_frontend,
@@ -77,7 +77,7 @@ def test_bad_settings_raise_value_errors(kwargs, match):
 def test_resize_code_keeps_and_extends():
     assert resize_code("2_22_222", 2) == "2_22"
     assert resize_code("2_22", 4) == "2_22_002_0002"
-    with pytest.raises(WidgetError):
+    with pytest.raises(ArchscaleError):
         resize_code("2", 0)
 
 
@@ -118,9 +118,9 @@ def test_live_widget_follows_its_controls():
     assert ex.state.error is None and ex.state.n_paths == 1  # 0->4 still connects
     ex.set_op(0, 4, "zero")
     assert ex.state.error is not None and ex.state.lr is None
-    with pytest.raises(WidgetError):
+    with pytest.raises(ArchscaleError):
         ex.set_op(0, 9, "block")
-    with pytest.raises(WidgetError):
+    with pytest.raises(ArchscaleError):
         ex.set_op(0, 1, "conv")
 
 

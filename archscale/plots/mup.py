@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ..probe import (
+    ArchscaleError,
     DeltaZResult,
     PathLawFit,
-    ProbeError,
     delta_z_spread,
     lr_at_target,
     lr_optimum_drift,
@@ -39,7 +39,7 @@ def _as_setups(tables: pd.DataFrame | Mapping[str, pd.DataFrame], label: str = "
     if isinstance(tables, pd.DataFrame):
         return {label: tables}
     if not tables:
-        raise ProbeError("nothing to plot: give a table or a non-empty {label: table} mapping")
+        raise ArchscaleError("nothing to plot: give a table or a non-empty {label: table} mapping")
     return dict(tables)
 
 
@@ -50,7 +50,7 @@ def _vertex_label(vertex: int, kind: str) -> str:
 def plot_contributions(result: DeltaZResult, title: str | None = None):
     """Heatmap of log10 ``delta_z2`` per (parameter group, vertex): which edge's step moved which vertex."""
     if result.contributions is None:
-        raise ProbeError("this result has no contributions; call delta_z(..., contributions=True)")
+        raise ArchscaleError("this result has no contributions; call delta_z(..., contributions=True)")
     c = result.contributions
     mat = c.pivot(index="group", columns="vertex", values="delta_z2")
     mat = mat.reindex(list(dict.fromkeys(c["group"])))
@@ -87,7 +87,7 @@ def plot_coord_check(tables: pd.DataFrame | Mapping[str, pd.DataFrame], value: s
         t = int(df["step"].max()) if step is None else step
         sel = df[df["step"] == t]
         if sel.empty:
-            raise ProbeError(f"no rows at step {t}; steps in the table: {sorted(df['step'].unique())}")
+            raise ArchscaleError(f"no rows at step {t}; steps in the table: {sorted(df['step'].unique())}")
         for (vertex, kind), grp in sel.groupby(["vertex", "kind"]):
             curve = grp.groupby("width")[value].mean()
             ax.plot(curve.index, curve.to_numpy(), marker="o",
