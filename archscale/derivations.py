@@ -16,14 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import sympy as sp
 
 from .dag import Dag
 from .errors import ArchscaleError
-from .scaling import convention, lr_scale
+from .scaling import INIT_SCHEMES, convention, lr_scale, second_moments
 
 __all__ = [
     "InDegreeDerivation",
@@ -38,8 +38,11 @@ __all__ = [
     "space_table",
 ]
 
-#: Initialization schemes the recursion knows (same names as ``archscale.models.INIT_SCHEMES``).
-RECURSION_SCHEMES = ("archscale", "he", "source", "reference")
+if TYPE_CHECKING:
+    import sympy as sp
+
+#: Initialization schemes the recursion knows (``archscale.scaling.INIT_SCHEMES``).
+RECURSION_SCHEMES = INIT_SCHEMES
 
 
 
@@ -65,6 +68,8 @@ def in_degree_rule() -> InDegreeDerivation:
     (ReLU halves the second moment of a symmetric pre-activation); edges are independent and
     zero-mean, so ``d_in`` of them add. Keeping ``E[z(l)^2] = q`` forces ``C = 2 / d_in``.
     """
+    import sympy as sp
+
     n, C, d, q = sp.symbols("n C d_in q", positive=True)
     relu_moment = q / 2
     edge = sp.simplify(n * (C / n) * relu_moment)
@@ -75,54 +80,23 @@ def in_degree_rule() -> InDegreeDerivation:
                               gain / n)
 
 
-def _scheme_divisor(dag: Dag, scheme: str, src: int, dst: int) -> int:
-    """The in-degree a scheme divides a block edge's He variance by (fan-in = fan-out here)."""
-    if scheme == "archscale":
-        return max(dag.live_in_degrees[dst], 1)
-    if scheme == "he":
-        return 1
-    if scheme == "source":
-        return max(dag.live_in_degrees[src], 1)
-    if scheme == "reference":
-        return max(dag.in_degrees[src], 1) if src else 1
-    raise ArchscaleError(f"unknown init scheme {scheme!r}; accepted: {', '.join(RECURSION_SCHEMES)}")
-
-
 def second_moment_recursion(dag: Dag | str, init: str = "archscale", q0: sp.Expr | int = 1
                             ) -> sp.Matrix:
-    """Exact infinite-width covariance ``K[a, b] = E[z_a z_b] / n`` of the DAG vertices (paper layout).
+    """:func:`archscale.scaling.second_moments` as a sympy matrix in units of ``q0 = E[z_0^2]``.
 
-    Vertices hold pre-activations: a block edge adds ``W relu(z_src)`` with fresh zero-mean weights,
-    so it is uncorrelated with everything else and adds ``gain / (2 d) * K[src, src]`` with
-    ``gain = 2``; a skip edge adds ``z_src`` itself, so skip edges carry covariances along.
-    ``d`` is the in-degree the scheme divides by. Returns a symmetric sympy matrix in units of
-    ``q0 = E[z_0^2]``; the diagonal is the per-vertex second moment.
+    The recursion is linear in the input moment, so a symbolic ``q0`` simply scales the exact
+    rational covariance; the diagonal is the per-vertex second moment.
     """
-    if isinstance(dag, str):
-        dag = Dag.parse(dag)
-    if init not in RECURSION_SCHEMES:
-        raise ArchscaleError(f"unknown init scheme {init!r}; accepted: {', '.join(RECURSION_SCHEMES)}")
-    n = dag.n_vertices
-    K = sp.zeros(n, n)
-    K[0, 0] = sp.sympify(q0)
-    for v in range(1, n):
-        incoming = [e for e in dag.edges if e.dst == v]
-        skips = [e.src for e in incoming if not e.is_parameterized]
-        blocks = [e.src for e in incoming if e.is_parameterized]
-        # covariance with earlier vertices flows only through skip edges
-        for a in range(v):
-            K[a, v] = K[v, a] = sum((K[a, s] for s in skips), sp.Integer(0))
-        diag = sum((sp.Rational(1, _scheme_divisor(dag, init, s, v)) * K[s, s] for s in blocks),
-                   sp.Integer(0))
-        diag += sum((K[s, t] for s in skips for t in skips), sp.Integer(0))
-        K[v, v] = sp.nsimplify(diag)
-    return K
+    import sympy as sp
+
+    K = second_moments(dag, init)
+    return sp.sympify(q0) * sp.Matrix([[sp.Rational(x.numerator, x.denominator) for x in row] for row in K])
 
 
 def predicted_second_moments(dag: Dag | str, init: str = "archscale") -> np.ndarray:
-    """Per-vertex ``E[z_v^2] / E[z_0^2]`` predicted by :func:`second_moment_recursion`."""
-    K = second_moment_recursion(dag, init)
-    return np.array([float(K[v, v]) for v in range(K.shape[0])])
+    """Per-vertex ``E[z_v^2] / E[z_0^2]`` predicted by :func:`archscale.scaling.second_moments`."""
+    K = second_moments(dag, init)
+    return np.array([float(K[v][v]) for v in range(len(K))])
 
 
 def init_second_moments(
@@ -194,6 +168,8 @@ def lr_rule(depths: Sequence[int] | None = None, kernel: bool = False) -> LrRule
     With ``depths`` the path sum is the concrete ``sum(L**3)``; otherwise a symbol ``S3``.
     ``transfer`` is the ratio to a base network with path sum ``S3_base`` and kernel ``q_base``.
     """
+    import sympy as sp
+
     eta, c = sp.symbols("eta c", positive=True)
     s3, s3b = sp.symbols("S3 S3_base", positive=True)
     q, qb = sp.symbols("q q_base", positive=True)

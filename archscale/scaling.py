@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 from . import validate
 from .dag import Dag
@@ -23,6 +24,7 @@ from .errors import ArchscaleError, DagError
 
 __all__ = [
     "CONVENTIONS",
+    "INIT_SCHEMES",
     "Convention",
     "as_dag",
     "convention",
@@ -32,7 +34,12 @@ __all__ = [
     "readout_std",
     "scale_factor",
     "scaled_lr",
+    "second_moments",
 ]
+
+#: Initialization schemes: the target in-degree rule, plain He, the source in-degree variant
+#: (typeset eq. 4) and the reference code's (fan-out mode, raw source in-degree).
+INIT_SCHEMES = ("archscale", "he", "source", "reference")
 
 
 @dataclass(frozen=True)
@@ -181,3 +188,39 @@ def readout_std(fan_in: int, gain: float = 2.0, mean_field: bool = True) -> floa
     fan_in = validate.positive_int(fan_in, "fan-in")
     gain = validate.number(gain, "gain", positive=True, example="2.0")
     return math.sqrt(gain) / fan_in if mean_field else math.sqrt(gain / fan_in)
+
+
+def _init_divisor(dag: Dag, init: str, src: int, dst: int) -> int:
+    """The in-degree a scheme divides a block edge's He variance by (fan-in = fan-out here)."""
+    if init == "archscale":
+        return max(dag.live_in_degrees[dst], 1)
+    if init == "he":
+        return 1
+    if init == "source":
+        return max(dag.live_in_degrees[src], 1)
+    return max(dag.in_degrees[src], 1) if src else 1  # reference
+
+
+def second_moments(dag: Dag | str, init: str = "archscale") -> list[list[Fraction]]:
+    """Exact infinite-width covariance ``K[a][b] = E[z_a z_b] / (n E[z_0^2])`` of the vertices.
+
+    Paper layout (vertices hold pre-activations, ReLU): a block edge adds ``W relu(z_src)`` with
+    fresh zero-mean weights, so it is uncorrelated with everything else and adds
+    ``K[src][src] / d`` (He's gain 2 halves by ReLU, ``d`` the in-degree the scheme divides
+    by); a skip edge adds ``z_src`` itself and carries covariances along. The diagonal is the
+    per-vertex second moment relative to the input vertex.
+    """
+    dag = as_dag(dag)
+    validate.choice(init, "init scheme", INIT_SCHEMES)
+    n = dag.n_vertices
+    K = [[Fraction(0)] * n for _ in range(n)]
+    K[0][0] = Fraction(1)
+    for v in range(1, n):
+        incoming = [e for e in dag.edges if e.dst == v]
+        skips = [e.src for e in incoming if not e.is_parameterized]
+        blocks = [e.src for e in incoming if e.is_parameterized]
+        for a in range(v):  # covariance with earlier vertices flows only through skip edges
+            K[a][v] = K[v][a] = sum((K[a][s] for s in skips), Fraction(0))
+        K[v][v] = sum((K[s][s] / _init_divisor(dag, init, s, v) for s in blocks), Fraction(0)) \
+            + sum((K[s][t] for s in skips for t in skips), Fraction(0))
+    return K
