@@ -38,14 +38,25 @@ def _encode_float(value: float) -> float | str | None:
     return value
 
 
-def _decode_float(value: object, name: str) -> float:
-    if value is None:
-        return math.nan
-    if value in ("inf", "-inf"):
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"column {name!r} must be a number, null, 'inf' or '-inf', got {value!r}")
-    return float(value)
+def _column(kind: type, value: object, name: str, json: bool) -> object:
+    """``value`` as the column's Python type. From JSON (``json``) only JSON's own types count
+    (floats may be null, "inf" or "-inf"); from Python, numpy scalars count too."""
+    if kind is float:
+        if json and (value is None or value in ("inf", "-inf")):
+            return math.nan if value is None else float(value)  # type: ignore[arg-type]
+        ok = isinstance(value, (int, float)) if json else isinstance(value, numbers.Real)
+    elif kind is int:
+        ok = isinstance(value, int) if json else isinstance(value, numbers.Integral)
+    elif kind is bool:
+        numpy_bool = getattr(getattr(value, "dtype", None), "kind", "") == "b"
+        ok = isinstance(value, bool) or (not json and (numpy_bool or isinstance(value, numbers.Integral))
+                                         and value in (0, 1))
+    else:
+        ok = isinstance(value, str)
+    if not ok or (kind is not bool and isinstance(value, bool)):
+        what = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}[kind]
+        raise ValueError(f"column {name!r} must be {what}, got {value!r}")
+    return kind(value)
 
 
 @dataclass(frozen=True)
@@ -77,52 +88,15 @@ class RowSchema:
         missing = [n for n in self.names if n not in row]
         if missing:
             raise ValueError(f"{self.kind} row lacks column(s) {', '.join(missing)}")
-        out = {}
-        for name, kind in self.columns:
-            value = row[name]
-            if kind is float:
-                if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                    raise ValueError(f"column {name!r} must be a number, got {value!r}")
-                out[name] = _encode_float(float(value))
-            elif kind is int:
-                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                    raise ValueError(f"column {name!r} must be an integer, got {value!r}")
-                out[name] = int(value)
-            elif kind is bool:
-                is_bool = isinstance(value, (bool, numbers.Integral)) or getattr(
-                    getattr(value, "dtype", None), "kind", "") == "b"  # numpy booleans
-                if not is_bool or value not in (0, 1):
-                    raise ValueError(f"column {name!r} must be true or false, got {value!r}")
-                out[name] = bool(value)
-            else:
-                if not isinstance(value, str):
-                    raise ValueError(f"column {name!r} must be a string, got {value!r}")
-                out[name] = value
-        return out
+        out = {name: _column(kind, row[name], name, json=False) for name, kind in self.columns}
+        return {name: _encode_float(v) if isinstance(v, float) else v for name, v in out.items()}
 
     def decode(self, obj: Mapping) -> dict:
         """A row read back from JSON (:meth:`encode`'s inverse); ``ValueError`` if it does not fit."""
         missing = [n for n in self.names if n not in obj]
         if missing:
             raise ValueError(f"not a {self.kind} row: no column(s) {', '.join(missing)}")
-        out = {}
-        for name, kind in self.columns:
-            value = obj[name]
-            if kind is float:
-                out[name] = _decode_float(value, name)
-            elif kind is int:
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"column {name!r} must be an integer, got {value!r}")
-                out[name] = value
-            elif kind is bool:
-                if not isinstance(value, bool):
-                    raise ValueError(f"column {name!r} must be true or false, got {value!r}")
-                out[name] = value
-            else:
-                if not isinstance(value, str):
-                    raise ValueError(f"column {name!r} must be a string, got {value!r}")
-                out[name] = value
-        return out
+        return {name: _column(kind, obj[name], name, json=True) for name, kind in self.columns}
 
     def key_of(self, row: Mapping) -> tuple:
         """The row's identity: its key columns, floats as :func:`lr_key` strings."""

@@ -22,6 +22,7 @@ fails before its first chunk undoes what it created (directories, lock, files, t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -46,7 +47,7 @@ META_FILE = "spec.yaml"
 LOCK_FILE = ".archscale.lock"
 _META_PREFIX = "# archscale-meta format="
 _LEAVE = "archscale leaves it untouched; use another directory"
-_CHUNK_PREFIX = re.compile(rb'^\{"chunk(?:_done)?": "([0-9a-f]{16})"')  # how our lines begin
+_CHUNK_PREFIX = re.compile(rb'^\{"chunk(?:_done)?": "([^"\\]+)"')  # how our lines begin
 
 
 def _chunk_of(raw: bytes) -> str | None:
@@ -291,10 +292,8 @@ def _lock(path: Path) -> tuple[int, bool]:
 def _undo(lock_fd: int | None, lock_path: Path | None, created: list[Path]) -> None:
     """Release the lock and remove what a failed start created (the lock file, empty directories)."""
     if lock_path is not None:
-        try:
+        with contextlib.suppress(OSError):
             lock_path.unlink()
-        except OSError:
-            pass
     if lock_fd is not None:
         os.close(lock_fd)
     for d in reversed(created):
@@ -305,30 +304,25 @@ def _undo(lock_fd: int | None, lock_path: Path | None, created: list[Path]) -> N
 
 
 def _fsync_dir(directory: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _write_new(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a fresh temporary file next to ``path`` (O_EXCL, fsync'd); return its name."""
+    """Write ``data`` to a fresh temporary file next to ``path`` (never an existing one, fsync'd)."""
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink()
-        raise
-    os.close(fd)
+    with open(tmp, "xb") as f:  # "x": a file of that name that is not ours stays as it is
+        try:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink()
+            raise
     return tmp
 
 
@@ -441,7 +435,7 @@ class StoreWriter:
             if self._created_results:
                 store.path.unlink()
         except OSError:
-            pass
+            pass  # best effort: the failure being reported matters more
         _undo(lock_fd, store.lock_path if self._lock_created else None, self._created_dirs)
 
     def __enter__(self) -> StoreWriter:

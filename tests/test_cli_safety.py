@@ -17,23 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sweep_specs import TINY_SPEC
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-SPEC = """\
-arch: mlp
-graphs: ['1', '2', '2_02']
-widths: [8]
-lr_min: 0.05
-lr_max: 0.5
-n_lrs: 3
-seeds: [0]
-steps: 3
-batch_size: 64
-n_train: 128
-n_test: 32
-chunk_size: 3
-"""
+SPEC = TINY_SPEC + "chunk_size: 3\n"
 
 
 def archscale(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -234,3 +222,25 @@ def test_a_bundled_preset_runs_by_name_from_any_directory(tmp_path):
     proc = archscale("sweep", "mlp_depth_smoke", "--out", "o", "--no-progress", cwd=tmp_path)
     assert proc.returncode == 0 and "rows in o/results.jsonl" in proc.stdout, proc.stderr
     one_line_error(archscale("sweep", "mlp_depth_smok", "--out", "o", cwd=tmp_path), "mlp_depth_smoke")
+
+
+def test_the_presets_ship_in_the_wheel(tmp_path):
+    """Built and unpacked as pip would install it, away from the checkout: presets load by name."""
+    pytest.importorskip("setuptools")
+    import zipfile
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "archscale", src / "archscale", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q"]
+    build = subprocess.run([*pip, str(src), "-w", str(tmp_path / "dist")], capture_output=True, text=True,
+                           timeout=300)
+    assert build.returncode == 0, build.stderr
+    (wheel,) = (tmp_path / "dist").glob("archscale-*.whl")
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    assert (tmp_path / "site" / "archscale" / "sweeps" / "mlp_depth_smoke.yaml").exists()
+    env = {**ENV, "PYTHONPATH": str(tmp_path / "site")}
+    cmd = [sys.executable, "-m", "archscale", "sweep", "mlp_depth_smoke", "--out", "o", "--no-progress"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0 and "rows in o/results.jsonl" in run.stdout, run.stderr

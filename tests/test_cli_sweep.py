@@ -10,22 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from sweep_specs import TINY_SPEC
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-SPEC = """\
-arch: mlp
-graphs: ['1', '2', '2_02']
-widths: [8]
-lr_min: 0.05
-lr_max: 0.5
-n_lrs: 3
-seeds: [0]
-steps: 3
-batch_size: 64
-n_train: 128
-n_test: 32
-"""
+SPEC = TINY_SPEC
 
 
 def archscale(*args: str) -> subprocess.CompletedProcess:
