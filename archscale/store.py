@@ -46,7 +46,7 @@ RESULTS_FILE = "results.jsonl"
 META_FILE = "spec.yaml"
 LOCK_FILE = ".archscale.lock"
 _META_PREFIX = "# archscale-meta format="
-_LEAVE = "archscale leaves it untouched; use another directory"
+_LEAVE = "archscale leaves it untouched (use another directory)"
 _CHUNK_PREFIX = re.compile(rb'^\{"chunk(?:_done)?": "([^"\\]+)"')  # how our lines begin
 
 
@@ -134,6 +134,7 @@ class ResultStore:
         return {"format": FORMAT, "version": VERSION, "kind": self.schema.kind, "columns": self.schema.names}
 
     def meta_header(self) -> str:
+        """The first line of the meta file, which marks it as archscale's."""
         return f"{_META_PREFIX}{VERSION} kind={self.schema.kind} (archscale writes this file on every run)"
 
     def check(self) -> None:
