@@ -1,17 +1,26 @@
-"""The ``archscale`` command line: scaled learning rates, DAG paths, sweeps, reproduction.
+"""The ``archscale`` command line: every subcommand's arguments and handler (lr, paths, sweep,
+maxlr, reproduce).
 
-Bad input exits with status 2 and one line on stderr naming what is wrong.
+Handlers import the modules they drive when they run, so ``archscale lr`` and ``archscale
+paths`` load neither torch nor pandas. Bad input, files that are in the way and other OS errors
+exit with status 2 and one line on stderr naming what is wrong; warnings are one line each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
 
 from . import validate
 from .dag import Dag
+from .errors import ArchscaleError, StoreError
+from .results import METRICS
 from .scaling import convention, lr_scale
 
 __all__ = ["main", "UsageError"]
@@ -120,12 +129,131 @@ def _cmd_paths(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="archscale",
-                     description="Architecture-aware hyperparameter scaling: scaled learning rates, DAG "
-                                 "paths, learning-rate sweeps and paper-figure reproduction.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+# ---------------------------------------------------------------------------------------- sweep, maxlr
+_RAW_TEXT_FIELDS = ("base", "data_dir", "name", "description")
 
+
+def _parse_set(items: list[str]) -> dict:
+    from .sweep.spec import parse_value
+
+    changes = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--set expects KEY=VALUE (e.g. --set dataset=cifar10), got {item!r}")
+        key, value = (part.strip() for part in item.split("=", 1))
+        changes[key] = value if key in _RAW_TEXT_FIELDS else parse_value(value)
+    return changes
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import compare, load_spec, run_sweep
+
+    if not args.out.strip():
+        raise UsageError("--out is empty; give the results directory, e.g. --out runs/my_sweep")
+    spec = load_spec(args.spec)
+    changes = _parse_set(args.set or [])
+    if args.dataset:
+        changes["dataset"] = args.dataset
+    if args.data_dir:
+        changes["data_dir"] = args.data_dir
+    if changes:
+        spec = spec.replace(**changes)
+    start = time.perf_counter()
+    df = run_sweep(spec, args.out, device=args.device, progress=not args.no_progress,
+                   chunk_size=args.chunk_size, threads=args.threads)
+    wall = time.perf_counter() - start
+    n_div = int(df["diverged"].astype(bool).sum()) if len(df) else 0
+    print(f"{len(df)} rows in {Path(args.out) / 'results.jsonl'} ({n_div} diverged); "
+          f"this run took {wall:.1f} s")
+    if len(df):
+        try:
+            print(compare(df, base=spec.base).format())
+        except ArchscaleError as err:
+            print(f"(no comparison: {err})")
+    return 0
+
+
+def _cmd_maxlr(args: argparse.Namespace) -> int:
+    from .results import SWEEP
+    from .sweep import SweepSpec, compare, grid_coverage
+    from .sweep.run import open_store
+
+    store = open_store(args.dir)
+    if not store.dir.is_dir():
+        raise StoreError(f"{store.dir} is not a sweep directory (it does not exist); "
+                         f"run 'archscale sweep SPEC --out {store.dir}' first")
+    scan = store.scan()
+    if not scan.rows:
+        raise StoreError(f"{store.dir} has no finished results yet; run 'archscale sweep SPEC --out "
+                         f"{store.dir}'" + (f" ({scan.describe(store.path)})" if scan.damaged else ""))
+    meta = store.read_meta()
+    spec = SweepSpec.from_dict(meta) if meta is not None else None
+    if scan.damaged:
+        warnings.warn(scan.describe(store.path), UserWarning, stacklevel=1)
+    if spec is None:
+        present, expected = len(scan.rows), None
+        if not args.partial:
+            raise StoreError(f"{store.dir} has no spec.yaml, so whether its grid is complete is unknown; "
+                             f"--partial answers from the {present} rows present")
+    else:
+        present, expected = grid_coverage(spec, scan.keys)
+        if present < expected and not args.partial:
+            why = (f"damaged lines {', '.join(str(d.line) for d in scan.unrecovered()[:6])}"
+                   if scan.unrecovered() else "the sweep was interrupted or has not finished")
+            raise StoreError(f"{store.dir}: {present} of {expected} rows of the spec's grid are present "
+                             f"({why}); resume with 'archscale sweep {store.meta_path} --out {store.dir}', "
+                             f"or pass --partial to answer from the rows present")
+    df = SWEEP.frame(scan.rows)
+    if spec is not None and not args.all_rows:
+        kept = spec.select(df)
+        if len(kept) < len(df):
+            print(f"(using the {len(kept)} rows of the last spec run in {store.dir}; {len(df) - len(kept)} "
+                  f"rows of earlier grids set aside, --all-rows uses them too)", file=sys.stderr)
+            df = kept
+    base = args.base if args.base is not None else (spec.base if spec is not None else "1")
+    offset = None if args.offset is None else validate.integer(args.offset, "--offset", minimum=0)
+    comp = compare(df, base=base, offset=offset, metric=args.metric)
+    partial = expected is None or present < expected
+    coverage = (f"{present} of {expected} rows of the spec's grid present" if expected is not None
+                else f"{present} rows present; no spec.yaml, so the grid is unknown")
+    if args.json:
+        print(json.dumps({**comp.to_dict(), "rows_present": present, "rows_expected": expected,
+                          "partial": partial}))
+    else:
+        print(f"PARTIAL: {coverage} (--partial)" if partial else f"rows: {coverage}")
+        print(comp.format())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- reproduce
+_NOTEBOOK_MODULES = ("papermill", "nbformat", "ipykernel", "jupyter_client")
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [m for m in _NOTEBOOK_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"archscale reproduce needs {', '.join(missing)}, part of the notebooks extra: "
+                         f"pip install 'archscale[notebooks]'")
+    from .reproduce import format_table, reproduce
+
+    table = reproduce(args.preset, only=args.only, device=args.device, notebooks_dir=args.notebooks_dir,
+                      output_dir=args.output_dir, figures_dir=args.figures_dir, runs_dir=args.runs_dir,
+                      dataset=args.dataset, data_dir=args.data_dir, progress=not args.no_progress,
+                      timeout=args.timeout)
+    print()
+    print(format_table(table))
+    if (table["status"] != "ok").any():
+        failed = ", ".join(table.loc[table["status"] != "ok", "notebook"])
+        print(f"failed: {failed} (executed copies with tracebacks are in {args.output_dir}/)")
+        return 1
+    print(f"executed notebooks: {args.output_dir}/   figures: {args.figures_dir}/")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- the parser
+def _add_lr_paths(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lr", help="scaled learning rate of a DAG (paper eq. 8/9)")
     _add_dag_args(p)
     p.add_argument("--base-lr", required=True, help="maximal LR of the base network")
@@ -143,29 +271,109 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=1000, help="list at most this many")
     p.set_defaults(func=_cmd_paths)
 
-    for register in _extra_commands():
-        register(sub)
+
+def _add_sweep_maxlr(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run (or resume) a learning-rate sweep from a YAML spec")
+    p.add_argument("spec", help="a bundled preset's name (e.g. mlp_depth_quick) or a spec file (.yaml)")
+    p.add_argument("--out", required=True,
+                   help="results directory (created with its parents; results.jsonl, spec.yaml); resumable")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train (default cpu)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a spec field, e.g. --set seeds=[0,1] (repeatable)")
+    p.add_argument("--dataset", default=None, help="override the spec's dataset")
+    p.add_argument("--data-dir", default=None, help="folder or .tar.gz holding CIFAR")
+    p.add_argument("--chunk-size", type=_positive_int, default=None,
+                   help="replicas per chunk (default: from memory and, on the CPU, cache size)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's, one per core); use 1 on a CPU shared with "
+                        "other busy processes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("maxlr", help="measured vs predicted maximal LR of a finished sweep")
+    p.add_argument("dir", help="sweep output directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--base", default=None, help="base graph code (default: the spec's base, '1')")
+    p.add_argument("--metric", default="train_loss", choices=METRICS, help="loss that defines the max LR")
+    p.add_argument("--offset", type=int, default=None,
+                   help="depth offset for the target and the base alike, as in 'archscale lr' "
+                        "(default: the arch's convention)")
+    p.add_argument("--all-rows", action="store_true",
+                   help="use every row in the directory, not only the grid of its last spec")
+    p.add_argument("--partial", action="store_true",
+                   help="answer even when rows of the spec's grid are missing (the output says PARTIAL)")
+    p.set_defaults(func=_cmd_maxlr)
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    from .reproduce import DEVICES, PRESETS
+
+    p = sub.add_parser(
+        "reproduce", help="execute every notebook with papermill and regenerate the figures",
+        description="Execute every notebook in order with papermill, regenerate the figures and print a "
+                    "table (notebook, status, seconds, figures written); exit status 1 if any failed. "
+                    "Needs the notebooks extra: pip install 'archscale[notebooks]'.")
+    p.add_argument("--preset", choices=PRESETS, default="quick",
+                   help="smoke (seconds, tests), quick (CPU minutes, default) or full (GPU, paper scale)")
+    p.add_argument("--only", default=None, metavar="PATTERN",
+                   help="run only notebooks whose file name matches (regex or glob; commas for several), "
+                        "e.g. '0[4-7]' or 'gelu'")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--dataset", default=None,
+                   help="dataset parameter for every notebook (e.g. cifar10 with --preset full)")
+    p.add_argument("--data-dir", default=None, help="folder or .tar.gz holding the dataset (CIFAR)")
+    p.add_argument("--notebooks-dir", default="notebooks", help="source notebooks (default: notebooks)")
+    p.add_argument("--output-dir", default="papermill_runs",
+                   help="executed notebooks go here (default: papermill_runs)")
+    p.add_argument("--figures-dir", default="figures", help="figures go here (default: figures)")
+    p.add_argument("--runs-dir", default="runs", help="sweep results go here (default: runs)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="per-cell time limit in seconds (default: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_reproduce)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="archscale",
+                     description="Architecture-aware hyperparameter scaling: scaled learning rates, DAG "
+                                 "paths, learning-rate sweeps and paper-figure reproduction.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_lr_paths(sub)
+    _add_sweep_maxlr(sub)
+    _add_reproduce(sub)
     return parser
 
 
-def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Subcommands defined next to the code they drive (sweeps, reproduction)."""
-    from . import reproduce, sweep
-
-    return [sweep.register_cli, reproduce.register_cli]
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    if isinstance(err, OSError) and err.strerror:
+        text = err.strerror + (f": {err.filename}" if err.filename else "")
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prefix = f"archscale {args.command}"
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prefix}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
-        print(f"archscale {args.command}: error: {err}", file=sys.stderr)
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (UsageError, ValueError, OSError) as err:
+        print(f"{prefix}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"archscale {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``archscale reproduce``: execute every notebook headless with papermill and regenerate the figures.
+"""Execute every notebook headless with papermill and regenerate the figures (``archscale reproduce``).
 
 Each ``notebooks/NN_name.ipynb`` runs in its own kernel (cwd ``notebooks/``) with the parameters
 ``preset``, ``device``, ``figures_dir`` and ``runs_dir`` (plus ``dataset``/``data_dir`` when
@@ -9,21 +9,21 @@ error, the others still run, and the result is a table: notebook, status, second
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .errors import ArchscaleError
 
-__all__ = ["PRESETS", "find_notebooks", "main", "register_cli", "reproduce"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEVICES", "PRESETS", "find_notebooks", "format_table", "reproduce", "run_notebook"]
 
 PRESETS = ("smoke", "quick", "full")
 DEVICES = ("cpu", "cuda")
@@ -199,6 +199,7 @@ def reproduce(preset: str = "quick", only: str | None = None, device: str = "cpu
         raise ArchscaleError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
     if device not in DEVICES:
         raise ArchscaleError(f"unknown device {device!r}; accepted: {', '.join(DEVICES)}")
+    import pandas as pd
     stream = sys.stderr if stream is None else stream
     notebooks = find_notebooks(notebooks_dir, only)
     nb_dir = Path(notebooks_dir).resolve()
@@ -241,55 +242,3 @@ def format_table(table: pd.DataFrame) -> str:
     total = f"\n{(table['status'] == 'ok').sum()}/{len(table)} notebooks passed in " \
             f"{table['seconds'].sum():.0f} s"
     return shown.to_string(index=False) + total
-
-
-def _cmd_reproduce(args: argparse.Namespace) -> int:
-    table = reproduce(args.preset, only=args.only, device=args.device, notebooks_dir=args.notebooks_dir,
-                      output_dir=args.output_dir, figures_dir=args.figures_dir, runs_dir=args.runs_dir,
-                      dataset=args.dataset, data_dir=args.data_dir, progress=not args.no_progress,
-                      timeout=args.timeout)
-    print()
-    print(format_table(table))
-    if (table["status"] != "ok").any():
-        failed = ", ".join(table.loc[table["status"] != "ok", "notebook"])
-        print(f"failed: {failed} (executed copies with tracebacks are in {args.output_dir}/)")
-        return 1
-    print(f"executed notebooks: {args.output_dir}/   figures: {args.figures_dir}/")
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``archscale reproduce`` to the main command line."""
-    p = subparsers.add_parser(
-        "reproduce", help="execute every notebook with papermill and regenerate the figures",
-        description="Execute every notebook in order with papermill, regenerate the figures and print a "
-                    "table (notebook, status, seconds, figures written); exit status 1 if any failed.")
-    p.add_argument("--preset", choices=PRESETS, default="quick",
-                   help="smoke (seconds, tests), quick (CPU minutes, default) or full (GPU, paper scale)")
-    p.add_argument("--only", default=None, metavar="PATTERN",
-                   help="run only notebooks whose file name matches (regex or glob; commas for several), "
-                        "e.g. '0[4-7]' or 'gelu'")
-    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--dataset", default=None,
-                   help="dataset parameter for every notebook (e.g. cifar10 with --preset full)")
-    p.add_argument("--data-dir", default=None, help="folder or .tar.gz holding the dataset (CIFAR)")
-    p.add_argument("--notebooks-dir", default="notebooks", help="source notebooks (default: notebooks)")
-    p.add_argument("--output-dir", default="papermill_runs",
-                   help="executed notebooks go here (default: papermill_runs)")
-    p.add_argument("--figures-dir", default="figures", help="figures go here (default: figures)")
-    p.add_argument("--runs-dir", default="runs", help="sweep results go here (default: runs)")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="per-cell time limit in seconds (default: none)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_reproduce)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``archscale reproduce`` with ``argv`` (for ``python -m archscale.reproduce``)."""
-    from .cli import main as cli_main
-
-    return cli_main(["reproduce", *(argv if argv is not None else sys.argv[1:])])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -97,3 +97,46 @@ def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "archscale", "lr", "--dag", "2", "--base-lr", "1"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "lr" in out.stdout
+
+
+LIGHT = """
+import sys
+from archscale.cli import main
+code = main({argv!r})
+heavy = sorted(m for m in ("torch", "pandas") if m in sys.modules)
+print("HEAVY", heavy, code, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["lr", "--dag", "2_22_222", "--base-lr", "0.1"],
+                                  ["paths", "--dag", "2_12_202"], ["lr", "--dag", "2_2", "--base-lr", "0.1"]])
+def test_lr_and_paths_import_neither_torch_nor_pandas(argv):
+    out = subprocess.run([sys.executable, "-c", LIGHT.format(argv=argv)], capture_output=True, text=True,
+                         timeout=120)
+    assert "HEAVY [] " in out.stderr, out.stderr
+
+
+def test_reproduce_without_papermill_says_how_to_install_it():
+    code = ("import sys; sys.modules['papermill'] = None\n"
+            "from archscale.cli import main\nsys.exit(main(['reproduce', '--only', 'x']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'archscale[notebooks]'" in lines[0] and "papermill" in lines[0]
+
+
+def test_cli_wiring_has_no_import_cycle():
+    """All subcommands are wired in cli.py; the modules they drive never import it back."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "archscale"
+    for path in package.rglob("*.py"):
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [a.name for a in node.names]
+                assert not any(n == "cli" or n.endswith(".cli") for n in names), path
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.endswith(".cli") for a in node.names), path

@@ -10,21 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from sweep_specs import TINY_SPEC
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-SPEC = """\
-graphs: ['1', '2', '2_02']
-widths: [8]
-lr_min: 0.05
-lr_max: 0.5
-n_lrs: 3
-seeds: [0]
-steps: 3
-batch_size: 64
-n_train: 128
-n_test: 32
-"""
+SPEC = TINY_SPEC
 
 
 def archscale(*args: str) -> subprocess.CompletedProcess:
@@ -91,24 +81,43 @@ def test_rerun_skips_finished_work(finished):
     assert (out / "results.jsonl").read_bytes() == before
 
 
+VALID = "arch: mlp\ngraphs: ['1']\nlr_min: 0.05\nlr_max: 0.5\nn_lrs: 3\n"
+
+
 @pytest.mark.parametrize("text, needle", [
     ("dataset: imagenet\n", "unknown dataset"),
     ("n_lrs: 0\n", "empty LR grid"),
-    ("lrs: []\n", "at least one learning rate"),
-    ("lr_min: 0\n", "positive learning rate"),
-    ("lrs: [0.1, -0.5]\n", "positive learning rate"),
+    ("lr_min: 0\n", "positive"),
     ("graphs: [2_02]\n", "quote DAG codes"),
     ("graphs: ['2_03']\n", "digit 3"),
     ("arch: cnn\nkernel_sizes: [2]\n", "odd"),
     ("speed: 11\n", "unknown field"),
     ("graphs: ['1'\n", "not valid YAML"),
+    # strictness (issue 9): quoted booleans, duplicates, conflicts, inapplicable and required keys
+    ("cosine: 'false'\n", "cosine must be true or false"),
+    ("nesterov: 'no'\nmomentum: 0.9\n", "nesterov must be true or false"),
+    ("lrs: [0.1, 0.2]\n", "not both"),
+    ("seeds: [0]\nseeds: [1]\n", "duplicate key 'seeds'"),
+    ("kernel_sizes: [3]\n", "kernel_sizes applies only to arch: cnn"),
+    ("graphs: []\n", "graphs is empty"),
+    ("__omit__arch", "arch is required"),
+    ("__omit__lr_max", "the LR grid is required"),
 ])
 def test_bad_specs_exit_2_with_one_line(tmp_path, text, needle):
+    """Each bad key on top of a valid spec (keys given twice are the test's own choice)."""
+    lines = VALID.splitlines()
+    if text.startswith("__omit__"):
+        body = "".join(line + "\n" for line in lines if not line.startswith(text[8:] + ":"))
+    else:
+        keys = {line.split(":")[0] for line in text.splitlines()}
+        body = text + "".join(line + "\n" for line in lines if line.split(":")[0] not in keys)
+    if "lrs:" in text:
+        body = text + "".join(line + "\n" for line in lines if not line.startswith("n_lrs"))
     spec = tmp_path / "bad.yaml"
-    spec.write_text(text)
+    spec.write_text(body)
     proc = archscale("sweep", str(spec), "--out", str(tmp_path / "o"))
     _one_line_error(proc, "archscale sweep: error:", needle)
-    assert not (tmp_path / "o" / "results.jsonl").exists()
+    assert not (tmp_path / "o").exists()
 
 
 def test_unreadable_spec_files_exit_2(tmp_path):
@@ -123,7 +132,9 @@ def test_unreadable_spec_files_exit_2(tmp_path):
 def test_bad_overrides_and_arguments_exit_2(tmp_path, finished):
     spec, out, _ = finished
     _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--set", "lr_min=-1"),
-                    "positive learning rate")
+                    "positive")
+    _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--set", "cosine='no'"),
+                    "cosine must be true or false")
     _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--set", "nonsense"), "KEY=VALUE")
     _one_line_error(archscale("sweep", str(spec), "--out", str(out), "--set", "steps=7"),
                     "different training setup")

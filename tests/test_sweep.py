@@ -1,4 +1,4 @@
-"""Sweeps: specs, resumable results (including SIGKILL), the maximal-LR finder and compare()."""
+"""Sweeps: strict specs, presets, resumable results (including SIGKILL), max_lr() and compare()."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,22 +19,25 @@ import pandas as pd
 import pytest
 
 from archscale.dag import Dag
+from archscale.errors import ArchscaleError, DataError, SpecError, StoreError
 from archscale.scaling import lr_scale
+from archscale.store import LOCK_FILE, ResultStore
 from archscale.sweep import (
     COLUMNS,
     RESULTS_FILE,
-    ArchscaleError,
     SweepSpec,
     compare,
     load_results,
     load_spec,
     max_lr,
+    presets,
     run_sweep,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = dict(graphs=["1", "2", "2_02"], widths=[8], lr_min=0.05, lr_max=0.5, n_lrs=3, seeds=[0, 1], steps=4,
-            batch_size=64, n_train=200, n_test=50, chunk_size=2)
+PRESETS = ROOT / "archscale" / "sweeps"
+TINY = dict(arch="mlp", graphs=["1", "2", "2_02"], widths=[8], lr_min=0.05, lr_max=0.5, n_lrs=3, seeds=[0, 1],
+            steps=4, batch_size=64, n_train=200, n_test=50, chunk_size=2)
 
 
 def tiny(**changes) -> SweepSpec:
@@ -44,21 +49,25 @@ def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 # ---------------------------------------------------------------------------------------- spec
-def test_defaults_are_valid_and_grid_is_log_spaced():
-    spec = SweepSpec()
-    assert spec.graph_list() == ["1"]
-    grid = SweepSpec(lr_min=0.01, lr_max=1.0, n_lrs=5).lr_grid()
+def test_grid_is_log_spaced_or_listed():
+    spec = SweepSpec(arch="mlp", graphs=["1"], lrs=[0.1])
+    assert spec.graph_list() == ["1"] and spec.kernel_sizes is None
+    grid = SweepSpec(arch="mlp", graphs=["1"], lr_min=0.01, lr_max=1.0, n_lrs=5).lr_grid()
     assert grid == pytest.approx([0.01, 0.01 * 10**0.5, 0.1, 10**-0.5, 1.0])
     assert np.allclose(np.diff(np.log(grid)), np.log(10) / 2)
-    assert SweepSpec(lrs=[0.3, "1e-2", 0.1, 0.3]).lr_grid() == [0.01, 0.1, 0.3]
+    assert SweepSpec(arch="mlp", graphs=["1"], lrs=[0.3, "1e-2", 0.1, 0.3]).lr_grid() == [0.01, 0.1, 0.3]
+    assert SweepSpec(arch="cnn", graphs=["1"], lrs=[0.1]).kernel_sizes == [3]
 
 
 def test_base_is_added_and_sample_is_seeded():
-    spec = SweepSpec(graphs=["2_02"], base="1", sample={"n_vertices": 4, "k": 5, "seed": 7})
-    codes = spec.graph_list()
+    def spec(seed, **kw):
+        return SweepSpec(arch="mlp", lrs=[0.1], sample={"n_vertices": 4, "k": 5, "seed": seed}, **kw)
+
+    codes = spec(7, graphs=["2_02"], base="1").graph_list()
     assert codes[:2] == ["1", "2_02"] and len(codes) == 7
-    assert codes == SweepSpec(graphs=["2_02"], sample={"n_vertices": 4, "k": 5, "seed": 7}).graph_list()
-    assert codes != SweepSpec(graphs=["2_02"], sample={"n_vertices": 4, "k": 5, "seed": 8}).graph_list()
+    assert codes == spec(7, graphs=["2_02"]).graph_list()
+    assert codes != spec(8, graphs=["2_02"]).graph_list()
+    assert len(spec(7, graphs=[]).graph_list()) == 6  # an empty list is fine next to a sample
     assert all(Dag.parse(c).has_path for c in codes)
 
 
@@ -68,18 +77,36 @@ def test_yaml_roundtrip(tmp_path):
     spec.to_yaml(path)
     back = load_spec(path)
     assert back == spec
-    (tmp_path / "named.yaml").write_text("graphs: ['1', '2']\nlr_min: 1e-3\nlr_max: 1.0e-1\nn_lrs: 3\n")
+    (tmp_path / "named.yaml").write_text("arch: mlp\ngraphs: ['1', '2']\nlr_min: 1e-3\nlr_max: 1.0e-1\n"
+                                         "n_lrs: 3\nweight_decay: 5e-4\n")
     named = load_spec(tmp_path / "named.yaml")
     assert named.name == "named" and named.lr_grid()[0] == pytest.approx(1e-3)
+    assert named.weight_decay == 5e-4  # 5e-4 is a number, not the string YAML 1.1 reads
     assert named.replace(seeds=[4]).seeds == [4]
+    listed = named.replace(lrs=[0.1, 0.2])  # an override replaces the grid instead of conflicting
+    assert listed.lr_grid() == [0.1, 0.2] and listed.lr_min is None
+    assert listed.replace(lr_min=0.01, lr_max=0.1, n_lrs=2).lrs is None
 
 
-@pytest.mark.parametrize("text, match", [
-    ("graphs: ['1']\nn_lrs: 0\n", "empty LR grid"),
-    ("graphs: ['1']\nlrs: []\n", "at least one learning rate"),
-    ("lr_min: 0\n", "positive learning rate"),
-    ("lr_min: -0.1\n", "positive learning rate"),
-    ("lrs: [0.1, -1]\n", "positive learning rate"),
+VALID = {"arch": "arch: mlp", "graphs": "graphs: ['1']", "lr_min": "lr_min: 0.01", "lr_max": "lr_max: 1.0",
+         "n_lrs": "n_lrs: 3"}
+
+
+def spec_text(text: str, omit: tuple[str, ...] = ()) -> str:
+    """``text`` plus a valid value for every required key it does not set (or that is not omitted)."""
+    given = {line.split(":")[0].strip() for line in text.splitlines() if ":" in line}
+    if "lrs" in given:
+        omit = (*omit, "lr_min", "lr_max", "n_lrs")
+    extra = [v for k, v in VALID.items() if k not in given and k not in omit]
+    return text + "".join(line + "\n" for line in extra)
+
+
+BAD_SPECS = [
+    ("n_lrs: 0\n", "empty LR grid"),
+    ("lrs: []\n", "at least one learning rate"),
+    ("lr_min: 0\n", "positive"),
+    ("lr_min: -0.1\n", "positive"),
+    ("lrs: [0.1, -1]\n", "positive"),
     ("lr_min: 1\nlr_max: 0.1\n", "below lr_min"),
     ("dataset: mnist784\n", "unknown dataset"),
     ("graphs: [2_02]\n", "quote DAG codes"),
@@ -87,23 +114,53 @@ def test_yaml_roundtrip(tmp_path):
     ("graphs: ['0_00']\n", "no path"),
     ("arch: cnn\nkernel_sizes: [4]\n", "odd"),
     ("widths: [0]\n", "widths"),
+    ("widths: [8, 8]\n", "repeat"),
     ("seeds: []\n", "seeds is empty"),
     ("seeds: [1, 1]\n", "repeat"),
     ("epochs: 0\n", "epochs"),
     ("steps: -5\n", "steps"),
+    ("steps: 3.5\n", "steps"),
     ("batch_size: 0\n", "batch_size"),
     ("momentum: 1.5\n", "momentum"),
+    ("momentum: '0.9'\n", "momentum must be a number"),
     ("loss: mse\n", "regression"),
     ("dataset: gaussian_regression\n", "loss: mse"),
     ("learning_rate: 0.1\n", "unknown field"),
     ("sample: {k: 3}\n", "sample must be"),
+    ("sample: {n_vertices: 4, k: '3', seed: 0}\n", "sample k"),
     ("- 1\n- 2\n", "mapping"),
     ("graphs: [\n", "not valid YAML"),
-])
+    # strict types, duplicates, conflicts, inapplicable and required keys (issue 9)
+    ("cosine: 'false'\n", "cosine must be true or false"),
+    ("nesterov: 'no'\nmomentum: 0.9\n", "nesterov must be true or false"),
+    ("cosine: 0\n", "cosine must be true or false"),
+    ("nesterov: true\n", "needs momentum"),
+    ("lr_min: 0.01\nlr_max: 1.0\nlr_min: 0.1\n", "duplicate key 'lr_min' (lines 1 and 3)"),
+    ("lrs: [0.1]\nlr_min: 0.01\n", "not both"),
+    ("kernel_sizes: [3]\n", "kernel_sizes applies only to arch: cnn"),
+    ("graphs: []\n", "graphs is empty"),
+]
+
+
+@pytest.mark.parametrize("text, match", BAD_SPECS, ids=[t.replace("\n", "; ") for t, _ in BAD_SPECS])
 def test_bad_specs(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ArchscaleError, match=match):
+    path.write_text(spec_text(text) if not text.startswith("- ") else text)
+    with pytest.raises(ArchscaleError, match=re.escape(match)) as err:
+        load_spec(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("omit, match", [
+    (("arch",), "arch is required; accepted: mlp, cnn"),
+    (("lr_min", "lr_max", "n_lrs"), "the LR grid is required"),
+    (("n_lrs",), "missing: n_lrs"),
+    (("graphs",), "graphs is missing"),
+])
+def test_required_keys(tmp_path, omit, match):
+    path = tmp_path / "missing.yaml"
+    path.write_text(spec_text("", omit=omit))
+    with pytest.raises(SpecError, match=match):
         load_spec(path)
 
 
@@ -166,33 +223,86 @@ def test_changed_training_setup_is_refused(tmp_path):
         run_sweep(tiny(steps=5), tmp_path, progress=False)
 
 
+def test_a_failed_start_leaves_the_directory_as_it_was(tmp_path, monkeypatch):
+    import archscale.store
+
+    out = tmp_path / "out"
+    run_sweep(tiny(), out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    more = tiny(seeds=[0, 1, 2])
+
+    def no_data(self):
+        raise DataError("cifar10 not found under /nowhere")
+
+    monkeypatch.setattr(SweepSpec, "load_data", no_data)
+    with pytest.raises(DataError):
+        run_sweep(more, out, progress=False)
+    with pytest.raises(DataError):
+        run_sweep(more, tmp_path / "new" / "dir", progress=False)
+    monkeypatch.undo()
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self.store.path))
+
+    monkeypatch.setattr(archscale.store.StoreWriter, "_open_results", refuse)
+    with pytest.raises(StoreError, match="Permission denied"):
+        run_sweep(more, out, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with pytest.raises(StoreError, match="empty"):
+        run_sweep(more, "", progress=False)
+
+
 def test_lock_refuses_a_second_writer(tmp_path):
     import fcntl
 
     tmp_path.mkdir(exist_ok=True)
-    with open(tmp_path / ".lock", "w") as held:
+    with open(tmp_path / LOCK_FILE, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(ArchscaleError, match="another sweep"):
+        with pytest.raises(ArchscaleError, match="another archscale process"):
             run_sweep(tiny(), tmp_path, progress=False)
 
 
+def _quiet_load(out) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_results(out)
+
+
+def _chunk_id_kept(text: bytes) -> bool:
+    return len(text.rsplit(b"\n", 1)[-1]) >= len(b'{"chunk": "0123456789abcdef"')
+
+
 def test_any_cut_of_the_results_file_resumes_to_identical_rows(tmp_path):
+    """What a kill mid-write leaves: whole chunks count, the torn line is reported, appends stay clean."""
     spec = tiny()
     ref = run_sweep(spec, tmp_path / "ref", progress=False)
     raw = (tmp_path / "ref" / RESULTS_FILE).read_bytes()
+    header_end = raw.index(b"\n") + 1
     rng = random.Random(0)
-    cuts = sorted({rng.randrange(len(raw)) for _ in range(6)} | {len(raw) - 1, raw.index(b"\n") + 5})
+    cuts = sorted({rng.randrange(header_end, len(raw)) for _ in range(6)} | {len(raw) - 1, header_end + 5})
     for cut in cuts:
         d = tmp_path / f"cut{cut}"
         d.mkdir()
-        (d / RESULTS_FILE).write_bytes(raw[:cut])  # what a kill mid-write leaves
-        partial = load_results(d)
+        (d / RESULTS_FILE).write_bytes(raw[:cut])
+        partial = _quiet_load(d)
         complete = sum(b'"chunk_done"' in line for line in raw[:cut].split(b"\n")[:-1])
         assert len(partial) == 2 * complete  # chunk_size 2: only finished chunks count
         _same_rows(partial, ref.iloc[:len(partial)])
-        _same_rows(run_sweep(spec, d, progress=False), ref)
-        keys = [line for line in (d / RESULTS_FILE).read_bytes().splitlines() if b'"chunk_done"' in line]
-        assert len(keys) == len({json.loads(k)["chunk_done"] for k in keys})  # no chunk twice
+        torn = not raw[:cut].endswith(b"\n")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _same_rows(run_sweep(spec, d, progress=False), ref)
+        assert not torn or "incomplete last line" in str(caught[0].message)
+        after = (d / RESULTS_FILE).read_bytes()
+        assert after.startswith(raw[:cut])  # nothing it held was rewritten or truncated
+        scan = ResultStore(d).scan()
+        assert len(scan.chunks) == 9
+        # a torn line counts as recovered once its chunk is intact, if its chunk id survived the cut
+        assert [d.line for d in scan.unrecovered()] == ([] if not torn or _chunk_id_kept(raw[:cut])
+                                                        else [raw[:cut].count(b"\n") + 1])
+        assert all(b"}{" not in line for line in after.splitlines())  # the append began a new line
+        _same_rows(_quiet_load(d), ref)
 
 
 def test_load_results_errors(tmp_path):
@@ -204,8 +314,8 @@ def test_load_results_errors(tmp_path):
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_gives_identical_rows(tmp_path):
     # 24 chunks of 2 replicas, a few seconds in all (long enough to be killed in the middle)
-    spec = SweepSpec(graphs=["1", "2", "2_02", "2_12"], widths=[64], lr_min=0.01, lr_max=3.0, n_lrs=6,
-                     seeds=[0, 1], steps=200, batch_size=32, n_train=400, n_test=100, chunk_size=2)
+    spec = SweepSpec(arch="mlp", graphs=["1", "2", "2_02", "2_12"], widths=[64], lr_min=0.01, lr_max=3.0,
+                     n_lrs=6, seeds=[0, 1], steps=200, batch_size=32, n_train=400, n_test=100, chunk_size=2)
     spec_path = tmp_path / "spec.yaml"
     spec.to_yaml(spec_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -235,15 +345,17 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_rows(tmp_path):
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-        committed.append(len(load_results(out)))
+        committed.append(len(_quiet_load(out)))
     # killed mid-sweep at least twice, each time keeping only whole chunks (2 rows each)
     assert kills >= 2 and 0 < committed[0] < len(ref), committed
     assert all(n % 2 == 0 for n in committed) and committed == sorted(committed)
     subprocess.run(cmd + [str(out)], env=env, check=True, capture_output=True, cwd=ROOT)
-    _same_rows(load_results(out), ref)
+    _same_rows(_quiet_load(out), ref)
+    scan = ResultStore(out).scan()
+    assert len(scan.chunks) == 4 * 6 and not scan.unrecovered()  # 24 chunks, each verified
     done_ids = [json.loads(line)["chunk_done"] for line in results.read_bytes().splitlines()
-                if b'"chunk_done"' in line]
-    assert len(done_ids) == len(set(done_ids)) == 4 * 6  # 24 chunks, each committed once
+                if line.startswith(b'{"chunk_done"') and line.endswith(b"}")]
+    assert len(done_ids) == len(set(done_ids)) == 4 * 6  # a kill lands between chunks: none twice
 
 
 # ---------------------------------------------------------------------------------------- max_lr
@@ -330,11 +442,12 @@ def test_compare_reports_disagreement_and_needs_the_base():
 
 
 # ---------------------------------------------------------------------------------------- presets
-SPECS = sorted((ROOT / "sweeps").glob("*.yaml"))
+SPECS = sorted(PRESETS.glob("*.yaml"))
 
 
 def test_every_experiment_has_smoke_quick_and_full_specs():
     names = {p.stem for p in SPECS}
+    assert set(presets()) == names
     for experiment in ("mlp_depth", "mlp_topology", "cnn_kernel_topology", "gelu"):
         for preset in ("smoke", "quick", "full"):
             assert f"{experiment}_{preset}" in names
@@ -342,7 +455,8 @@ def test_every_experiment_has_smoke_quick_and_full_specs():
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_bundled_specs_load(path):
-    spec = load_spec(path)
+    spec = load_spec(path.stem)  # by name, through importlib.resources
+    assert spec == load_spec(path) and spec.name == path.stem
     assert spec.base in spec.graph_list() and len(spec.lr_grid()) >= 2
     if path.stem.endswith("_full"):
         assert spec.dataset in ("cifar10", "cifar100")
@@ -350,16 +464,20 @@ def test_bundled_specs_load(path):
         assert spec.dataset == "digits"
 
 
+def test_unknown_preset_lists_the_bundled_ones():
+    with pytest.raises(SpecError, match="mlp_depth_quick"):
+        load_spec("mlp_depth_quik")
+
+
 @pytest.mark.parametrize("experiment", ["mlp_depth", "mlp_topology", "cnn_kernel_topology", "gelu"])
 def test_smoke_specs_run(tmp_path, experiment):
-    df = run_sweep(load_spec(ROOT / "sweeps" / f"{experiment}_smoke.yaml"), tmp_path, progress=False)
+    df = run_sweep(load_spec(f"{experiment}_smoke"), tmp_path, progress=False)
     assert len(df) > 0
     assert compare(df).n >= 2
 
 
 @pytest.mark.slow
 def test_mlp_depth_quick_reaches_the_paper_correlation(tmp_path):
-    spec = load_spec(ROOT / "sweeps" / "mlp_depth_quick.yaml")
-    comp = compare(run_sweep(spec, tmp_path, progress=False))
+    comp = compare(run_sweep(load_spec("mlp_depth_quick"), tmp_path, progress=False))
     print(comp.format())
     assert comp.pearson_r >= 0.9

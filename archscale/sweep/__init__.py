@@ -1,0 +1,41 @@
+"""Learning-rate sweeps: the strict spec (:mod:`.spec`) and the local executor (:mod:`.run`).
+
+A :class:`SweepSpec` (from YAML, or a bundled preset by name) names graphs, widths, kernel
+sizes, an LR grid, seeds and the training recipe; :func:`run_sweep` trains every replica with
+the batched trainer, chunk by chunk, into a crash-safe :class:`~archscale.store.ResultStore`;
+:func:`max_lr` and :func:`compare` (from :mod:`archscale.analysis`) read the maximal LRs off
+the rows and set them against eq. 8/9.
+"""
+
+from ..analysis import Comparison, best_lr, compare, max_lr
+from ..errors import ArchscaleError, SpecError, StoreError
+from ..results import COLUMNS, CONFIG_KEYS, METRICS
+from ..store import META_FILE as SPEC_FILE
+from ..store import RESULTS_FILE
+from .run import Chunk, grid_coverage, load_results, plan_chunks, run_sweep, train_chunk
+from .spec import IDENTITY_FIELDS, SweepSpec, load_spec, presets
+
+__all__ = [
+    "COLUMNS",
+    "CONFIG_KEYS",
+    "IDENTITY_FIELDS",
+    "METRICS",
+    "RESULTS_FILE",
+    "SPEC_FILE",
+    "ArchscaleError",
+    "Chunk",
+    "Comparison",
+    "SpecError",
+    "StoreError",
+    "SweepSpec",
+    "best_lr",
+    "compare",
+    "grid_coverage",
+    "load_results",
+    "load_spec",
+    "max_lr",
+    "plan_chunks",
+    "presets",
+    "run_sweep",
+    "train_chunk",
+]

@@ -1,0 +1,211 @@
+"""Running a sweep: plan chunks, train each with the batched trainer, append it to the store.
+
+:func:`plan_chunks` cuts every model's replica list into chunks (the same cut whatever is
+already done, so a resumed sweep trains exactly the chunks an uninterrupted one would) and
+:func:`train_chunk` trains one chunk and returns its rows; :func:`run_sweep` is the local
+executor that ties them to a :class:`~archscale.store.ResultStore`. Another executor (Ray) can
+reuse the two functions: plan on the driver, train chunks remotely, append rows on the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import validate
+from ..errors import ArchscaleError, StoreError
+from ..results import SWEEP
+from ..store import ResultStore, Scan
+from .spec import SweepSpec, model_keys
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from ..data import Dataset
+    from ..train import ModelSpec
+
+__all__ = ["Chunk", "chunk_id", "grid_coverage", "load_results", "open_store", "plan_chunks", "run_sweep",
+           "train_chunk"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One batched training job: a model and the ``(lr, seed)`` replicas of it still to train.
+
+    ``id`` names the whole chunk of the full plan (also when some of its replicas were done).
+    """
+
+    id: str
+    model: ModelSpec
+    replicas: tuple[tuple[float, int], ...]
+
+
+def chunk_id(keys: list[tuple]) -> str:
+    """A chunk's id: 16 hex digits of the SHA-1 of its sorted row keys."""
+    return hashlib.sha1(json.dumps(sorted(keys)).encode()).hexdigest()[:16]
+
+
+def plan_chunks(spec: SweepSpec, data: Dataset, device: str | torch.device = "cpu", done: set | None = None,
+                chunk_size: int | None = None, memory_budget: int | None = None) -> list[Chunk]:
+    """Chunks still to train: per model, the full replica list split into equal consecutive parts.
+
+    Chunks are cut from the full list (not from what is left), so a resumed sweep trains exactly
+    the chunks an uninterrupted one would; a chunk keeps only the replicas whose row key is not
+    in ``done``. The size is ``chunk_size``, else the spec's, else what fits memory (and, on
+    the CPU, the cache).
+    """
+    from ..train import auto_chunk_size, resolve_device
+
+    done = done or set()
+    dev = resolve_device(device)
+    reps = spec.replicas()
+    config = spec.train_config()
+    in_shape = tuple(data.x_train.shape[1:])
+    plan = []
+    for model in spec.model_specs():
+        size = chunk_size or spec.chunk_size or auto_chunk_size(
+            model, in_shape, data.out_dim, config.batch_size, dev, memory_budget)
+        n_chunks = -(-len(reps) // size)
+        for part in np.array_split(np.arange(len(reps)), n_chunks):
+            chunk = [reps[i] for i in part]
+            keys = model_keys(model, chunk)
+            todo = tuple(rep for rep, key in zip(chunk, keys) if key not in done)
+            if todo:
+                plan.append(Chunk(chunk_id(keys), model, todo))
+    return plan
+
+
+def train_chunk(spec: SweepSpec, chunk: Chunk, data: Dataset, device: str | torch.device = "cpu",
+                on_step: Callable[[int], object] | None = None) -> list[dict]:
+    """Train one chunk's replicas as one batched run; return their rows (:data:`archscale.results.SWEEP`)."""
+    from .. import train
+
+    result = train.train_replicas(chunk.model, [lr for lr, _ in chunk.replicas],
+                                  [s for _, s in chunk.replicas], data, spec.train_config(), device=device,
+                                  chunk_size=len(chunk.replicas), on_step=on_step)
+    return result.rows()
+
+
+def open_store(out_dir: str | os.PathLike) -> ResultStore:
+    """The sweep store in ``out_dir`` (refused when the path or its files are not archscale's)."""
+    store = ResultStore(out_dir, SWEEP)
+    store.check()
+    return store
+
+
+def _check_same_setup(spec: SweepSpec, store: ResultStore) -> None:
+    old = store.read_meta()
+    if old is None:
+        return
+    diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in spec.identity().items() if k in old and old[k] != v]
+    if diffs:
+        raise StoreError(f"{store.dir} holds results of a different training setup ({'; '.join(diffs)}); "
+                         f"use a new --out directory or delete the old one")
+
+
+def _report(scan: Scan, store: ResultStore, only_unrecovered: bool) -> None:
+    damaged = scan.unrecovered() if only_unrecovered else scan.damaged
+    if damaged:
+        text = Scan(damaged=damaged).describe(store.path)
+        tail = "; rows missing from the grid are trained again" if only_unrecovered else ""
+        warnings.warn(text + tail, UserWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str = "cpu", progress: bool = True,
+              chunk_size: int | None = None, memory_budget: int | None = None,
+              threads: int | None = None) -> pd.DataFrame:
+    """Train every replica of ``spec`` not yet in ``out_dir`` and return the spec's rows.
+
+    Rows are appended per finished chunk (flushed and fsync'd), so the sweep can be killed at any
+    moment and resumed by calling it again with the same spec; changes to the training setup
+    (see :data:`~archscale.sweep.spec.IDENTITY_FIELDS`) need a new directory, while new graphs,
+    LRs or seeds are added. The directory and its parents are created when missing; nothing is
+    written (``spec.yaml`` included) until the data has loaded and the store is open and locked,
+    so a failed start leaves the directory as it was. Damaged lines found in ``results.jsonl``
+    are reported (a warning with their line numbers) and their chunks trained again. The result
+    holds only this spec's grid (:meth:`SweepSpec.select`). ``threads`` sets torch's CPU threads
+    for the call (1 suits a CPU shared with other busy processes).
+    """
+    from ..train import resolve_device
+
+    if not isinstance(spec, SweepSpec):
+        raise ArchscaleError(f"spec must be a SweepSpec, got {type(spec).__name__}; use load_spec(path)")
+    if threads is not None:
+        validate.positive_int(threads, "threads")
+    if chunk_size is not None:
+        validate.positive_int(chunk_size, "chunk_size")
+    store = open_store(out_dir)
+    dev = resolve_device(device)
+    _check_same_setup(spec, store)
+    scan = store.scan()
+    _report(scan, store, only_unrecovered=True)
+    todo = spec.keys() - scan.keys
+    meta = spec.to_dict()
+    if todo or store.read_meta() != meta:
+        data = spec.load_data() if todo else None  # before anything is written
+        with _torch_threads(threads), store.open() as writer:
+            _check_same_setup(spec, store)
+            writer.write_meta(meta)
+            if spec.keys() - writer.scan.keys:
+                data = data if data is not None else spec.load_data()
+                _train_plan(spec, data, dev, writer, chunk_size, memory_budget, progress)
+    return spec.select(SWEEP.frame(store.scan().rows))
+
+
+def _train_plan(spec: SweepSpec, data: Dataset, device: torch.device, writer, chunk_size: int | None,
+                memory_budget: int | None, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    plan = plan_chunks(spec, data, device, writer.scan.keys, chunk_size, memory_budget)
+    total = sum(len(c.replicas) for c in plan) * spec.train_config().total_steps(data.n_train)
+    bar = tqdm(total=total, desc=f"sweep {spec.name or spec.arch}", unit=" replica-steps", unit_scale=True,
+               disable=not progress or total == 0, dynamic_ncols=True)
+    with bar:
+        for chunk in plan:
+            m = chunk.model
+            kernel = f" k{m.kernel_size}" if m.arch == "cnn" else ""
+            bar.set_postfix_str(f"graph {m.graph} w{m.width}{kernel}")
+            writer.append(chunk.id, train_chunk(spec, chunk, data, device, on_step=bar.update))
+
+
+def load_results(out_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every verified row of the sweep in ``out_dir``, a tidy DataFrame (:data:`archscale.results.COLUMNS`).
+
+    Lines set aside (damaged, or cut off by a kill) are reported in a warning with their numbers.
+    """
+    store = ResultStore(out_dir, SWEEP)
+    if not store.dir.is_dir():
+        raise StoreError(f"{store.dir} is not a sweep directory (it does not exist); "
+                         f"run 'archscale sweep SPEC --out {store.dir}' first")
+    store.check()
+    scan = store.scan()
+    _report(scan, store, only_unrecovered=False)
+    return SWEEP.frame(scan.rows)
+
+
+def grid_coverage(spec: SweepSpec, keys: set) -> tuple[int, int]:
+    """``(present, expected)``: how many rows of the spec's grid are among ``keys``."""
+    expected = spec.keys()
+    return len(expected & keys), len(expected)
