@@ -321,7 +321,7 @@ def test_compare_recipes_and_rank_stability_tables():
     assert len(cmp.accuracy) == 12
     assert cmp.gain.mean == pytest.approx(1.0, abs=0.5) and cmp.gain.lo < cmp.gain.mean < cmp.gain.hi
     assert list(cmp.topk["k"]) == [100, 50, 10] and list(cmp.topk["n"]) == [12, 6, 3]
-    assert set(cmp.gaps.columns) == {"k", "n", "fixed", "archscale"}
+    assert set(cmp.gaps.columns) == {"k", "ks", "n", "fixed", "archscale"}
     assert "percentage points" in cmp.summary()
     stab = nas.rank_stability(results, ks=(100, 50), others=("archscale",))
     assert set(stab["comparison"]) == {"archscale vs fixed (seed mean)", "fixed: seed 0 vs 1",
