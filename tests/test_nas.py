@@ -13,7 +13,8 @@ from scipy import stats
 
 from archscale import nas
 from archscale.dag import Dag, DagError
-from archscale.nas import ArchscaleError, CellNet, NasCell, ReLUConvBN
+from archscale.errors import ArchscaleError
+from archscale.nas import CellNet, NasCell, ReLUConvBN
 from archscale.scaling import init_std, lr_scale, readout_std
 
 
@@ -203,8 +204,8 @@ def test_training_learns_a_separable_task_and_flags_divergence():
 
 def test_augment_keeps_shape_and_is_seeded():
     x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).reshape(2, 3, 5, 5)
-    a = nas._augment(x, torch.Generator().manual_seed(0))
-    b = nas._augment(x, torch.Generator().manual_seed(0))
+    a = nas.training._augment(x, torch.Generator().manual_seed(0))
+    b = nas.training._augment(x, torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
     with pytest.raises(ArchscaleError, match="nesterov"):
         nas.TrainConfig(momentum=0.0)
@@ -250,7 +251,7 @@ def test_kendall_tau_on_continuous_data_and_edge_cases():
     a = rng.normal(size=500)
     b = a + rng.normal(size=500)
     assert nas.kendall_tau(a, b) == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
-    assert nas.kendall_tau(a, a) == 1.0 and nas.kendall_tau(a, -a) == -1.0
+    assert nas.kendall_tau(a, a) == pytest.approx(1.0) and nas.kendall_tau(a, -a) == pytest.approx(-1.0)
     assert np.isnan(nas.kendall_tau([1.0], [2.0]))
     with pytest.raises(ArchscaleError, match="same length"):
         nas.kendall_tau([1, 2], [1, 2, 3])
@@ -320,7 +321,7 @@ def test_compare_recipes_and_rank_stability_tables():
     assert len(cmp.accuracy) == 12
     assert cmp.gain.mean == pytest.approx(1.0, abs=0.5) and cmp.gain.lo < cmp.gain.mean < cmp.gain.hi
     assert list(cmp.topk["k"]) == [100, 50, 10] and list(cmp.topk["n"]) == [12, 6, 3]
-    assert set(cmp.gaps.columns) == {"k", "n", "fixed", "archscale"}
+    assert set(cmp.gaps.columns) == {"k", "ks", "n", "fixed", "archscale"}
     assert "percentage points" in cmp.summary()
     stab = nas.rank_stability(results, ks=(100, 50), others=("archscale",))
     assert set(stab["comparison"]) == {"archscale vs fixed (seed mean)", "fixed: seed 0 vs 1",

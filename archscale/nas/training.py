@@ -1,0 +1,171 @@
+"""Training one cell network with one recipe and seed (torch.optim.SGD, the benchmark's protocol)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import validate
+from ..dag import Dag
+from ..errors import ArchscaleError
+from .cells import CellNet, as_cell
+from .mup import mup_param_groups
+from .recipes import Recipe, as_recipe, build_cell_net, recipe_lr
+
+__all__ = ["TrainConfig", "train_cell_net"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training protocol shared by every recipe (NAS-Bench-201's, shortened by ``epochs``).
+
+    SGD with Nesterov momentum 0.9, weight decay 5e-4 and cosine decay to 0 over all steps;
+    ``base_lr`` is the benchmark's 0.1. ``augment`` adds random crops (padding 4) and flips.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    base_lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    cosine: bool = True
+    augment: bool = False
+    eval_batch_size: int = 1024
+
+    def __post_init__(self):
+        validate.positive_int(self.epochs, "epochs")
+        validate.positive_int(self.batch_size, "batch_size")
+        validate.positive_int(self.eval_batch_size, "eval_batch_size")
+        validate.learning_rate(self.base_lr, "base_lr")
+        if not 0 <= self.momentum < 1:
+            raise ArchscaleError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.nesterov and self.momentum == 0:
+            raise ArchscaleError("nesterov needs momentum > 0; set momentum=0.9 or nesterov=False")
+        if self.weight_decay < 0:
+            raise ArchscaleError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+
+
+def _optimizer(model: CellNet, kind: str, lr: float, cfg: TrainConfig) -> torch.optim.SGD:
+    if kind == "mup":
+        groups = [{k: v for k, v in g.items() if k != "names"}
+                  for g in mup_param_groups(model, lr, cfg.weight_decay)]
+    else:
+        groups = [{"params": list(model.parameters()), "lr": lr, "weight_decay": cfg.weight_decay}]
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+def _check_images(data) -> None:
+    for name in ("x_train", "y_train", "x_test", "y_test", "n_classes"):
+        if not hasattr(data, name):
+            raise ArchscaleError(f"data must be an archscale.data.Dataset (missing {name!r}); "
+                           f"use archscale.data.load_dataset(name, flatten=False)")
+    if data.x_train.ndim != 4:
+        raise ArchscaleError(f"cell networks need images (N, C, H, W); got x_train of shape "
+                       f"{tuple(data.x_train.shape)}: load with load_dataset(name, flatten=False)")
+    if not data.n_classes:
+        raise ArchscaleError("the NAS study needs a classification dataset (n_classes > 0)")
+
+
+def _on_device(data, device: str | torch.device):
+    """A light copy of ``data`` with its four tensors moved to ``device`` once for many runs."""
+    from types import SimpleNamespace
+
+    moved = {k: getattr(data, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
+    return SimpleNamespace(name=getattr(data, "name", "?"), n_classes=data.n_classes, **moved)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop of the zero-padded batch plus a random horizontal flip, per sample."""
+    n, c, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    di = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    dj = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    rows = (di[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dj[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    out = xp[torch.arange(n, device=x.device)[:, None, None, None],
+             torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    flip = torch.rand(n, generator=gen, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size])
+        loss_sum += float(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
+        correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
+    model.train()
+    return loss_sum / len(x), correct / len(x)
+
+
+def train_cell_net(dag: Dag | str, recipe: str | Recipe, data, cfg: TrainConfig | None = None, *,
+                   width: int = 16, n_cells: int = 5, batchnorm: bool = True, mup_base_width: int = 1,
+                   seed: int = 0, device: str | torch.device = "cpu") -> dict:
+    """Train one cell with one recipe and seed; return a results row (see ``RESULT_COLUMNS``).
+
+    The seed fixes the init draw and the batch order, so recipes see the same batches. A
+    non-finite loss stops training: the row is marked ``diverged`` with chance accuracy.
+    """
+    cfg = cfg or TrainConfig()
+    dag = as_cell(dag)
+    recipe = as_recipe(recipe)
+    _check_images(data)
+    start = time.perf_counter()
+    device = torch.device(device)
+    model = build_cell_net(dag, recipe, in_channels=int(data.x_train.shape[1]), out_dim=int(data.n_classes),
+                           width=width, n_cells=n_cells, batchnorm=batchnorm,
+                           mup_base_width=mup_base_width, seed=seed).to(device)
+    base_lr = cfg.base_lr if recipe.base_lr is None else recipe.base_lr
+    lr = recipe_lr(dag, recipe, cfg.base_lr)
+    opt = _optimizer(model, recipe.kind, lr, cfg)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device).long()
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device).long()
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)) if cfg.cosine else 1.0)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    diverged = False
+    train_loss = train_acc = float("nan")
+    model.train()
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n, generator=gen, device=device)
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+        for i in range(0, n, cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if cfg.augment:
+                xb = _augment(xb, gen)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
+        train_loss, train_acc = float(loss_sum) / n, float(correct) / n
+        if not math.isfinite(train_loss):
+            diverged = True
+            break
+    if diverged:
+        test_loss, test_acc = float("nan"), 1.0 / data.n_classes
+    else:
+        test_loss, test_acc = _evaluate(model, x_test, y_test, cfg.eval_batch_size)
+        if not math.isfinite(test_loss):
+            diverged, test_acc = True, 1.0 / data.n_classes
+    return {"graph": dag.code, "recipe": recipe.name, "kind": recipe.kind, "seed": seed, "width": width,
+            "n_cells": n_cells, "base_lr": base_lr, "lr": lr, "epochs": cfg.epochs, "train_loss": train_loss,
+            "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc, "diverged": diverged,
+            "seconds": time.perf_counter() - start}
+
+
