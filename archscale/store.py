@@ -38,7 +38,7 @@ from .errors import StoreError
 from .results import SWEEP, RowSchema
 
 __all__ = ["FORMAT", "LOCK_FILE", "META_FILE", "RESULTS_FILE", "VERSION", "Damage", "ResultStore", "Scan",
-           "StoreWriter", "chunk_checksum"]
+           "StoreWriter", "chunk_checksum", "chunk_id"]
 
 FORMAT = "archscale-results"
 VERSION = 1
@@ -54,6 +54,11 @@ def _chunk_of(raw: bytes) -> str | None:
     """The chunk id a damaged line of ours begins with, when enough of it survived."""
     m = _CHUNK_PREFIX.match(raw)
     return m.group(1).decode() if m else None
+
+
+def chunk_id(keys: Sequence[tuple]) -> str:
+    """A chunk's id: 16 hex digits of the SHA-1 of its sorted row keys (JSON)."""
+    return hashlib.sha1(json.dumps(sorted(keys)).encode()).hexdigest()[:16]
 
 
 def chunk_checksum(row_lines: bytes) -> str:
