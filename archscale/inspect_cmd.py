@@ -21,10 +21,9 @@ MAX_LISTED_PATHS = 20
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1,3,32,32"`` as ``(1, 3, 32, 32)``: positive integers separated by commas (or x)."""
-    parts = [p.strip() for p in str(text).replace("x", ",").split(",") if p.strip()]
+    """``"1,3,32,32"`` as ``(1, 3, 32, 32)``: positive integers separated by commas."""
     try:
-        shape = tuple(int(p) for p in parts)
+        shape = tuple(int(p) for p in str(text).split(","))
     except ValueError:
         shape = ()
     if not shape or any(s < 1 for s in shape):

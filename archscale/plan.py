@@ -207,7 +207,8 @@ def _base(base, example_input, base_input, arch: str, norm: str, base_kernel: in
 def _table(cap: Capture, readout: str, gain: float):
     import pandas as pd
 
-    rows = []
+    cols: dict[str, list] = {k: [] for k in ("module", "role", "type", "src", "dst", "in_degree", "fan_in",
+                                             "init_std")}
     deg = cap.graph.live_in_degrees
     for la in cap.layers:
         if la.role == "stem":
@@ -218,21 +219,21 @@ def _table(cap: Capture, readout: str, gain: float):
             std, d = readout_std(la.fan_in, gain, mean_field=readout == "mean_field"), None
         else:
             std, d = None, None
-        rows.append({"module": la.path, "role": la.role, "type": la.kind,
-                     "src": "input" if la.role == "stem" else la.src,
-                     "dst": "output" if la.role == "readout" else la.dst,
-                     "in_degree": d, "fan_in": la.fan_in, "init_std": std})
-    table = pd.DataFrame(rows)
-    for col in ("src", "dst"):
-        table[col] = table[col].astype(object).where(table[col].notna(), "")
-    table["in_degree"] = table["in_degree"].astype("Int64")
-    return table
+        src = "input" if la.role == "stem" else la.src
+        dst = "output" if la.role == "readout" else la.dst
+        for key, value in (("module", la.path), ("role", la.role), ("type", la.kind),
+                           ("src", "" if src is None else src), ("dst", "" if dst is None else dst),
+                           ("in_degree", d), ("fan_in", la.fan_in), ("init_std", std)):
+            cols[key].append(value)
+    cols["in_degree"] = pd.array(cols["in_degree"], dtype="Int64")
+    cols["init_std"] = [float("nan") if v is None else v for v in cols["init_std"]]
+    return pd.DataFrame(cols)
 
 
 @torch.no_grad()
 def _initialize(cap: Capture, table) -> None:
     for la, std in zip(cap.layers, table["init_std"]):
-        if std is None or std != std:  # kept (readout="keep", unused modules)
+        if std != std:  # NaN: kept (readout="keep", unused modules)
             continue
         la.module.weight.normal_(0.0, float(std))
         if la.module.bias is not None:

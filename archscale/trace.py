@@ -176,7 +176,7 @@ class _Tracer(fx.Tracer):
 def _source_line(stack: str | None) -> str | None:
     """``file:line`` of the innermost frame outside torch in a stack trace text."""
     frames = re.findall(r'File "([^"]+)", line (\d+)', stack or "")
-    user = [(f, n) for f, n in frames if not re.match(_TORCH_DIR, f)]
+    user = [(f, n) for f, n in frames if not re.match(_TORCH_DIR, f) and f != __file__]
     return f"{user[-1][0]}:{user[-1][1]}" if user else None
 
 
@@ -195,7 +195,8 @@ def _refuse(node: fx.Node, why: str) -> ArchscaleError:
 
 
 # ---------------------------------------------------------------------------------------- tracing
-def _trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
+def _trace(model: nn.Module, example: torch.Tensor, stacks: bool = False) -> fx.GraphModule:
+    """The traced module, shapes propagated; ``stacks`` records source lines (slower, for messages)."""
     import inspect
 
     concrete = {}
@@ -218,7 +219,7 @@ def _trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     finally:
         model.train(was_training)
     tracer = _Tracer()
-    tracer.record_stack_traces = True
+    tracer.record_stack_traces = stacks
     try:
         graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as err:  # fx raises TraceError, TypeError, RuntimeError... for control flow
@@ -407,27 +408,31 @@ class _Reader:
     def is_vertex(self, val: _Val) -> bool:
         return val.kind != "input" and val is not self.readout and (val.must or val.uses != 1)
 
-    def resolve(self) -> tuple[list[_Val], list[tuple[int, int, str, Layer | None]]]:
+    def resolve(self) -> tuple[list[_Val], list[tuple[int, int, str]]]:
+        """Vertices in topological order (stem first) and the edges between them.
+
+        When the readout's input is not the last vertex (values computed later do not reach the
+        output, or the readout reads the stem itself), a last vertex holding one skip from it is
+        added: the output vertex of the paper's graphs.
+        """
         vals = [v for v in dict.fromkeys(self.env.values()) if v is not None and self.is_vertex(v)]
         vals.sort(key=lambda v: (v is not self.stem, v.pos))
-        out_at = vals.index(self.readout.src)
-        for v in vals[out_at + 1:]:  # computed after the readout's input: cannot reach the output
-            if v.layer is not None:
-                v.layer.role = "unused"
-        vals = vals[:out_at + 1]
         for i, v in enumerate(vals):
             v.vertex = i
-        edges: list[tuple[int, int, str, Layer | None]] = []
+        edges: list[tuple[int, int, str]] = []
         for v in vals[1:]:
             self.terms(v, v.vertex, edges, top=True)
+        if vals[-1] is not self.readout.src or len(vals) == 1:
+            edges.append((self.readout.src.vertex, len(vals), "skip"))
+            vals.append(self.readout.src)
         return vals, edges
 
     def terms(self, val: _Val, dst: int, edges: list, top: bool = False) -> None:
         if val.vertex is not None and not top:
-            edges.append((val.vertex, dst, "skip", None))
+            edges.append((val.vertex, dst, "skip"))
         elif val.kind == "edge":
             val.layer.src, val.layer.dst = val.src.vertex, dst
-            edges.append((val.src.vertex, dst, "block", val.layer))
+            edges.append((val.src.vertex, dst, "block"))
         else:
             for part in val.parts:
                 self.terms(part, dst, edges)
@@ -456,9 +461,16 @@ def capture(model: nn.Module, example_input: torch.Tensor, *, norm: str = "error
         raise ArchscaleError(f"example_input must be one tensor (a batch the model accepts), "
                              f"got {type(example_input).__name__}")
     validate.choice(norm, "norm", NORM_MODES)
+    if isinstance(model, WEIGHTED):
+        raise ArchscaleError(f"the model is a single {type(model).__name__}; archscale needs a stem and a "
+                             f"readout (input -> Linear/Conv -> ... -> Linear/Conv -> output)")
     gm = _trace(model, example_input)
     reader = _Reader(gm, norm)
-    reader.run()
+    try:
+        reader.run()
+    except DagError:  # trace again with source lines, so that the refusal names the line
+        _Reader(_trace(model, example_input, stacks=True), norm).run()
+        raise
     if reader.stem is None:
         raise ArchscaleError("no weighted op reads the input; archscale needs a stem (a Linear/Conv on "
                              "the input)")
@@ -481,20 +493,11 @@ def capture(model: nn.Module, example_input: torch.Tensor, *, norm: str = "error
         raise ArchscaleError("kernel_size applies to convolutional models only; this one has no conv stem "
                              "or edge")
     nodes = [v.node.name for v in vals]
-    readout = reader.readout.layer
-    if len(vals) == 1:  # stem -> readout only: the one-hidden-layer base network
-        graph = Dag.parse("1", ops=arch)
-        nodes.append(nodes[0])
-        readout.src = 1
+    graph = Dag.from_edges(len(vals), edges, ops=arch)
+    reader.readout.layer.src, reader.stem.layer.dst = graph.output, 0
+    if graph == Dag.parse("1", ops=arch):
         notes.append("no weighted op between the stem and the readout: the graph is the base '1' "
                      "(one path of depth 3)")
-    else:
-        graph = Dag.from_edges(len(vals), [(s, d, op) for s, d, op, _ in edges], ops=arch)
-        readout.src = graph.output
-    reader.stem.layer.dst = 0
-    for layer in layers:
-        if layer.role == "edge" and layer.dst is None:  # merged into a sum computed after the readout's input
-            layer.role = "unused"
     post = [la.path for la in layers if la.post_act]
     if post:
         shown = ", ".join(post[:4]) + (", ..." if len(post) > 4 else "")
