@@ -423,37 +423,19 @@ class Dag:
 
         A multigraph yields one sequence per edge path, so parallel edges repeat a sequence.
         """
-        if self._digits is None:
-            for path in self.iter_edge_paths():
-                yield (0,) + tuple(e.dst for e in path)
-            return
-        succ: list[list[int]] = [[] for _ in range(self.n_vertices)]
-        for e in sorted(self.edges, key=lambda e: (e.src, e.dst)):
-            succ[e.src].append(e.dst)
-        reaches = [False] * self.n_vertices
-        reaches[self.output] = True
-        for v in range(self.n_vertices - 1, -1, -1):
-            reaches[v] = reaches[v] or any(reaches[w] for w in succ[v])
-        if not reaches[0]:
-            return
-        stack: list[tuple[int, ...]] = [(0,)]
-        while stack:
-            path = stack.pop()
-            last = path[-1]
-            if last == self.output:
-                yield path
-                continue
-            for w in reversed(succ[last]):
-                if reaches[w]:
-                    stack.append(path + (w,))
+        for path in self.iter_edge_paths():
+            yield (0,) + tuple(e.dst for e in path)
 
-    def paths(self, limit: int | None = None) -> list[tuple[int, ...]]:
-        """All end-to-end paths; raises if there are more than ``limit``."""
+    def _check_path_limit(self, limit: int | None) -> None:
         if limit is not None and self.n_paths > limit:
             raise DagError(
                 f"{str(self)!r} has {self.n_paths} paths, more than the limit {limit}; "
                 f"use depth_counts() or path_power_sum() instead of listing them"
             )
+
+    def paths(self, limit: int | None = None) -> list[tuple[int, ...]]:
+        """All end-to-end paths; raises if there are more than ``limit``."""
+        self._check_path_limit(limit)
         return list(self.iter_paths())
 
     def path_param_count(self, path: tuple[int, ...]) -> int:
@@ -462,10 +444,8 @@ class Dag:
 
     def path_depths(self, offset: int = 0, limit: int | None = None) -> list[int]:
         """``offset + (parameterized edges)`` for every end-to-end path, in path order."""
-        if self._digits is None:
-            self.paths(limit=limit)  # the limit check
-            return [offset + sum(e.is_parameterized for e in p) for p in self.iter_edge_paths()]
-        return [offset + self.path_param_count(p) for p in self.paths(limit=limit)]
+        self._check_path_limit(limit)
+        return [offset + sum(e.is_parameterized for e in p) for p in self.iter_edge_paths()]
 
     def depth_counts(self, offset: int = 0) -> dict[int, int]:
         """``{L_p: number of paths}`` by dynamic programming, without listing paths."""

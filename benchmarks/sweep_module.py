@@ -102,25 +102,28 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size)
     n = len(lrs) * len(seeds)
-    print(f"{args.model} with {args.blocks} residual block(s), width {args.width}: {n} replicas x {args.steps} "
-          f"steps of batch {args.batch_size} on digits, {device}, {torch.get_num_threads()} thread(s)")
-
-    plain_loop(make_model, lrs[:1], seeds[:1], data, TrainConfig(steps=2, batch_size=args.batch_size), device)
-    archscale.sweep_module(make_model, lrs[:2], seeds[:1], data, TrainConfig(steps=2, batch_size=args.batch_size),
-                           device=device, progress=False)
+    print(f"{args.model} with {args.blocks} residual block(s), width {args.width}: {n} replicas x "
+          f"{args.steps} steps of batch {args.batch_size} on digits, {device}, "
+          f"{torch.get_num_threads()} thread(s)")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    plain_loop(make_model, lrs, seeds, data, config, device)
-    sync()
-    plain = time.perf_counter() - start
-    start = time.perf_counter()
-    archscale.sweep_module(make_model, lrs, seeds, data, config, device=device, progress=False)
-    sync()
-    vmapped = time.perf_counter() - start
+
+    def timed(run) -> float:
+        sync()
+        start = time.perf_counter()
+        run()
+        sync()
+        return time.perf_counter() - start
+
+    warm = TrainConfig(steps=2, batch_size=args.batch_size)
+    timed(lambda: plain_loop(make_model, lrs[:1], seeds[:1], data, warm, device))
+    timed(lambda: archscale.sweep_module(make_model, lrs[:2], seeds[:1], data, warm, device=device,
+                                         progress=False))
+    plain = timed(lambda: plain_loop(make_model, lrs, seeds, data, config, device))
+    vmapped = timed(lambda: archscale.sweep_module(make_model, lrs, seeds, data, config, device=device,
+                                                   progress=False))
     steps = n * args.steps
-    print(f"(a) plain SGD loop    {plain:8.2f} s  {steps / plain:9.0f} replica-steps/s")
-    print(f"(b) sweep_module      {vmapped:8.2f} s  {steps / vmapped:9.0f} replica-steps/s")
+    for label, seconds in (("(a) plain SGD loop", plain), ("(b) sweep_module", vmapped)):
+        print(f"{label:<20} {seconds:8.2f} s  {steps / seconds:9.0f} replica-steps/s")
     print(f"speedup {plain / vmapped:.2f}")
     return 0
 
