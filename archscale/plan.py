@@ -12,6 +12,7 @@ parameter groups.
 from __future__ import annotations
 
 import html
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -73,26 +74,20 @@ class Plan:
         return self.graph.path_power_sum(3, self.offset)
 
     def paths(self, limit: int = 50) -> list[dict]:
-        """Up to ``limit`` end-to-end paths: vertices, the modules on them, and their depth."""
-        out = []
-        by_edge = {(la.src, la.dst): [] for la in self.capture.layers} if self.capture else {}
+        """Up to ``limit`` end-to-end paths: vertices, the modules on them (or ``skip``), and depth."""
+        layers: dict[tuple[int, int], list[str]] = {}
         for la in self.capture.layers if self.capture else []:
             if la.role == "edge":
-                by_edge[(la.src, la.dst)].append(la.path)
-        for path in self.graph.iter_edge_paths():
-            if len(out) >= limit:
-                break
-            used: dict[tuple[int, int], int] = {}
-            names = []
-            for e in path:
-                if e.is_parameterized:
-                    k = used.get((e.src, e.dst), 0)
-                    used[(e.src, e.dst)] = k + 1
-                    options = by_edge.get((e.src, e.dst), [])
-                    names.append(options[k] if k < len(options) else "block")
-                else:
-                    names.append("skip")
-            out.append({"vertices": [0] + [e.dst for e in path], "ops": names,
+                layers.setdefault((la.src, la.dst), []).append(la.path)
+        name: dict[int, str] = {}  # id of each block edge -> its module (parallel edges in order)
+        for e in self.graph.edges:
+            if e.is_parameterized:
+                names = layers.get((e.src, e.dst), [])
+                name[id(e)] = names.pop(0) if names else "block"
+        out = []
+        for path in itertools.islice(self.graph.iter_edge_paths(), limit):
+            out.append({"vertices": [0] + [e.dst for e in path],
+                        "ops": [name[id(e)] if e.is_parameterized else "skip" for e in path],
                         "depth": self.offset + sum(e.is_parameterized for e in path)})
         return out
 

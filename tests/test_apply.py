@@ -238,6 +238,8 @@ def test_plan_display_and_json():
     paths = plan.paths()
     assert len(paths) == plan.n_paths and {p["depth"] for p in paths} == set(plan.depth_counts)
     assert ["a", "b"] in [p["ops"] for p in paths] and ["skip"] in [p["ops"] for p in paths]
+    branches = archscale.apply(Branches(16), torch.randn(2, 10), init=False).paths()
+    assert sorted(p["ops"] for p in branches) == [["p", "s"], ["q", "s"], ["r"]]
 
 
 def test_apply_argument_errors():
