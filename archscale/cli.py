@@ -333,6 +333,30 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_reproduce)
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect_cmd import run
+
+    return run(args)
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    """archscale.apply() on the user's own nn.Module (torch is imported only when it runs)."""
+    p = sub.add_parser("inspect", help="read an nn.Module's graph: paths, in-degrees, init stds and LR")
+    p.add_argument("target", metavar="FILE.py:FACTORY", help="a function or class in FILE.py that builds "
+                   "the module with no arguments")
+    p.add_argument("--input-shape", required=True, help="example input shape, batch first: e.g. 1,3,32,32")
+    p.add_argument("--base", default=None, help="the network the base LR was tuned on: FILE.py:FACTORY or a "
+                   "DAG code (default: one hidden layer, '1')")
+    p.add_argument("--base-lr", default=None,
+                   help="maximal LR of the base network (prints lr = base x scale)")
+    p.add_argument("--kernel-size", type=int, default=None, help="eq. 9's q when the convs mix kernel sizes")
+    p.add_argument("--norm", choices=("error", "ignore"), default="error",
+                   help="normalization layers: refuse (default) or read them as pass-throughs")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_inspect)
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="archscale",
                      description="Architecture-aware hyperparameter scaling: scaled learning rates, DAG "
@@ -341,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lr_paths(sub)
     _add_sweep_maxlr(sub)
     _add_reproduce(sub)
+    _add_inspect(sub)
     return parser
 
 

@@ -3,6 +3,10 @@
 A code such as ``2_02_002`` has one ``_``-separated group per vertex ``1 .. N-1``;
 group ``i`` holds one digit per source vertex ``0 .. i-1`` naming the op of that edge.
 Vertex 0 is the input (after the stem) and vertex ``N-1`` feeds the readout.
+
+:meth:`Dag.from_edges` also builds multigraphs (several edges between the same two vertices,
+e.g. two parallel Linear branches captured from a module), which no string code can hold; every
+path count and path sum works on them unchanged (the same dynamic program).
 """
 
 from __future__ import annotations
@@ -68,11 +72,12 @@ def _check_ops(ops: str) -> str:
 class Dag:
     """An immutable DAG over vertices ``0 .. n_vertices-1`` with one op per ordered pair.
 
-    Build one with :meth:`parse` (``Dag.parse("2_02_002")``), :meth:`chain`, or by
-    enumerating a space with :meth:`space`.
+    Build one with :meth:`parse` (``Dag.parse("2_02_002")``), :meth:`chain`, :meth:`from_edges`
+    (any edge list, parallel edges allowed), or by enumerating a space with :meth:`space`.
+    A graph with parallel edges (:attr:`has_code` false) has no :attr:`code` or :attr:`digits`.
     """
 
-    __slots__ = ("_digits", "_ops", "__dict__")
+    __slots__ = ("_digits", "_ops", "_n", "_multi", "__dict__")
 
     def __init__(self, digits: tuple[tuple[int, ...], ...] | list, ops: str = "mlp"):
         self._ops = _check_ops(ops)
@@ -96,6 +101,8 @@ class Dag:
                         f"(0..{n_ops - 1}: {', '.join(OP_SETS[ops])}); example: {_EXAMPLES[ops]!r}"
                     )
         self._digits = digits
+        self._n = len(digits) + 1
+        self._multi: tuple[Edge, ...] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -118,6 +125,42 @@ class Dag:
                     f"example: {example!r}"
                 )
         return cls([[int(c) for c in g] for g in groups], ops=ops)
+
+    @classmethod
+    def from_edges(cls, n_vertices: int, edges, ops: str = "mlp") -> Dag:
+        """A graph on ``n_vertices`` from ``(src, dst, op)`` triples (``op`` a name or a digit).
+
+        Zero ops are dropped. When no two edges share a ``src -> dst`` pair the result is the
+        ordinary code graph (``Dag.from_edges(3, [(0, 1, 2), (1, 2, 2)]) == Dag.parse("2_02")``);
+        otherwise a multigraph, whose edges are kept in target-then-source order.
+        """
+        _check_ops(ops)
+        n = validate.integer(n_vertices, "n_vertices of a DAG", minimum=2, error=DagError)
+        names = OP_SETS[ops]
+        kept: list[Edge] = []
+        for item in edges:
+            try:
+                src, dst, op = item
+            except (TypeError, ValueError):
+                raise DagError(f"every edge must be a (src, dst, op) triple, got {item!r}") from None
+            src = validate.integer(src, "edge source", minimum=0, error=DagError)
+            dst = validate.integer(dst, "edge target", minimum=0, error=DagError)
+            if not src < dst < n:
+                raise DagError(f"edge {src}->{dst} must go forward between vertices 0..{n - 1} "
+                               f"(source < target): a DAG's vertices are numbered in topological order")
+            digit = _op_digit(op, ops)
+            if names[digit] not in ZERO_OPS:
+                kept.append(Edge(src, dst, names[digit], digit))
+        kept.sort(key=lambda e: (e.dst, e.src, e.digit))
+        pairs = Counter((e.src, e.dst) for e in kept)
+        if all(c == 1 for c in pairs.values()):
+            digits = [[0] * i for i in range(1, n)]
+            for e in kept:
+                digits[e.dst - 1][e.src] = e.digit
+            return cls(digits, ops=ops)
+        dag = cls.__new__(cls)
+        dag._ops, dag._digits, dag._n, dag._multi = ops, None, n, tuple(kept)
+        return dag
 
     @classmethod
     def chain(cls, n_blocks: int, ops: str = "mlp", op: int | None = None) -> Dag:
@@ -189,47 +232,86 @@ class Dag:
         return self._ops
 
     @property
-    def digits(self) -> tuple[tuple[int, ...], ...]:
+    def has_code(self) -> bool:
+        """Whether a string code holds this graph (false for multigraphs with parallel edges)."""
+        return self._digits is not None
+
+    def _require_code(self, what: str) -> tuple[tuple[int, ...], ...]:
+        if self._digits is None:
+            raise DagError(f"this graph has parallel edges between the same vertices, so it has no "
+                           f"{what} (a string code holds one op per vertex pair): {self}")
         return self._digits
 
     @property
+    def digits(self) -> tuple[tuple[int, ...], ...]:
+        return self._require_code("digits")
+
+    @property
     def code(self) -> str:
-        return "_".join("".join(str(d) for d in g) for g in self._digits)
+        return "_".join("".join(str(d) for d in g) for g in self._require_code("string code"))
 
     def __str__(self) -> str:
-        return self.code
+        """The code when one exists, else ``multigraph(N: src->dst op, ...)``."""
+        if self._digits is not None:
+            return self.code
+        listed = ", ".join(f"{e.src}->{e.dst} {e.op}" for e in self.edges)
+        return f"multigraph({self._n} vertices: {listed})"
 
     def __repr__(self) -> str:
-        return f"Dag({self.code!r}, ops={self._ops!r})"
+        if self._digits is not None:
+            return f"Dag({self.code!r}, ops={self._ops!r})"
+        triples = [(e.src, e.dst, e.op) for e in self.edges]
+        return f"Dag.from_edges({self._n}, {triples!r}, ops={self._ops!r})"
+
+    def _key(self) -> tuple:
+        if self._digits is not None:
+            return (self._digits,)
+        return (self._n, tuple((e.src, e.dst, e.digit) for e in self._multi))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Dag):
             return NotImplemented
-        return self._digits == other._digits and OP_SETS[self._ops] == OP_SETS[other._ops]
+        return self._key() == other._key() and OP_SETS[self._ops] == OP_SETS[other._ops]
 
     def __hash__(self) -> int:
-        return hash((self._digits, OP_SETS[self._ops]))
+        return hash((self._key(), OP_SETS[self._ops]))
 
     # ------------------------------------------------------------------ structure
     @property
     def n_vertices(self) -> int:
-        return len(self._digits) + 1
+        return self._n
 
     @property
     def output(self) -> int:
         """The last vertex, which feeds the readout."""
-        return len(self._digits)
+        return self._n - 1
 
     def op(self, src: int, dst: int) -> str:
-        """Op name on the edge ``src -> dst`` (``src < dst``)."""
+        """Op name on the edge ``src -> dst`` (``src < dst``); refused for parallel edges."""
         if not 0 <= src < dst < self.n_vertices:
             raise DagError(f"no edge slot {src}->{dst} in a graph with {self.n_vertices} vertices")
-        return OP_SETS[self._ops][self._digits[dst - 1][src]]
+        if self._digits is not None:
+            return OP_SETS[self._ops][self._digits[dst - 1][src]]
+        ops = [e.op for e in self._multi if (e.src, e.dst) == (src, dst)]
+        if len(ops) > 1:
+            raise DagError(f"vertices {src}->{dst} are joined by {len(ops)} parallel edges "
+                           f"({', '.join(ops)}); use iter_edge_paths() to tell them apart")
+        return ops[0] if ops else OP_SETS[self._ops][0]
 
     @cached_property
     def all_edges(self) -> tuple[Edge, ...]:
-        """Every edge slot including zero edges, ordered by target then source."""
+        """Every edge slot including zero edges, ordered by target then source.
+
+        A multigraph lists each of its parallel edges and a zero edge for each empty slot.
+        """
         names = OP_SETS[self._ops]
+        if self._digits is None:
+            out = []
+            for dst in range(1, self._n):
+                for src in range(dst):
+                    here = [e for e in self._multi if (e.src, e.dst) == (src, dst)]
+                    out.extend(here or [Edge(src, dst, names[0], 0)])
+            return tuple(out)
         return tuple(
             Edge(src, dst, names[d], d)
             for dst, group in enumerate(self._digits, start=1)
@@ -309,40 +391,51 @@ class Dag:
         """Raise :class:`NoPathError` when no input-to-output path exists."""
         if not self.has_path:
             raise NoPathError(
-                f"DAG {self.code!r} has no path from the input (vertex 0) to the output "
+                f"DAG {str(self)!r} has no path from the input (vertex 0) to the output "
                 f"(vertex {self.output}) through non-zero edges, so it cannot be trained; "
                 f"connect them, e.g. {_EXAMPLES[self._ops]!r}"
             )
 
-    def iter_paths(self) -> Iterator[tuple[int, ...]]:
-        """End-to-end paths as vertex sequences, depth-first in vertex order."""
-        succ: list[list[int]] = [[] for _ in range(self.n_vertices)]
-        for e in sorted(self.edges, key=lambda e: (e.src, e.dst)):
-            succ[e.src].append(e.dst)
+    def iter_edge_paths(self) -> Iterator[tuple[Edge, ...]]:
+        """End-to-end paths as edge sequences, depth-first in vertex order (parallel edges apart)."""
+        succ: list[list[Edge]] = [[] for _ in range(self.n_vertices)]
+        for e in sorted(self.edges, key=lambda e: (e.src, e.dst, e.digit)):
+            succ[e.src].append(e)
         reaches = [False] * self.n_vertices
         reaches[self.output] = True
         for v in range(self.n_vertices - 1, -1, -1):
-            reaches[v] = reaches[v] or any(reaches[w] for w in succ[v])
+            reaches[v] = reaches[v] or any(reaches[e.dst] for e in succ[v])
         if not reaches[0]:
             return
-        stack: list[tuple[int, ...]] = [(0,)]
+        stack: list[tuple[Edge, ...]] = [(e,) for e in reversed(succ[0]) if reaches[e.dst]]
         while stack:
             path = stack.pop()
-            last = path[-1]
+            last = path[-1].dst
             if last == self.output:
                 yield path
                 continue
-            for w in reversed(succ[last]):
-                if reaches[w]:
-                    stack.append(path + (w,))
+            for e in reversed(succ[last]):
+                if reaches[e.dst]:
+                    stack.append(path + (e,))
+
+    def iter_paths(self) -> Iterator[tuple[int, ...]]:
+        """End-to-end paths as vertex sequences, depth-first in vertex order.
+
+        A multigraph yields one sequence per edge path, so parallel edges repeat a sequence.
+        """
+        for path in self.iter_edge_paths():
+            yield (0,) + tuple(e.dst for e in path)
+
+    def _check_path_limit(self, limit: int | None) -> None:
+        if limit is not None and self.n_paths > limit:
+            raise DagError(
+                f"{str(self)!r} has {self.n_paths} paths, more than the limit {limit}; "
+                f"use depth_counts() or path_power_sum() instead of listing them"
+            )
 
     def paths(self, limit: int | None = None) -> list[tuple[int, ...]]:
         """All end-to-end paths; raises if there are more than ``limit``."""
-        if limit is not None and self.n_paths > limit:
-            raise DagError(
-                f"{self.code!r} has {self.n_paths} paths, more than the limit {limit}; "
-                f"use depth_counts() or path_power_sum() instead of listing them"
-            )
+        self._check_path_limit(limit)
         return list(self.iter_paths())
 
     def path_param_count(self, path: tuple[int, ...]) -> int:
@@ -351,7 +444,8 @@ class Dag:
 
     def path_depths(self, offset: int = 0, limit: int | None = None) -> list[int]:
         """``offset + (parameterized edges)`` for every end-to-end path, in path order."""
-        return [offset + self.path_param_count(p) for p in self.paths(limit=limit)]
+        self._check_path_limit(limit)
+        return [offset + sum(e.is_parameterized for e in p) for p in self.iter_edge_paths()]
 
     def depth_counts(self, offset: int = 0) -> dict[int, int]:
         """``{L_p: number of paths}`` by dynamic programming, without listing paths."""
@@ -368,14 +462,25 @@ class Dag:
 
     # ------------------------------------------------------------------ export
     def to_networkx(self, include_zero: bool = False):
-        """A ``networkx.DiGraph`` with ``op`` and ``digit`` edge attributes."""
+        """A ``networkx.DiGraph`` (a ``MultiDiGraph`` for multigraphs) with ``op``/``digit`` attributes."""
         import networkx as nx
 
-        g = nx.DiGraph(code=self.code, ops=self._ops)
+        g = (nx.DiGraph if self.has_code else nx.MultiDiGraph)(code=str(self), ops=self._ops)
         g.add_nodes_from(range(self.n_vertices))
         for e in self.all_edges if include_zero else self.edges:
             g.add_edge(e.src, e.dst, op=e.op, digit=e.digit, parameterized=e.is_parameterized)
         return g
+
+
+def _op_digit(op: object, ops: str) -> int:
+    """The digit of ``op`` (a name or a digit) in op set ``ops``."""
+    names = OP_SETS[ops]
+    if isinstance(op, str) and op in names:
+        return names.index(op)
+    if not isinstance(op, bool) and isinstance(op, int) and 0 <= op < len(names):
+        return op
+    raise DagError(f"unknown op {op!r} for op set {ops!r}; accepted: "
+                   f"{', '.join(names)} or their digits 0..{len(names) - 1}")
 
 
 def _allowed_digits(ops: str, digits: tuple[int, ...] | None) -> tuple[int, ...]:

@@ -1,0 +1,105 @@
+"""sweep_module: one replica follows a plain torch.optim.SGD loop; rows are the DAG sweeps' rows."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import archscale
+from archscale import ArchscaleError
+from archscale.data import load_dataset
+from archscale.sweep import COLUMNS, max_lr
+from archscale.train import TrainConfig, minibatch_schedule
+
+
+class SmallCnn(nn.Module):
+    def __init__(self, width=6):
+        super().__init__()
+        self.stem = nn.Conv2d(1, width, 3, padding=1)
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        h = self.stem(x)
+        h = h + self.conv(F.relu(h))
+        return self.head(F.relu(h).mean((2, 3)))
+
+
+def make():
+    model = SmallCnn()
+    archscale.apply(model, torch.zeros(1, 1, 8, 8))
+    return model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", flatten=False, n_train=200, n_test=100)
+
+
+def plain_sgd(make_model, lr, seed, data, config):
+    """The loop sweep_module must reproduce: build after manual_seed, minibatch_schedule, SGD."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay, nesterov=config.nesterov)
+    total = config.total_steps(data.n_train)
+    losses = []
+    for idx in minibatch_schedule(data.n_train, config.batch_size, seed, total):
+        idx = torch.as_tensor(idx)
+        loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        final = F.cross_entropy(model(data.x_train), data.y_train).item()
+        test = F.cross_entropy(model(data.x_test), data.y_test).item()
+    return losses, final, test
+
+
+@pytest.mark.parametrize("config", [TrainConfig(steps=20, batch_size=16),
+                                    TrainConfig(epochs=2, batch_size=64, momentum=0.9, nesterov=True,
+                                                weight_decay=1e-3)], ids=["plain", "momentum"])
+def test_one_replica_equals_a_plain_sgd_loop(digits, config):
+    rows = archscale.sweep_module(make, [0.3], [5], digits, config, progress=False)
+    losses, final, test = plain_sgd(make, 0.3, 5, digits, config)
+    row = rows.iloc[0]
+    per_epoch = config.steps_per_epoch(digits.n_train)
+    window = np.arange(len(losses) - min(per_epoch, len(losses)), len(losses))
+    sizes = np.minimum(config.batch_size, digits.n_train - (window % per_epoch) * config.batch_size)
+    assert row["train_loss"] == pytest.approx(np.average(np.asarray(losses)[window], weights=sizes), rel=1e-4)
+    assert row["train_loss_final"] == pytest.approx(final, rel=1e-4)
+    assert row["test_loss"] == pytest.approx(test, rel=1e-4)
+    assert not row["diverged"] and row["steps"] == len(losses)
+
+
+def test_rows_are_sweep_rows_and_divergence_stays_in_its_replica(digits):
+    config = TrainConfig(steps=15, batch_size=32)
+    rows = archscale.sweep_module(make, [0.1, 1e30], [0, 1], digits, config, name="res", width=6, act="relu",
+                                  progress=False)
+    assert list(rows.columns) == COLUMNS and len(rows) == 4
+    assert set(rows["graph"]) == {"res"} and set(rows["arch"]) == {"cnn"} and set(rows["kernel_size"]) == {3}
+    assert rows.loc[rows["lr"] == 1e30, "diverged"].all()
+    assert not rows.loc[rows["lr"] == 0.1, "diverged"].any()
+    assert rows.loc[rows["diverged"], "train_loss"].isna().all()
+    alone = archscale.sweep_module(make, [0.1], [1], digits, config, progress=False, chunk_size=1)
+    together = rows[(rows["lr"] == 0.1) & (rows["seed"] == 1)].iloc[0]
+    assert together["train_loss_final"] == pytest.approx(alone.iloc[0]["train_loss_final"], rel=1e-5)
+    best = max_lr(rows)
+    assert best.iloc[0]["max_lr"] == 0.1 and best.iloc[0]["n_diverged"] == 2
+
+
+def test_sweep_module_argument_errors(digits):
+    with pytest.raises(ArchscaleError, match="learning rate"):
+        archscale.sweep_module(make, [0.0], [0], digits, progress=False)
+    with pytest.raises(ArchscaleError, match="seeds"):
+        archscale.sweep_module(make, [0.1], [], digits, progress=False)
+    with pytest.raises(ArchscaleError, match="must return an nn.Module"):
+        archscale.sweep_module(lambda: "model", [0.1], [0], digits, progress=False)
+    with pytest.raises(ArchscaleError, match="TrainConfig"):
+        archscale.sweep_module(make, [0.1], [0], digits, {"steps": 3}, progress=False)
+    regression = load_dataset("gaussian_regression", n_train=50, n_test=20)
+    with pytest.raises(ArchscaleError, match="classification"):
+        archscale.sweep_module(make, [0.1], [0], regression, progress=False)
