@@ -223,7 +223,7 @@ def test_run_nas_study_is_resumable_and_refuses_other_settings(tmp_path, monkeyp
     def boom(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(nas, "train_cell_net", boom)
+    monkeypatch.setattr(nas.study, "train_cell_net", boom)
     again = nas.run_nas_study(cells, data, out_dir=tmp_path, **kw)
     cols = ["graph", "recipe", "test_acc"]
     pd.testing.assert_frame_equal(again[cols], first[cols])
@@ -231,6 +231,12 @@ def test_run_nas_study_is_resumable_and_refuses_other_settings(tmp_path, monkeyp
         nas.run_nas_study(cells, data, out_dir=tmp_path, **{**kw, "width": 8})
     with pytest.raises(ArchscaleError, match="no NAS results"):
         nas.load_nas_results(tmp_path / "nowhere")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "results.jsonl").write_text("graph,recipe\n")
+    with pytest.raises(ArchscaleError, match="not"):
+        nas.run_nas_study(cells, data, out_dir=foreign, **kw)
+    assert (foreign / "results.jsonl").read_text() == "graph,recipe\n"
 
 
 # ------------------------------------------------------------------------------ rankings
@@ -384,11 +390,12 @@ def test_find_base_lr_picks_the_lowest_loss_and_never_a_diverged_lr():
     data = _tiny_data()
     search = nas.find_base_lr(data, [0.01, 0.3, 1e30], seeds=(0,), width=4, n_cells=1, progress=False,
                               cfg=nas.TrainConfig(batch_size=16))
-    assert search.base_cell == "1_01_001"
+    assert search.base_cell == "1_01_001" and search.kind == "archscale"
     assert list(search.table["lr"]) == [0.01, 0.3, 1e30]
-    assert search.table["diverged"].iloc[-1] == 1
+    assert bool(search.table["diverged"].iloc[-1])
     finite = search.table.iloc[:2]
     assert search.best_lr == finite.loc[finite["train_loss"].idxmin(), "lr"]
+    assert search.summary["n_diverged"] == 1
     with pytest.raises(ArchscaleError, match="empty"):
         nas.find_base_lr(data, [], width=4, n_cells=1)
 

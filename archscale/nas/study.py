@@ -2,40 +2,68 @@
 
 from __future__ import annotations
 
-import csv
-import json
+import contextlib
 import math
+import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .. import validate
+from ..analysis import best_lr
 from ..dag import Dag
-from ..errors import ArchscaleError
+from ..errors import ArchscaleError, StoreError
+from ..results import NAS
+from ..store import ResultStore, chunk_id
 from .cells import as_cell
 from .recipes import RECIPES, Recipe, as_recipe
 from .training import TrainConfig, _check_images, _on_device, train_cell_net
 
-__all__ = ["RESULT_COLUMNS", "BaseLrSearch", "accuracy_table", "find_base_lr", "load_nas_results",
-           "run_nas_study"]
+__all__ = ["META_FILE", "RESULT_COLUMNS", "BaseLrSearch", "accuracy_table", "find_base_lr",
+           "load_nas_results", "run_nas_study"]
 
-#: Columns of the tidy results table written by :func:`run_nas_study`.
-RESULT_COLUMNS = ("graph", "recipe", "kind", "seed", "width", "n_cells", "base_lr", "lr", "epochs",
-                  "train_loss", "train_acc", "test_loss", "test_acc", "diverged", "seconds")
+#: Columns of the tidy results table (the :data:`archscale.results.NAS` rows).
+RESULT_COLUMNS = tuple(NAS.names)
+#: The study's settings file in its results directory (the store's meta file).
+META_FILE = "study.yaml"
 
 
-@dataclass(frozen=True)
-class _StudyConfig:
-    width: int
-    n_cells: int
-    batchnorm: bool
-    mup_base_width: int
-    dataset: str
-    n_train: int
-    train: dict = field(default_factory=dict)
+def _settings(cfg: TrainConfig, width: int, n_cells: int, batchnorm: bool, mup_base_width: int, data) -> dict:
+    """What every row of one study shares: a directory holding other settings is refused."""
+    return {"width": int(width), "n_cells": int(n_cells), "batchnorm": bool(batchnorm),
+            "mup_base_width": int(mup_base_width), "dataset": str(getattr(data, "name", "?")),
+            "n_train": int(len(data.x_train)), "train": asdict(cfg)}
+
+
+def _run_id(cell: str, recipe: str, seed: int) -> str:
+    return chunk_id([(cell, recipe, int(seed))])
+
+
+def _open(out_dir: str | Path) -> ResultStore:
+    store = ResultStore(out_dir, NAS, meta_name=META_FILE)
+    store.check()
+    return store
+
+
+def _check_settings(store: ResultStore, settings: dict, recipes: list[Recipe], default_base: float,
+                    rows: list[dict]) -> None:
+    old = store.read_meta()
+    if old is not None and old != settings:
+        diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
+        raise StoreError(f"{store.dir} holds a NAS study with other settings ({'; '.join(diffs)}); "
+                         f"use another out_dir")
+    for recipe in recipes:
+        base = default_base if recipe.base_lr is None else recipe.base_lr
+        for r in rows:
+            same = r["kind"] == recipe.kind and math.isclose(r["base_lr"], base)
+            if r["recipe"] == recipe.name and not same:
+                raise StoreError(f"{store.dir} already has recipe {recipe.name!r} as kind {r['kind']!r} with "
+                                 f"base LR {r['base_lr']:g}; give this variant another name or use another "
+                                 f"out_dir")
 
 
 def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Recipe] = RECIPES,
@@ -43,13 +71,14 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
                   n_cells: int = 5, batchnorm: bool = True, mup_base_width: int = 1,
                   out_dir: str | Path | None = None, device: str | torch.device = "cpu",
                   progress: bool = True) -> pd.DataFrame:
-    """Train every (cell, recipe, seed) and return the tidy results table.
+    """Train every (cell, recipe, seed) and return the tidy results table (:data:`RESULT_COLUMNS`).
 
     ``recipes`` are names (``"fixed"``, ``"archscale"``, ``"mup"``) or :class:`Recipe` objects.
-    With ``out_dir`` every finished run is appended to ``out_dir/results.csv`` at once, and a
-    rerun skips the runs already there (resumable); ``out_dir/study.json`` holds the settings,
-    and a rerun with different settings (or a recipe name reused with another base LR) is
-    refused rather than mixed in.
+    With ``out_dir`` the runs go to the crash-safe results store (:mod:`archscale.store`): each
+    finished run is appended at once, a rerun skips the runs already there, and ``study.yaml``
+    holds the settings; a directory with other settings (or a recipe name reused with another
+    kind or base LR) is refused rather than mixed in, and a directory that is not archscale's is
+    left untouched.
     """
     from tqdm.auto import tqdm
 
@@ -63,50 +92,28 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
         raise ArchscaleError(f"recipe names must be distinct, got {names}")
     seeds = [validate.integer(s, "seed", minimum=0) for s in seeds]
     _check_images(data)
-    data = _on_device(data, device)
-    study = _StudyConfig(width, n_cells, bool(batchnorm), mup_base_width, str(getattr(data, "name", "?")),
-                         int(len(data.x_train)), asdict(cfg))
-    done: set[tuple[str, str, int]] = set()
-    rows: list[dict] = []
-    csv_path = None
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        meta = out / "study.json"
-        if meta.exists():
-            previous = json.loads(meta.read_text())
-            if previous != asdict(study):
-                raise ArchscaleError(f"{out} holds results of a study with other settings ({previous}); "
-                               f"use another out_dir or delete that folder")
-        else:
-            meta.write_text(json.dumps(asdict(study), indent=1))
-        csv_path = out / "results.csv"
-        if csv_path.exists():
-            rows = load_nas_results(out).to_dict("records")
-            done = {(r["graph"], r["recipe"], int(r["seed"])) for r in rows}
-            for recipe in recipes:
-                base = cfg.base_lr if recipe.base_lr is None else recipe.base_lr
-                for r in rows:
-                    if r["recipe"] == recipe.name and (r["kind"] != recipe.kind
-                                                       or not math.isclose(r["base_lr"], base)):
-                        raise ArchscaleError(
-                            f"{out} already has recipe {recipe.name!r} as kind {r['kind']!r} with base LR "
-                            f"{r['base_lr']:g}; give this variant another name or use another out_dir")
+    store = _open(out_dir) if out_dir is not None else None
+    settings = _settings(cfg, width, n_cells, batchnorm, mup_base_width, data)
+    rows = store.scan().rows if store is not None else []
+    if store is not None:
+        _check_settings(store, settings, recipes, cfg.base_lr, rows)
+    done = {NAS.key_of(r) for r in rows}
     todo = [(c, r, s) for c in cells for s in seeds for r in recipes if (c.code, r.name, s) not in done]
-    bar = tqdm(todo, desc="NAS study", disable=not progress)
-    for cell, recipe, seed in bar:
-        bar.set_postfix_str(f"{cell.code} {recipe.name} seed {seed}")
-        row = train_cell_net(cell, recipe, data, cfg, width=width, n_cells=n_cells, batchnorm=batchnorm,
-                             mup_base_width=mup_base_width, seed=seed, device=device)
-        rows.append(row)
-        if csv_path is not None:
-            new = not csv_path.exists()
-            with open(csv_path, "a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-    table = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    if todo or (store is not None and store.read_meta() != settings):
+        data = _on_device(data, device)
+        with (store.open() if store is not None else contextlib.nullcontext()) as writer:
+            if writer is not None:
+                writer.write_meta(settings)
+            bar = tqdm(todo, desc="NAS study", disable=not progress)
+            for cell, recipe, seed in bar:
+                bar.set_postfix_str(f"{cell.code} {recipe.name} seed {seed}")
+                row = train_cell_net(cell, recipe, data, cfg, width=width, n_cells=n_cells,
+                                     batchnorm=batchnorm, mup_base_width=mup_base_width, seed=seed,
+                                     device=device)
+                rows.append(row)
+                if writer is not None:
+                    writer.append(_run_id(cell.code, recipe.name, seed), [row])
+    table = NAS.frame(rows)
     wanted = {c.code for c in cells}
     table = table[table["graph"].isin(wanted) & table["recipe"].isin(names) & table["seed"].isin(seeds)]
     return table.reset_index(drop=True)
@@ -114,27 +121,34 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
 
 @dataclass(frozen=True)
 class BaseLrSearch:
-    """The base cell's maximal LR on a grid: ``best_lr`` and the per-LR ``table`` (mean over seeds)."""
+    """The base cell's maximal LR on a grid for one recipe kind: ``best_lr`` and the per-run ``table``.
+
+    ``summary`` is :func:`archscale.analysis.best_lr`'s row (interval, edge flag, diverged runs).
+    """
 
     best_lr: float
     base_cell: str
+    kind: str
     table: pd.DataFrame
+    summary: pd.Series
 
 
 def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1), cfg: TrainConfig | None = None,
                  epochs: int = 1, width: int = 16, n_cells: int = 5, batchnorm: bool = True,
-                 base_cell: str = "1_01_001", device: str | torch.device = "cpu",
+                 base_cell: str = "1_01_001", kind: str = "archscale", device: str | torch.device = "cpu",
                  progress: bool = True) -> BaseLrSearch:
     """Step 1 of the paper's recipe for cells: grid-search the base cell's maximal learning rate.
 
     The base of the nb201 convention is one path of depth 1 (the all-skip cell ``1_01_001``).
-    Each LR trains it with the archscale init for ``epochs`` epochs at a constant LR (the
-    optimizer settings of ``cfg`` otherwise); the maximal LR is the one with the lowest mean
-    training loss over ``seeds``, diverged runs counting as infinite loss.
+    Each LR trains it with recipe ``kind``'s initialization (``"archscale"``: in-degree rule and
+    mean-field readout; ``"fixed"``: He and a standard readout, so the fixed recipe's one LR can
+    be searched the same way) for ``epochs`` epochs at a constant LR (the optimizer settings of
+    ``cfg`` otherwise); the maximal LR is :func:`archscale.analysis.best_lr` of the training loss.
     """
     from tqdm.auto import tqdm
 
     cfg = cfg or TrainConfig()
+    validate.choice(kind, "recipe kind", ("archscale", "fixed"))
     lrs = [validate.learning_rate(lr, "grid learning rate") for lr in lrs]
     if not lrs:
         raise ArchscaleError("the LR grid is empty; pass e.g. lrs=np.geomspace(0.05, 3.2, 7)")
@@ -143,27 +157,28 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1), c
     data = _on_device(data, device)
     rows = []
     grid = [(lr, s) for lr in lrs for s in seeds]
-    for lr, seed in tqdm(grid, desc="base-cell LR grid", disable=not progress):
-        row = train_cell_net(base_cell, Recipe("base", "archscale", lr), data, search_cfg, width=width,
+    for lr, seed in tqdm(grid, desc=f"base-cell LR grid ({kind})", disable=not progress):
+        row = train_cell_net(base_cell, Recipe(f"base {kind}", kind, lr), data, search_cfg, width=width,
                              n_cells=n_cells, batchnorm=batchnorm, seed=seed, device=device)
-        loss = math.inf if row["diverged"] else row["train_loss"]
-        rows.append({"lr": lr, "seed": seed, "train_loss": loss, "diverged": row["diverged"]})
-    per_seed = pd.DataFrame(rows)
-    table = per_seed.groupby("lr", as_index=False).agg(train_loss=("train_loss", "mean"),
-                                                        diverged=("diverged", "sum"))
-    best = float(table.loc[table["train_loss"].idxmin(), "lr"])
-    return BaseLrSearch(best, as_cell(base_cell).code, table)
+        rows.append({"lr": lr, "seed": seed, "train_loss": row["train_loss"], "diverged": row["diverged"]})
+    table = pd.DataFrame(rows)
+    summary = best_lr(table, "train_loss").iloc[0]
+    if not np.isfinite(summary["best_lr"]):
+        raise ArchscaleError(f"every learning rate of the grid diverged on the base cell ({kind}); "
+                             f"lower the grid, e.g. lrs=np.geomspace(0.01, 1, 7)")
+    return BaseLrSearch(float(summary["best_lr"]), as_cell(base_cell).code, kind, table, summary)
 
 
 def load_nas_results(out_dir: str | Path) -> pd.DataFrame:
-    """The tidy results table written by :func:`run_nas_study` in ``out_dir``."""
-    path = Path(out_dir) / "results.csv"
-    if not path.exists():
-        raise ArchscaleError(f"no NAS results at {path}; "
-                             f"run run_nas_study(..., out_dir={str(out_dir)!r}) first")
-    table = pd.read_csv(path, dtype={"graph": str})
-    table["diverged"] = table["diverged"].astype(str).str.lower() == "true"
-    return table
+    """The tidy results table :func:`run_nas_study` stored in ``out_dir`` (damaged lines are reported)."""
+    store = _open(out_dir)
+    if not store.path.exists():
+        raise StoreError(f"no NAS results in {store.dir}; "
+                         f"run run_nas_study(..., out_dir={str(out_dir)!r}) first")
+    scan = store.scan()
+    if scan.damaged:
+        warnings.warn(scan.describe(store.path), UserWarning, stacklevel=2)
+    return NAS.frame(scan.rows)
 
 
 def accuracy_table(results: pd.DataFrame, metric: str = "test_acc", seed: int | None = None) -> pd.DataFrame:
