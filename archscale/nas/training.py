@@ -13,6 +13,7 @@ from torch import nn
 from .. import validate
 from ..dag import Dag
 from ..errors import ArchscaleError
+from ..train import minibatch_schedule
 from .cells import CellNet, as_cell
 from .mup import mup_param_groups
 from .recipes import Recipe, as_recipe, build_cell_net, recipe_lr
@@ -133,30 +134,35 @@ def train_cell_net(dag: Dag | str, recipe: str | Recipe, data, cfg: TrainConfig 
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)) if cfg.cosine else 1.0)
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)  # augmentation only
     diverged = False
-    train_loss = train_acc = float("nan")
+    loss_sum = correct = 0.0
+    seen = 0
     model.train()
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(n, generator=gen, device=device)
-        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-        for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            if cfg.augment:
-                xb = _augment(xb, gen)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == yb).sum()
-        train_loss, train_acc = float(loss_sum) / n, float(correct) / n
-        if not math.isfinite(train_loss):
+    # One model with BatchNorm and per-group (muP) rates: torch.optim.SGD, not the batched replica
+    # engine (which has no BatchNorm); the minibatch order is the project's one seeding scheme.
+    for step, order in enumerate(minibatch_schedule(n, cfg.batch_size, seed, total)):
+        if step % steps_per_epoch == 0:
+            loss_sum = correct = 0.0
+            seen = 0
+        idx = torch.as_tensor(order, device=device)
+        xb, yb = x_train[idx], y_train[idx]
+        if cfg.augment:
+            xb = _augment(xb, gen)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        if not torch.isfinite(loss):
             diverged = True
             break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += float(loss) * len(idx)
+        correct += float((logits.detach().argmax(1) == yb).sum())
+        seen += len(idx)
+    train_loss = loss_sum / seen if seen and not diverged else float("nan")
+    train_acc = correct / seen if seen and not diverged else float("nan")
     if diverged:
         test_loss, test_acc = float("nan"), 1.0 / data.n_classes
     else:
