@@ -158,7 +158,7 @@ def train_cell_net(dag: Dag | str, recipe: str | Recipe, data, cfg: TrainConfig 
         loss.backward()
         opt.step()
         sched.step()
-        loss_sum += float(loss) * len(idx)
+        loss_sum += float(loss.detach()) * len(idx)
         correct += float((logits.detach().argmax(1) == yb).sum())
         seen += len(idx)
     train_loss = loss_sum / seen if seen and not diverged else float("nan")
