@@ -240,7 +240,7 @@ def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6
     ``log_rmse_fit`` (the same after the best constant factor, which removes the base network's
     own measurement noise), and ``n`` graphs. The best offset minimises ``log_rmse_fit``.
     """
-    from .sweep import compare  # the sweep engine sits above this module's pure parts
+    from .analysis import compare  # the analysis sits above this module's pure parts
 
     rows = []
     for off in offsets:
@@ -254,7 +254,7 @@ def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6
         t = t[np.isfinite(t["measured"]) & np.isfinite(t["predicted"]) & (t["measured"] > 0)]
         resid = np.log(t["measured"].to_numpy()) - np.log(t["predicted"].to_numpy())
         rows.append({
-            "offset": int(off), "pearson_r": comp.pearson_r, "pearson_r_log": comp.pearson_r_log,
+            "offset": int(off), "pearson_r": comp.pearson_r_with_base, "pearson_r_log": comp.pearson_r_log,
             "log_rmse": float(np.sqrt(np.mean(resid**2))) if len(resid) else math.nan,
             "log_rmse_fit": float(np.std(resid)) if len(resid) else math.nan,
             "n": int(len(t)),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -12,7 +10,8 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from archscale import Dag, lr_scale  # noqa: E402
+from archscale import ArchscaleError, Dag, lr_scale  # noqa: E402
+from archscale.analysis import clean_losses, compare, max_lr  # noqa: E402
 from archscale.derivations import init_second_moments, offset_predictions, space_table  # noqa: E402
 from archscale.plots import save_figure  # noqa: E402
 from archscale.plots.dags import (  # noqa: E402
@@ -23,7 +22,6 @@ from archscale.plots.dags import (  # noqa: E402
     lr_scale_distribution,
 )
 from archscale.plots.sweeps import (  # noqa: E402
-    clean_losses,
     graph_label,
     graph_order,
     loss_vs_lr,
@@ -111,29 +109,23 @@ def test_lr_offset_figure_with_and_without_fit():
 # --------------------------------------------------------------------------- sweeps
 
 def _fake_sweep(graphs=("1", "2", "2_02", "2_02_002"), kernels=(3,), seeds=(0, 1, 2)):
-    """Results shaped like archscale.sweep's, with each graph's best LR at its predicted one."""
+    """Results shaped like archscale.sweep's (CNN rows), each graph's best LR near its predicted one."""
     rng = np.random.default_rng(0)
     lrs = np.logspace(-2, 1, 10)
-    rows, best_rows = [], []
+    rows = []
     for q in kernels:
         for g in graphs:
-            best = 0.5 * lr_scale(Dag.parse(g), "mlp") * 3 / q
+            best = 0.5 * lr_scale(Dag.parse(g, ops="cnn"), "cnn", q) * np.exp(rng.normal(0, 0.2))
             for seed in seeds:
                 for lr in lrs:
                     diverged = lr > 4 * best
                     loss = np.nan if diverged else 0.2 + 0.1 * np.log(lr / best) ** 2 + rng.normal(0, 0.01)
-                    rows.append(dict(graph=g, arch="mlp", width=64, kernel_size=q, act="relu", lr=lr,
-                                     seed=seed, train_loss=loss, test_loss=loss, test_acc=0.5,
-                                     diverged=diverged, steps=5))
-            best_rows.append(dict(graph=g, arch="mlp", width=64, kernel_size=q, act="relu", max_lr=best,
-                                  best_loss=0.2, max_lr_lo=best / 1.3, max_lr_hi=best * 1.3))
-    results, max_lrs = pd.DataFrame(rows), pd.DataFrame(best_rows)
-    table = max_lrs.rename(columns={"max_lr": "measured", "max_lr_lo": "measured_lo",
-                                    "max_lr_hi": "measured_hi"})
-    table["scale"] = [lr_scale(Dag.parse(g), "mlp") * 3 / q for g, q in zip(table.graph, table.kernel_size)]
-    table["predicted"] = 0.5 * table["scale"] * np.exp(rng.normal(0, 0.1, len(table)))
-    comp = SimpleNamespace(table=table, pearson_r=0.987654, pearson_r_log=0.95, n=len(table))
-    return results, max_lrs, comp
+                    rows.append(dict(graph=g, arch="cnn", width=64, kernel_size=q, act="relu", lr=lr,
+                                     seed=seed, train_loss=loss, train_loss_final=loss, test_loss=loss,
+                                     test_acc=0.5, diverged=diverged, steps=5, diverged_step=-1,
+                                     layout="paper", init="archscale", readout="mean_field"))
+    results = pd.DataFrame(rows)
+    return results, max_lr(results), compare(results, n_boot=200)
 
 
 def test_clean_losses_blanks_diverged_runs():
@@ -142,7 +134,7 @@ def test_clean_losses_blanks_diverged_runs():
     clean = clean_losses(results)
     bad = results["diverged"] | ~np.isfinite(results["train_loss"])
     assert clean["train_loss"].isna().sum() == bad.sum()
-    with pytest.raises(ValueError, match="no column"):
+    with pytest.raises(ArchscaleError, match="no column"):
         clean_losses(results, "nope")
 
 
@@ -161,12 +153,25 @@ def test_loss_vs_lr_draws_one_line_per_graph():
     assert ax.get_xscale() == "log"
     texts = _legend_texts(ax)
     assert {"1", "2", "2_02", "2_02_002"} <= set(texts) and "measured max LR" in texts
+    assert "a seed diverged (capped)" in texts
+
+
+def test_many_graphs_get_a_colour_bar_not_a_legend_entry_each():
+    codes = ["1"] + [d.code for d in Dag.sample(5, 14, seed=0)]
+    results, max_lrs, comp = _fake_sweep(graphs=codes, seeds=(0, 1))
+    fig = sweep_figure(results, comp, title="Fig. 2", max_lrs=max_lrs)
+    legend_texts = _legend_texts(fig.axes[0])
+    assert not any(code in legend_texts for code in codes[1:])
+    assert any("predicted LR scale" in a.get_ylabel() for a in fig.axes)  # the colour bar
+    ax = fig.axes[1] if "measured" in fig.axes[1].get_ylabel() else fig.axes[-1]
+    assert "largest misses" in ax.get_title()
 
 
 def test_measured_vs_predicted_title_and_identity_line():
     _, _, comp = _fake_sweep()
     ax = measured_vs_predicted(comp)
-    assert "Pearson r = 0.988" in ax.get_title() and "n = 4" in ax.get_title()
+    assert "log r = " in ax.get_title() and "n = 3" in ax.get_title()  # the base is not counted
+    assert any("base" in t for t in _legend_texts(ax))
     assert any("identity" in t for t in _legend_texts(ax))
     x, y = ax.get_lines()[-1].get_data()
     assert np.allclose(x, y)
@@ -177,6 +182,6 @@ def test_sweep_figure_facets_by_kernel(tmp_path):
     fig = sweep_figure(results, comp, title="Fig. 3", max_lrs=max_lrs, facet="kernel_size",
                        hue_in_comparison="kernel_size")
     assert len(fig.axes) == 3
-    assert "Pearson r = 0.988" in fig._suptitle.get_text()
+    assert "recipe: layout paper, init archscale, readout mean_field" in fig._suptitle.get_text()
     assert [ax.get_title() for ax in fig.axes[:2]] == ["kernel_size = 3", "kernel_size = 5"]
     assert [p.name for p in save_figure(fig, "fig3_test", tmp_path)] == ["fig3_test.png", "fig3_test.pdf"]

@@ -2,36 +2,33 @@
 
 Inputs are the tidy tables of ``archscale.sweep``: ``run_sweep``/``load_results`` rows (graph,
 arch, width, kernel_size, act, lr, seed, train_loss, test_loss, test_acc, diverged, steps),
-``max_lr`` rows, and a ``compare`` result (``.table``, ``.pearson_r``, ``.pearson_r_log``, ``.n``).
+``max_lr`` rows, and a :class:`~archscale.analysis.Comparison`. The loss curves show what the
+max-LR rule sees (the seed mean with diverged runs capped, :mod:`archscale.analysis.maxlr`);
+the titles state the agreement metrics with their intervals and n, base excluded.
 """
 
 from __future__ import annotations
 
 import math
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import ticker as mticker
 
-__all__ = ["clean_losses", "graph_label", "graph_order", "grouped_sweep_figure", "listed_and_sampled",
-           "loss_vs_lr", "measured_vs_predicted", "sweep_figure"]
+from ..analysis import clean_losses, loss_matrix
 
-_METRIC_LABELS = {"train_loss": "training loss after the run", "test_loss": "test loss",
-                  "test_acc": "test accuracy"}
+__all__ = ["graph_label", "graph_order", "grouped_sweep_figure", "listed_and_sampled", "loss_vs_lr",
+           "measured_vs_predicted", "sweep_figure"]
 
-
-def clean_losses(results: pd.DataFrame, metric: str = "train_loss") -> pd.DataFrame:
-    """Copy of ``results`` with diverged or non-finite ``metric`` values set to NaN."""
-    if metric not in results.columns:
-        raise ValueError(f"results have no column {metric!r}; columns: {', '.join(results.columns)}")
-    df = results.copy()
-    bad = ~np.isfinite(df[metric].astype(float))
-    if "diverged" in df.columns:
-        bad |= df["diverged"].astype(bool)
-    df.loc[bad, metric] = np.nan
-    return df
+_METRIC_LABELS = {"train_loss": "training loss of the last epoch", "train_loss_final": "final training loss",
+                  "test_loss": "test loss", "test_acc": "test accuracy"}
+#: More graphs than this get a colour bar by predicted LR instead of a legend entry each.
+MAX_LEGEND = 12
+#: How many of the largest misses the measured-vs-predicted panel names when it cannot name all.
+N_WORST = 4
 
 
 def graph_label(code: str, offset: int = 3) -> str:
@@ -61,84 +58,135 @@ def _palette(order: list[str]):
     return dict(zip(order, sns.color_palette("viridis", len(order))))
 
 
-def _ylim(df: pd.DataFrame, metric: str) -> tuple[float, float] | None:
-    vals = df[metric].dropna()
-    if vals.empty:
+def _ylim(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, float] | None:
+    """A y range from the curves' lowest point to 1.3x the highest loss at the smallest LR."""
+    finite = [m[np.isfinite(m)] for _, m in curves.values()]
+    finite = [f for f in finite if f.size]
+    if not finite:
         return None
-    low = float(vals.min())
-    smallest_lr = df[df["lr"] == df["lr"].min()]
-    start = smallest_lr.groupby("graph")[metric].mean().max()
-    top = float(vals.max())
-    if math.isfinite(start) and start > low:
-        top = min(top, 1.3 * float(start))
+    low = min(float(f.min()) for f in finite)
+    starts = [float(m[0]) for _, m in curves.values() if np.isfinite(m[0])]
+    top = max(float(f.max()) for f in finite)
+    if starts and max(starts) > low:
+        top = min(top, 1.3 * max(starts))
     pad = 0.05 * max(top - low, 1e-6)
     return low - pad, top + pad
+
+
+def _scale_colors(order: list[str], scales: dict[str, float] | None):
+    """Colours by log predicted scale (viridis; a colour bar when there are many graphs) or by rank."""
+    if scales and all(g in scales and scales[g] > 0 for g in order) and len(order) > 1:
+        logs = np.log10([scales[g] for g in order])
+        lo, hi = float(logs.min()), float(logs.max())
+        norm = mpl.colors.Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1)
+        cmap = mpl.colormaps["viridis_r"]
+        return {g: cmap(norm(v)) for g, v in zip(order, logs)}, mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
+    return _palette(order), None
 
 
 def loss_vs_lr(results: pd.DataFrame, ax=None, *, metric: str = "train_loss", hue: str = "graph",
                hue_order: list[str] | None = None, max_lrs: pd.DataFrame | None = None,
                labels: dict[str, str] | None = None, title: str | None = None, legend: bool = True,
-               legend_kwargs: dict | None = None):
-    """Loss (``metric``) against learning rate, one line per ``hue`` value, seeds as a min-max band.
+               legend_kwargs: dict | None = None, scales: dict[str, float] | None = None):
+    """Loss against learning rate, one line per ``hue`` value: the curve the max-LR rule reads.
 
-    Diverged runs are left out (their line stops); ``max_lrs`` (from ``archscale.sweep.max_lr``)
-    adds a star at each graph's measured maximal LR. ``labels`` renames legend entries and
-    ``legend_kwargs`` places the legend. Returns the axes.
+    The line is the seed mean with diverged runs capped above every finite loss (so one
+    diverged seed neither hides a learning rate nor draws a spike to infinity); open circles mark
+    learning rates where some seed diverged; the band spans the finite seeds. ``max_lrs`` (from
+    :func:`archscale.analysis.max_lr`) adds a star at each measured maximal LR. With ``scales``
+    (predicted LR scale per graph) lines are coloured by it and, past :data:`MAX_LEGEND` graphs,
+    a colour bar replaces the legend. Returns the axes.
     """
-    df = clean_losses(results, metric)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
-    order = hue_order or sorted(df[hue].unique())
-    palette = _palette(order)
-    sns.lineplot(df, x="lr", y=metric, hue=hue, hue_order=order, palette=palette, errorbar=("pi", 100),
-                 estimator="mean", marker="o", markersize=3, ax=ax, legend=legend,
-                 err_kws={"alpha": 0.2 if len(order) <= 10 else 0.06}, lw=1.5 if len(order) <= 10 else 1.0)
-    if max_lrs is not None and not max_lrs.empty:
-        key = "best_loss" if "best_loss" in max_lrs.columns else None
+    order = hue_order or sorted(results[hue].unique())
+    colors, mappable = _scale_colors(order, scales)
+    finite = clean_losses(results, metric)
+    curves = {}
+    many = len(order) > MAX_LEGEND
+    for g in order:
+        rows = results[results[hue] == g]
+        if rows.empty:
+            continue
+        lrs, capped = loss_matrix(rows, metric)
+        mean = np.nanmean(capped, axis=0) if capped.size else capped
+        curves[g] = (lrs, mean)
+        band = finite[finite[hue] == g].groupby("lr")[metric].agg(["min", "max"]).reindex(lrs)
+        label = (labels or {}).get(g, str(g))
+        ax.plot(lrs, mean, "-o", color=colors[g], ms=2.5, lw=1.0 if many else 1.5, label=label)
+        ax.fill_between(lrs, band["min"], band["max"], color=colors[g], alpha=0.05 if many else 0.18, lw=0)
+        some_diverged = _diverged_mask(rows, lrs, metric).any(axis=0)
+        if some_diverged.any():
+            ax.scatter(lrs[some_diverged], mean[some_diverged], s=22, facecolors="none", edgecolors=colors[g],
+                       linewidths=0.9, zorder=4)
+    if any(_diverged_mask(results[results[hue] == g], curves[g][0], metric).any() for g in curves):
+        ax.scatter([], [], s=22, facecolors="none", edgecolors="grey", label="a seed diverged (capped)")
+    if max_lrs is not None and not max_lrs.empty and "best_loss" in max_lrs.columns:
         for _, row in max_lrs.iterrows():
-            if row[hue] in palette and key is not None and math.isfinite(row["max_lr"]):
-                ax.scatter([row["max_lr"]], [row[key]], marker="*", s=140, color=palette[row[hue]],
+            if row[hue] in colors and math.isfinite(row["max_lr"]):
+                ax.scatter([row["max_lr"]], [row["best_loss"]], marker="*", s=140, color=colors[row[hue]],
                            edgecolor="k", linewidth=0.6, zorder=5)
         ax.scatter([], [], marker="*", s=100, color="grey", edgecolor="k", label="measured max LR")
     ax.set_xscale("log")
-    lim = _ylim(df, metric)
+    lim = _ylim(curves)
     if lim is not None:
         ax.set_ylim(*lim)
-    ax.set_xlabel("learning rate (log)")
-    ax.set_ylabel(f"{_METRIC_LABELS.get(metric, metric)} (mean, band = seed range)")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(f"{_METRIC_LABELS.get(metric, metric)}\n(seed mean, band = seed range)")
     if title:
         ax.set_title(title)
-    if legend:
-        handles, names = ax.get_legend_handles_labels()
-        names = [labels.get(n, n) if labels else n for n in names]
-        kwargs = {"title": hue, "fontsize": 7, "title_fontsize": 8, "ncol": 1 if len(order) <= 12 else 2}
+    if mappable is not None and many:
+        bar = ax.figure.colorbar(mappable, ax=ax, pad=0.02)
+        bar.set_label("predicted LR scale vs base (log10)")
+        if legend:
+            handles, names = ax.get_legend_handles_labels()
+            extra = ("measured max LR", "a seed diverged (capped)")
+            keep = [(h, n) for h, n in zip(handles, names) if n in extra]
+            if keep:
+                ax.legend(*zip(*keep), fontsize=7)
+    elif legend:
+        kwargs = {"title": hue, "fontsize": 7, "title_fontsize": 8, "ncol": 1}
         kwargs.update(legend_kwargs or {})
-        ax.legend(handles, names, **kwargs)
+        ax.legend(**kwargs)
     return ax
+
+
+def _diverged_mask(rows: pd.DataFrame, lrs: np.ndarray, metric: str) -> np.ndarray:
+    """Per seed and LR of ``lrs``: did that run diverge (or end with a non-finite ``metric``)?"""
+    bad = rows.assign(_bad=clean_losses(rows, metric)[metric].isna())
+    wide = bad.pivot_table(index="seed", columns="lr", values="_bad", aggfunc="max").reindex(columns=lrs)
+    return wide.fillna(False).to_numpy(bool)
 
 
 def measured_vs_predicted(comparison, ax=None, *, hue: str | None = None, annotate: bool | None = None,
                           labels: dict[str, str] | None = None, title: str | None = None):
-    """Measured against predicted maximal LR with the identity line, seed error bars and Pearson r.
+    """Measured against predicted maximal LR on log axes, with the identity line and the metrics.
 
-    ``comparison`` is ``archscale.sweep.compare(...)``: error bars span ``measured_lo`` to
-    ``measured_hi``; ``hue`` colours points by a column (e.g. ``kernel_size``); graphs are
-    labelled when there are few. The title states Pearson r (linear and log) and n. Returns the axes.
+    Error bars are each measurement's 95% seed-bootstrap interval; the base is drawn apart (a
+    black diamond: it matches its prediction by construction and enters no metric). ``hue``
+    colours points by a column (e.g. ``kernel_size``). Graphs are named when there are few,
+    else the :data:`N_WORST` largest misses are. The title gives the headline metrics with
+    their interval and n. Returns the axes.
     """
     t = comparison.table.copy()
     t = t[np.isfinite(t["measured"]) & np.isfinite(t["predicted"])]
+    base = t[t["is_base"]] if "is_base" in t.columns else t.iloc[:0]
+    t = t[~t.index.isin(base.index)]
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 4.8))
     groups = [(None, t)] if hue is None else list(t.groupby(hue))
     colors = sns.color_palette("deep", max(len(groups), 1))
     for color, (key, g) in zip(colors, groups):
-        lo = (g["measured"] - g.get("measured_lo", g["measured"])).clip(lower=0)
-        hi = (g.get("measured_hi", g["measured"]) - g["measured"]).clip(lower=0)
+        lo = (g["measured"] - g["measured_lo"]).clip(lower=0)
+        hi = (g["measured_hi"] - g["measured"]).clip(lower=0)
         ax.errorbar(g["predicted"], g["measured"], yerr=[lo, hi], fmt="o", color=color, ecolor=color,
                     alpha=0.85, capsize=3, ms=5, label=None if key is None else f"{hue} = {key}")
-    if not t.empty:
-        vals = pd.concat([t["predicted"], t["measured"], t.get("measured_lo", t["measured"]),
-                          t.get("measured_hi", t["measured"])])
+    if not base.empty:
+        ax.plot(base["predicted"], base["measured"], "D", color="k", ms=6,
+                label="base (equal by construction; not in the metrics)")
+    shown = pd.concat([t, base])
+    if not shown.empty:
+        vals = pd.concat([shown["predicted"], shown["measured"], shown["measured_lo"], shown["measured_hi"]])
         vals = vals[vals > 0]
         lo_v, hi_v = float(vals.min()) / 1.5, float(vals.max()) * 1.5
         ax.plot([lo_v, hi_v], [lo_v, hi_v], "k--", lw=1, label="identity (measured = predicted)")
@@ -146,12 +194,15 @@ def measured_vs_predicted(comparison, ax=None, *, hue: str | None = None, annota
         ax.set_ylim(lo_v, hi_v)
     if annotate is None:
         annotate = t["graph"].nunique() <= 10 and hue is None
-    if annotate:
-        for i, (_, row) in enumerate(t.sort_values("predicted").iterrows()):
-            text = (labels or {}).get(row["graph"], str(row["graph"]))
-            ax.annotate(text, (row["predicted"], row["measured"]), fontsize=6,
-                        xytext=(5, -9) if i % 2 else (-5, 5), ha="left" if i % 2 else "right",
-                        textcoords="offset points", color="#333333")
+    named = t if annotate else t.assign(_miss=np.abs(np.log(t["measured"] / t["predicted"]))).nlargest(
+        N_WORST, "_miss")
+    for i, (_, row) in enumerate(named.sort_values("predicted").iterrows()):
+        text = (labels or {}).get(row["graph"], str(row["graph"]))
+        if hue is not None:
+            text += f" ({hue} {row[hue]})"
+        ax.annotate(text, (row["predicted"], row["measured"]), fontsize=6,
+                    xytext=(5, -9) if i % 2 else (-5, 5), ha="left" if i % 2 else "right",
+                    textcoords="offset points", color="#333333")
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):
@@ -159,22 +210,28 @@ def measured_vs_predicted(comparison, ax=None, *, hue: str | None = None, annota
         axis.set_major_formatter(mticker.FormatStrFormatter("%g"))
         axis.set_minor_formatter(mticker.NullFormatter())
     ax.set_xlabel("predicted max LR = base max LR × scale (eq. 8/9)")
-    ax.set_ylabel("measured max LR (error bars: seed range)")
-    r_text = (f"Pearson r = {comparison.pearson_r:.3f} (log r = {comparison.pearson_r_log:.3f}), "
-              f"n = {comparison.n}")
-    ax.set_title(f"{title}\n{r_text}" if title else f"Measured vs predicted max LR\n{r_text}", fontsize=10)
+    ax.set_ylabel("measured max LR (95% seed-bootstrap interval)")
+    lines = [title or "Measured vs predicted max LR", comparison.headline()]
+    if not annotate:
+        lines.append(f"(named: the {len(named)} largest misses)")
+    ax.set_title("\n".join(lines), fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     ax.set_aspect("equal", adjustable="box")
     return ax
+
+
+def _scales(table: pd.DataFrame) -> dict[str, float]:
+    return table.groupby("graph")["scale"].mean().to_dict()
 
 
 def sweep_figure(results: pd.DataFrame, comparison, *, title: str, max_lrs: pd.DataFrame | None = None,
                  facet: str | None = None, metric: str = "train_loss", hue_in_comparison: str | None = None):
     """The paper-style figure: loss vs LR panels (one per ``facet`` value) and measured vs predicted.
 
-    Lines are coloured by predicted LR (viridis, largest first) so the ordering the rule
-    predicts can be read off the loss curves; with a facet the legend's scales are those of the
-    first facet value (e.g. kernel 3). The suptitle repeats Pearson r. Returns the figure.
+    Lines are coloured by predicted LR (largest first: dark) so the ordering the rule predicts
+    can be read off the loss curves; with a facet, the colours and the legend's scales are those
+    of the first facet value (e.g. kernel 3). The suptitle names the recipe the rows were trained
+    with. Returns the figure.
     """
     facets = [None] if facet is None else sorted(results[facet].unique())
     table = comparison.table
@@ -182,16 +239,16 @@ def sweep_figure(results: pd.DataFrame, comparison, *, title: str, max_lrs: pd.D
         table = table[table[facet] == facets[0]]
     order = graph_order(table)
     order += sorted(set(results["graph"]) - set(order))
-    pred = table.groupby("graph")["scale"].mean()
+    scales = _scales(table)
     short = {g: graph_label(g) for g in order}
-    labels = {g: f"{short[g]} (×{pred[g]:.2f})" if g in pred.index else short[g] for g in order}
+    labels = {g: f"{short[g]} (×{scales[g]:.2f})" if g in scales else short[g] for g in order}
     legend_title = "graph (predicted LR scale" + (f" at {facet} {facets[0]})" if facet else ")")
     n = len(facets) + 1
     if n <= 3:
-        fig, grid = plt.subplots(1, n, figsize=(5.6 * n, 4.9), squeeze=False)
+        fig, grid = plt.subplots(1, n, figsize=(5.8 * n, 5.0), squeeze=False)
     else:
         ncols = math.ceil(n / 2)
-        fig, grid = plt.subplots(2, ncols, figsize=(5.8 * ncols, 9.6), squeeze=False)
+        fig, grid = plt.subplots(2, ncols, figsize=(5.9 * ncols, 9.8), squeeze=False)
     axes = list(grid.flat)
     for ax in axes[n:]:
         ax.set_axis_off()
@@ -201,20 +258,13 @@ def sweep_figure(results: pd.DataFrame, comparison, *, title: str, max_lrs: pd.D
         if max_lrs is not None:
             sub_max = max_lrs if value is None else max_lrs[max_lrs[facet] == value]
         loss_vs_lr(sub, ax, metric=metric, hue_order=[g for g in order if g in set(sub["graph"])],
-                   max_lrs=sub_max, labels=labels, legend=i == 0,
+                   max_lrs=sub_max, labels=labels, scales=scales, legend=i == 0,
+                   legend_kwargs={"title": legend_title, "fontsize": 6, "title_fontsize": 7},
                    title=("loss vs learning rate" if value is None else f"{facet} = {value}"))
-        if i == 0:
-            handles, names = ax.get_legend_handles_labels()
-            ax.get_legend().remove()
-    kwargs = {"title": legend_title, "fontsize": 6 if len(order) > 12 else 7, "title_fontsize": 7}
-    if facet is None:
-        axes[0].legend(handles, [labels.get(n_, n_) for n_ in names], loc="upper left",
-                       bbox_to_anchor=(1.0, 1.0), ncol=1 if len(order) <= 16 else 2, **kwargs)
-    else:
-        fig.legend(handles, [labels.get(n_, n_) for n_ in names], loc="lower center",
-                   bbox_to_anchor=(0.5, -0.06), ncol=min(len(names), 6), **kwargs)
     measured_vs_predicted(comparison, axes[n - 1], hue=hue_in_comparison, labels=short)
-    fig.suptitle(f"{title} — Pearson r = {comparison.pearson_r:.3f}")
+    fig.suptitle(f"{title}\nrecipe: {comparison.recipe_text()}; depth offset {comparison.offset}",
+                 fontsize=11)
+    fig.tight_layout()
     return fig
 
 
@@ -238,28 +288,28 @@ def listed_and_sampled(spec) -> dict[str, list[str]]:
 
 def grouped_sweep_figure(results: pd.DataFrame, comparisons: dict, *, title: str,
                          max_lrs: pd.DataFrame | None = None, metric: str = "train_loss"):
-    """One column per named group: loss vs LR on top, measured vs predicted (with its r) below.
+    """One column per named group: loss vs LR on top, measured vs predicted (with its metrics) below.
 
-    ``comparisons`` maps a group name to ``archscale.sweep.compare`` run on that group's rows; the
-    loss panel shows the same graphs. The suptitle lists every group's Pearson r. Returns the figure.
+    ``comparisons`` maps a group name to :func:`archscale.analysis.compare` run on that group's
+    rows; the loss panel shows the same graphs. Returns the figure.
     """
     if not comparisons:
         raise ValueError("give at least one named comparison to plot")
     n = len(comparisons)
-    fig, axes = plt.subplots(2, n, figsize=(6.4 * n, 10.0), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(6.4 * n, 10.4), squeeze=False)
     for col, (name, comp) in enumerate(comparisons.items()):
         graphs = list(comp.table["graph"].unique())
         sub = results[results["graph"].isin(graphs)]
         order = graph_order(comp)
-        pred = comp.table.groupby("graph")["scale"].mean()
+        scales = _scales(comp.table)
         short = {g: graph_label(g) for g in order}
-        labels = {g: f"{short[g]} (×{pred[g]:.2f})" for g in order}
+        labels = {g: f"{short[g]} (×{scales[g]:.2f})" for g in order}
         sub_max = None if max_lrs is None else max_lrs[max_lrs["graph"].isin(graphs)]
         loss_vs_lr(sub, axes[0, col], metric=metric, hue_order=order, max_lrs=sub_max, labels=labels,
-                   title=f"{name}: loss vs learning rate",
-                   legend_kwargs={"title": "graph (predicted LR scale)", "fontsize": 6, "title_fontsize": 7,
-                                  "ncol": 1 if len(order) <= 12 else 2})
+                   scales=scales, title=f"{name}: loss vs learning rate",
+                   legend_kwargs={"title": "graph (predicted LR scale)", "fontsize": 6, "title_fontsize": 7})
         measured_vs_predicted(comp, axes[1, col], labels=short, title=f"{name}: measured vs predicted max LR")
-    rs = ", ".join(f"{name} r = {comp.pearson_r:.3f}" for name, comp in comparisons.items())
-    fig.suptitle(f"{title} — Pearson {rs}")
+    recipe = next(iter(comparisons.values())).recipe_text()
+    fig.suptitle(f"{title}\nrecipe: {recipe}", fontsize=11)
+    fig.tight_layout()
     return fig

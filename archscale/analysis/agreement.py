@@ -98,10 +98,10 @@ def max_lr_interval(capped: np.ndarray, lrs: np.ndarray, *, n_boot: int = 1000, 
         return math.nan, math.nan, math.nan
     counts = np.random.default_rng(seed).multinomial(s, np.full(s, 1.0 / s), size=n_boot).astype(float)
     boot = seed_bootstrap_best(capped, counts)
-    chosen = np.log(lrs[boot[boot >= 0]])
-    best = float(lrs[point])
-    lo, hi = np.exp(np.percentile(chosen, [2.5, 97.5]))
-    return best, float(min(lo, best)), float(max(hi, best))
+    chosen = boot[boot >= 0]  # grid indices; percentiles that land on grid points
+    lo = int(np.percentile(chosen, 2.5, method="lower"))
+    hi = int(np.percentile(chosen, 97.5, method="higher"))
+    return float(lrs[point]), float(lrs[min(lo, point)]), float(lrs[max(hi, point)])
 
 
 def agreement_metrics(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

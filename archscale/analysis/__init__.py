@@ -1,0 +1,13 @@
+"""Reading results: the maximal-LR rule, agreement with eq. 8/9, and the comparisons built on them.
+
+* :mod:`~archscale.analysis.maxlr` — the one best-LR rule (diverged runs capped, seed bootstrap);
+* :mod:`~archscale.analysis.agreement` — the agreement metrics and their bootstrap intervals;
+* :mod:`~archscale.analysis.compare` — measured vs predicted maximal LR of a sweep.
+"""
+
+from .agreement import METRIC_NAMES, Agreement, agreement_metrics, bootstrap_agreement
+from .compare import Comparison, compare, recipe_of
+from .maxlr import best_lr, clean_losses, loss_matrix, max_lr
+
+__all__ = ["METRIC_NAMES", "Agreement", "Comparison", "agreement_metrics", "best_lr", "bootstrap_agreement",
+           "clean_losses", "compare", "loss_matrix", "max_lr", "recipe_of"]

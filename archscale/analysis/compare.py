@@ -1,0 +1,189 @@
+"""Measured maximal learning rates against eq. 8/9's predictions, with honest agreement metrics.
+
+:func:`compare` transfers the base network's measured maximal LR to every configuration with
+:func:`archscale.scaling.lr_scale` and scores the predictions with
+:mod:`~archscale.analysis.agreement` (log scale, base excluded, bootstrap intervals over seeds and
+configurations). The linear Pearson r that includes the base (as the paper reports it) is kept
+as a secondary, labelled figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import validate
+from ..dag import Dag
+from ..errors import ArchscaleError
+from ..results import CONFIG_KEYS
+from ..scaling import convention, lr_scale
+from .agreement import Agreement, bootstrap_agreement
+from .maxlr import loss_matrix, max_lr
+
+__all__ = ["Comparison", "compare", "recipe_of"]
+
+#: Columns that name how a sweep's networks were built and initialized.
+RECIPE_COLUMNS = ("layout", "init", "readout")
+
+
+def recipe_of(results: pd.DataFrame) -> dict[str, str]:
+    """The recipe the rows were actually trained with (``layout``, ``init``, ``readout``), from the rows.
+
+    A column holding several values gives them joined with ``+``; a missing column gives ``"?"``.
+    """
+    out = {}
+    for col in RECIPE_COLUMNS:
+        values = sorted(map(str, results[col].unique())) if col in results.columns else ["?"]
+        out[col] = "+".join(values)
+    return out
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@dataclass
+class Comparison:
+    """Measured versus predicted maximal LR per configuration, and how well they agree.
+
+    ``table``: one row per configuration (graph, width, kernel_size, act, scale, measured with
+    its seed interval, predicted, at_edge, is_base). ``agreement``: the metrics of
+    :mod:`~archscale.analysis.agreement` on the non-base configurations with their intervals.
+    ``pearson_r_with_base``: the linear Pearson r over every configuration including the base, as
+    the paper reports it (secondary: the base matches by construction and dominates it).
+    ``recipe``: layout, init and readout as read from the rows.
+    """
+
+    table: pd.DataFrame
+    agreement: Agreement
+    pearson_r_with_base: float
+    base: str
+    offset: int
+    metric: str = "train_loss"
+    recipe: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Non-base configurations with a finite measurement: the sample behind every metric."""
+        return self.agreement.n
+
+    @property
+    def pearson_r_log(self) -> float:
+        """Pearson r of log LRs without the base (the headline correlation)."""
+        return self.agreement.estimate["pearson_log"]
+
+    def recipe_text(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.recipe.items())
+
+    def headline(self) -> str:
+        """One line for figure titles: log r with its interval, error factor, bias, n."""
+        a = self.agreement
+        return (f"log r = {_f(a.estimate['pearson_log'])} [{_f(a.lo['pearson_log'])}, "
+                f"{_f(a.hi['pearson_log'])}], error ×{_f(a.estimate['error_factor'], 2)}, "
+                f"bias ×{_f(a.estimate['bias'], 2)}, n = {a.n}")
+
+    def to_dict(self) -> dict:
+        table = self.table.replace({np.nan: None}).to_dict(orient="records")
+        return {**self.agreement.to_dict(), "pearson_r_with_base": _none(self.pearson_r_with_base),
+                "base": self.base, "offset": self.offset, "metric": self.metric, "recipe": self.recipe,
+                "table": table}
+
+    def format(self) -> str:
+        """A plain-text table, the agreement metrics with intervals, and the settings they rest on."""
+        cols = ["graph", "width", "kernel_size", "act", "scale", "measured", "measured_lo", "measured_hi",
+                "predicted"]
+        t = self.table[cols].copy()
+        if (t["kernel_size"] == 0).all():
+            t = t.drop(columns="kernel_size")
+        t["note"] = np.where(self.table["is_base"], "base", "") + np.where(self.table["at_edge"], "*", "")
+        text = t.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        lines = [text, self.agreement.format(),
+                 f"secondary: linear Pearson r including the base = {_f(self.pearson_r_with_base)} "
+                 f"(n = {int(np.isfinite(self.table['measured']).sum())})",
+                 f"base {self.base!r}, depth offset {self.offset}, metric {self.metric}; "
+                 f"recipe: {self.recipe_text()}"]
+        if self.table["at_edge"].any():
+            lines.append("* best LR at the edge of the grid: the true maximum may lie outside it")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _none(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def compare(results: pd.DataFrame, base: str = "1", offset: int | None = None, metric: str = "train_loss",
+            *, n_boot: int = 1000, seed: int = 0) -> Comparison:
+    """Measured maximal LR per configuration against ``max_lr(base) * lr_scale(graph)`` (eq. 8/9).
+
+    The base graph's measured maximal LR (same width and activation; kernel 3 for CNNs when
+    swept, else the smallest kernel swept) is transferred to every configuration with
+    :func:`archscale.scaling.lr_scale` under the depth ``offset`` (default: the arch's
+    convention), which shifts the base's depths and the graph's alike. The agreement metrics
+    leave the base out and resample seeds and configurations (``n_boot`` replicates, numpy seed
+    ``seed``).
+    """
+    m = max_lr(results, metric, n_boot=n_boot, seed=seed)
+    archs = m["arch"].unique()
+    if len(archs) != 1:
+        raise ArchscaleError(f"results mix architectures {sorted(archs)}; compare one arch at a time")
+    arch = str(archs[0])
+    conv = convention(arch)
+    try:
+        base_dag = Dag.parse(base, ops=arch)
+    except ValueError as err:
+        raise ArchscaleError(f"base {base!r}: {err}") from None
+    off = conv.offset if offset is None else validate.integer(offset, "offset", minimum=0)
+    rows, base_index = [], {}
+    for (width, act), group in m.groupby(["width", "act"], sort=True):
+        base_rows = group[group["graph"] == base_dag.code]
+        if base_rows.empty:
+            raise ArchscaleError(f"the base graph {base_dag.code!r} is not in the results (width {width}, "
+                                 f"act {act}); add it to the spec's graphs")
+        kernels = sorted(base_rows["kernel_size"])
+        base_kernel = conv.base_kernel if conv.base_kernel in kernels else kernels[0]
+        base_lr = float(base_rows[base_rows["kernel_size"] == base_kernel]["max_lr"].iloc[0])
+        for _, r in group.iterrows():
+            kernel = int(r["kernel_size"]) if conv.uses_kernel else None
+            scale = lr_scale(Dag.parse(r["graph"], ops=arch), arch, kernel, offset=off, base=base_dag,
+                             base_kernel=base_kernel if conv.uses_kernel else None)
+            is_base = r["graph"] == base_dag.code and int(r["kernel_size"]) == int(base_kernel)
+            if is_base:
+                base_index[(width, act)] = len(rows)
+            rows.append({"graph": r["graph"], "width": int(width), "kernel_size": int(r["kernel_size"]),
+                         "act": act, "measured": r["max_lr"], "measured_lo": r["max_lr_lo"],
+                         "measured_hi": r["max_lr_hi"], "predicted": base_lr * scale, "scale": scale,
+                         "at_edge": bool(r["at_edge"]), "is_base": bool(is_base)})
+    table = pd.DataFrame(rows)
+    agreement = _agreement(results, table, base_index, metric, n_boot, seed)
+    ok = np.isfinite(table["measured"].to_numpy(float)) & np.isfinite(table["predicted"].to_numpy(float))
+    r_lin = _pearson(table["measured"].to_numpy(float)[ok], table["predicted"].to_numpy(float)[ok])
+    return Comparison(table=table, agreement=agreement, pearson_r_with_base=r_lin, base=base_dag.code,
+                      offset=off, metric=metric, recipe=recipe_of(results))
+
+
+def _agreement(results: pd.DataFrame, table: pd.DataFrame, base_index: dict, metric: str, n_boot: int,
+               seed: int) -> Agreement:
+    """Bootstrap the metrics: every configuration's losses as seeds x LRs on one shared seed order."""
+    seeds = sorted(results["seed"].unique())
+    groups = dict(list(results.groupby(CONFIG_KEYS[:1] + ["width", "kernel_size", "act"], sort=False)))
+    capped, lrs = [], []
+    for r in table.itertuples():
+        grid, mat = loss_matrix(groups[(r.graph, r.width, r.kernel_size, r.act)], metric, seeds)
+        capped.append(mat)
+        lrs.append(grid)
+    base_of = [base_index[(r.width, r.act)] for r in table.itertuples()]
+    targets = [i for i, r in enumerate(table.itertuples())
+               if not r.is_base and np.isfinite(r.measured) and np.isfinite(r.predicted)]
+    return bootstrap_agreement(capped, lrs, base_of, table["scale"].to_numpy(float), targets,
+                               n_boot=n_boot, seed=seed)

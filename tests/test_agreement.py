@@ -1,0 +1,75 @@
+"""The max-LR rule under divergence and the agreement metrics, against independent computations."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from archscale.analysis import agreement_metrics, best_lr, bootstrap_agreement
+from archscale.analysis.agreement import cap_diverged, max_lr_interval
+
+LRS = np.geomspace(0.01, 10, 9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 2**31 - 1), st.floats(0.0, 0.6))
+def test_a_diverged_seed_never_puts_the_max_lr_outside_its_interval(n_seeds, seed, p_diverge):
+    rng = np.random.default_rng(seed)
+    losses = rng.random((n_seeds, len(LRS))) + 0.5
+    losses[rng.random(losses.shape) < p_diverge] = np.inf
+    best, lo, hi = max_lr_interval(cap_diverged(losses), LRS, n_boot=200, seed=seed)
+    if np.isfinite(losses).any():
+        assert best in LRS and lo in LRS and hi in LRS
+        assert lo <= best <= hi
+    else:
+        assert np.isnan(best) and np.isnan(lo) and np.isnan(hi)
+
+
+def test_a_diverged_seed_counts_as_worse_than_every_finite_run_not_as_infinity():
+    capped = cap_diverged(np.array([[1.0, 0.2, 3.0], [1.0, np.inf, 3.0]]))
+    assert capped[1, 1] > 3.0 and np.isfinite(capped).all()
+    assert np.isnan(cap_diverged(np.array([[np.nan, 1.0]]))[0, 0])  # a missing run stays missing
+    # five seeds: four far better at 0.1, one diverged there; the capped mean still picks 0.1
+    rows = [{"lr": lr, "seed": s, "train_loss": loss, "diverged": div}
+            for s in range(5) for lr, loss, div in [(0.01, 2.0, False), (0.1, 0.1, s == 4), (1.0, 2.1, False)]]
+    out = best_lr(pd.DataFrame(rows)).iloc[0]
+    assert out["best_lr"] == 0.1 and out["n_diverged"] == 1
+    assert out["best_lr_lo"] <= 0.1 <= out["best_lr_hi"]
+
+
+def test_metrics_match_an_independent_computation():
+    rng = np.random.default_rng(3)
+    pred = np.exp(rng.normal(size=12))
+    meas = pred * np.exp(0.7 * rng.normal(size=12)) * 0.6
+    m = agreement_metrics(meas, pred)
+    lm, lp = np.log(meas), np.log(pred)
+    assert m["pearson_log"] == pytest.approx(stats.pearsonr(lm, lp).statistic)
+    assert m["spearman"] == pytest.approx(stats.spearmanr(meas, pred).statistic)
+    assert m["log_rmse"] == pytest.approx(np.sqrt(np.mean((lm - lp) ** 2)))
+    assert m["error_factor"] == pytest.approx(np.exp(m["log_rmse"]))
+    assert m["bias"] == pytest.approx(stats.gmean(meas / pred))
+    assert m["slope"] == pytest.approx(stats.linregress(lp, lm).slope)
+    ties = agreement_metrics(np.array([1.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 2.0, 4.0]))
+    assert ties["spearman"] == pytest.approx(stats.spearmanr([1, 1, 2, 3], [1, 2, 2, 4]).statistic)
+
+
+def _curves(best: float, n_seeds: int, rng) -> np.ndarray:
+    x = np.log(LRS) - np.log(best)
+    return 0.5 * x**2 + 1.0 + 0.05 * rng.standard_normal((n_seeds, len(LRS)))
+
+
+def test_bootstrap_leaves_the_base_out_and_is_seeded():
+    rng = np.random.default_rng(0)
+    truth = [1.0, 0.3, 0.1, 0.03]  # configuration 0 is the base
+    capped = [cap_diverged(_curves(b, 4, rng)) for b in truth]
+    scale = np.array(truth)
+    a = bootstrap_agreement(capped, [LRS] * 4, [0] * 4, scale, [1, 2, 3], n_boot=300, seed=1)
+    b = bootstrap_agreement(capped, [LRS] * 4, [0] * 4, scale, [1, 2, 3], n_boot=300, seed=1)
+    assert a.n == 3 and a.n_seeds == 4 and a.to_dict() == b.to_dict()
+    for name in ("pearson_log", "error_factor", "bias", "slope"):
+        assert a.lo[name] <= a.estimate[name] <= a.hi[name]
+    assert a.estimate["error_factor"] < 1.5
+    with pytest.raises(ValueError, match="same seeds"):
+        bootstrap_agreement([capped[0], capped[1][:2]], [LRS] * 2, [0, 0], scale[:2], [1])
