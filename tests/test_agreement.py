@@ -32,8 +32,9 @@ def test_a_diverged_seed_counts_as_worse_than_every_finite_run_not_as_infinity()
     assert capped[1, 1] > 3.0 and np.isfinite(capped).all()
     assert np.isnan(cap_diverged(np.array([[np.nan, 1.0]]))[0, 0])  # a missing run stays missing
     # five seeds: four far better at 0.1, one diverged there; the capped mean still picks 0.1
+    runs = lambda s: [(0.01, 2.0, False), (0.1, 0.1, s == 4), (1.0, 2.1, False)]  # noqa: E731
     rows = [{"lr": lr, "seed": s, "train_loss": loss, "diverged": div}
-            for s in range(5) for lr, loss, div in [(0.01, 2.0, False), (0.1, 0.1, s == 4), (1.0, 2.1, False)]]
+            for s in range(5) for lr, loss, div in runs(s)]
     out = best_lr(pd.DataFrame(rows)).iloc[0]
     assert out["best_lr"] == 0.1 and out["n_diverged"] == 1
     assert out["best_lr_lo"] <= 0.1 <= out["best_lr_hi"]
