@@ -20,7 +20,7 @@ from matplotlib import ticker as mticker
 
 from ..analysis import clean_losses, loss_matrix
 
-__all__ = ["graph_label", "graph_order", "grouped_sweep_figure", "listed_and_sampled", "loss_vs_lr",
+__all__ = ["graph_label", "graph_order", "grouped_sweep_figure", "loss_vs_lr",
            "measured_vs_predicted", "sweep_figure"]
 
 _METRIC_LABELS = {"train_loss": "training loss of the last epoch", "train_loss_final": "final training loss",
@@ -266,24 +266,6 @@ def sweep_figure(results: pd.DataFrame, comparison, *, title: str, max_lrs: pd.D
                  fontsize=11)
     fig.tight_layout()
     return fig
-
-
-def listed_and_sampled(spec) -> dict[str, list[str]]:
-    """A spec's graphs split into those it lists and those it samples, each group with the base.
-
-    Figures that report two experiments run as one sweep (e.g. GELU depth chains and sampled
-    topologies, paper Fig. 7) compare each group separately.
-    """
-    from ..dag import Dag
-
-    arch = spec.arch
-    base = Dag.parse(spec.base, ops=arch).code
-    listed = list(dict.fromkeys([base] + [Dag.parse(g, ops=arch).code for g in spec.graphs]))
-    sampled = [g for g in spec.graph_list() if g not in listed]
-    groups = {"listed": listed}
-    if sampled:
-        groups["sampled"] = [base, *sampled]
-    return groups
 
 
 def grouped_sweep_figure(results: pd.DataFrame, comparisons: dict, *, title: str,

@@ -328,6 +328,18 @@ class SweepSpec:
             codes.extend(d.code for d in drawn)
         return list(dict.fromkeys(codes))
 
+    def graph_groups(self) -> dict[str, list[str]]:
+        """The graphs split into those the spec lists and those it samples, each group with the base.
+
+        Experiments run as one sweep but reported apart (e.g. GELU depth chains and sampled
+        topologies, paper Fig. 7) compare each group separately. ``sampled`` is absent when the
+        spec samples nothing.
+        """
+        base = Dag.parse(self.base, ops=self.arch).code
+        listed = list(dict.fromkeys([base] + [Dag.parse(g, ops=self.arch).code for g in self.graphs or []]))
+        sampled = [g for g in self.graph_list() if g not in listed]
+        return {"listed": listed, **({"sampled": [base, *sampled]} if sampled else {})}
+
     def train_config(self) -> TrainConfig:
         from ..train import TrainConfig
 

@@ -1,0 +1,109 @@
+"""The max-LR experiments of notebooks 04-07 in one call: run a bundled sweep, compare, report, draw.
+
+``run_experiment("mlp_depth", preset)`` loads the bundled spec ``mlp_depth_<preset>``, trains what
+is missing in its results directory (resumable), reads every maximal LR and compares it with eq.
+8/9 (:func:`archscale.analysis.compare`), per group when the spec splits its graphs (listed
+chains vs sampled topologies). :meth:`Experiment.report` prints what ran (read from the rows),
+the agreement metrics with their intervals and n, and the paper's own figure beside them;
+:meth:`Experiment.figure` draws the paper-style figure.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .analysis import Comparison, compare, max_lr, recipe_of
+from .sweep import SweepSpec, load_spec, run_sweep
+
+__all__ = ["PAPER", "Experiment", "run_experiment"]
+
+#: What the paper reports for each experiment (CIFAR-10, Pearson r of measured vs predicted max LR,
+#: linear scale, base included, 3 seeds), by group name.
+PAPER: dict[str, dict[str, tuple[str, float]]] = {
+    "mlp_depth": {"all": ("Fig. 5", 0.962)},
+    "mlp_topology": {"all": ("Fig. 2", 0.838)},
+    "cnn_kernel_topology": {"all": ("Fig. 3", 0.856)},
+    "gelu": {"listed": ("Fig. 7, depth", 0.920), "sampled": ("Fig. 7, topology", 0.680)},
+    "gelu_cnn": {"all": ("Fig. 7, CNN", 0.949)},
+}
+#: How each group of a spec is named in reports and figures.
+GROUP_NAMES = {"all": "all graphs", "listed": "depth (listed chains)", "sampled": "topology (sampled graphs)"}
+
+
+@dataclass
+class Experiment:
+    """One finished max-LR experiment: the spec, its rows, the maximal LRs and the comparisons."""
+
+    name: str
+    spec: SweepSpec
+    results: pd.DataFrame
+    maxima: pd.DataFrame
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """What was trained: graphs, widths, kernels, LR grid, seeds, training, data and recipe (rows)."""
+        s, r = self.spec, self.results
+        length = f"{s.steps} steps" if s.steps else f"{s.epochs} epoch(s)"
+        grid = sorted(r["lr"].unique())
+        kernels = f" x kernels {sorted(r['kernel_size'].unique())}" if s.arch == "cnn" else ""
+        recipe = ", ".join(f"{k} {v}" for k, v in recipe_of(r).items())
+        return (f"{s.name}: {s.arch}, act {s.act}, {r['graph'].nunique()} graphs x widths "
+                f"{sorted(r['width'].unique())}{kernels} x {len(grid)} LRs in "
+                f"[{grid[0]:.3g}, {grid[-1]:.3g}] "
+                f"x {r['seed'].nunique()} seeds = {len(r)} runs ({int(r['diverged'].sum())} diverged); "
+                f"{length} at batch {s.batch_size} on {s.dataset}\nrecipe actually run (read from the rows): "
+                f"{recipe}; momentum {s.momentum}")
+
+    def report(self) -> str:
+        """Per group: the comparison with its metrics and intervals, and the paper's figure beside it."""
+        blocks = [self.describe()]
+        paper = PAPER.get(self.name, {})
+        for key, comp in self.comparisons.items():
+            lines = [f"--- {GROUP_NAMES.get(key, key)}", comp.format()]
+            if key in paper:
+                fig, r = paper[key]
+                lines.append(f"paper ({fig}, CIFAR-10): linear r including the base = {r:.3f}; this run's "
+                             f"same statistic = {comp.pearson_r_with_base:.3f} on {self.spec.dataset}. "
+                             f"The paper reports no log-scale, base-excluded metric to set beside "
+                             f"the others.")
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
+
+    def figure(self, title: str, **kwargs):
+        """The paper-style figure: one comparison as :func:`~archscale.plots.sweeps.sweep_figure`, several
+        as :func:`~archscale.plots.sweeps.grouped_sweep_figure` (``kwargs`` pass through)."""
+        from .plots.sweeps import grouped_sweep_figure, sweep_figure
+
+        if len(self.comparisons) == 1:
+            comp = next(iter(self.comparisons.values()))
+            return sweep_figure(self.results, comp, title=title, max_lrs=self.maxima, **kwargs)
+        named = {GROUP_NAMES.get(k, k): c for k, c in self.comparisons.items()}
+        return grouped_sweep_figure(self.results, named, title=title, max_lrs=self.maxima, **kwargs)
+
+
+def run_experiment(name: str, preset: str = "quick", *, dataset: str | None = None,
+                   data_dir: str | None = None, device: str = "cpu", runs_dir: str | os.PathLike = "runs",
+                   split_groups: bool = False, progress: bool = True, **changes) -> Experiment:
+    """Run (or reload) the bundled sweep ``<name>_<preset>`` into ``runs_dir`` and compare it with eq. 8/9.
+
+    ``dataset``/``data_dir`` override the spec's data when given (the results directory then
+    carries the dataset's name, so runs on different data never mix); other keyword arguments
+    override spec fields. ``split_groups`` compares the listed and the sampled graphs apart.
+    """
+    spec = load_spec(f"{name}_{preset}")
+    if dataset is not None:
+        changes["dataset"] = dataset
+    if data_dir is not None:
+        changes["data_dir"] = data_dir
+    if changes:
+        spec = spec.replace(**changes)
+    suffix = "" if dataset is None else f"_{dataset}"
+    results = run_sweep(spec, Path(runs_dir) / f"{name}_{preset}{suffix}", device=device, progress=progress)
+    groups = spec.graph_groups() if split_groups else {"all": sorted(results["graph"].unique())}
+    comparisons = {key: compare(results[results["graph"].isin(codes)], base=spec.base)
+                   for key, codes in groups.items()}
+    return Experiment(name, spec, results, max_lr(results), comparisons)
