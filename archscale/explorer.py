@@ -201,7 +201,7 @@ def _esc(value: object) -> str:
 def readout_html(state: ExplorerState) -> str:
     """The predicted LR, large, with the formula and the path depths beneath (or the error)."""
     box = ("border-left:4px solid {c};padding:6px 12px;margin:2px 0 6px 0;background:{bg};"
-           "line-height:1.35;max-width:100%;box-sizing:border-box")
+           "line-height:1.35;max-width:100%;box-sizing:border-box;overflow-wrap:anywhere")
     if state.error:
         return (f'<div class="archscale-readout archscale-error" '
                 f'style="{box.format(c="#c0392b", bg="#fdf0ee")}">'
@@ -215,14 +215,23 @@ def readout_html(state: ExplorerState) -> str:
             f'<div><span class="archscale-lr" style="font-size:1.8em;font-weight:600;'
             f'font-variant-numeric:tabular-nums">{state.lr:.6g}</span></div>'
             f'<div class="archscale-formula" style="font-family:var(--jp-code-font-family,monospace);'
-            f'font-size:0.9em;overflow-wrap:break-word">{_esc(state.formula())}</div>'
+            f'font-size:0.9em">{_esc(state.formula())}</div>'
             f'<div style="font-size:0.9em;color:#444">{_esc(state.depth_summary())}</div></div>')
 
 
-def _table_html(df: pd.DataFrame, formatters: dict | None = None) -> str:
-    table = df.to_html(index=False, border=0, na_rep=_DASH, formatters=formatters, escape=True)
+def _cell(value: object) -> object:
+    """A table cell as shown: missing values as a dash (never NaN or <NA>), floats to 4 digits."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return _DASH
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    shown = df.astype(object).apply(lambda col: col.map(_cell))
+    table = shown.to_html(index=False, border=0, escape=True)
     return table.replace('<table border="0" class="dataframe">',
-                         '<table class="dataframe" style="border-collapse:collapse;font-size:0.9em">')
+                         '<table class="dataframe" style="border-collapse:collapse;font-size:0.9em;'
+                         'white-space:nowrap">')
 
 
 def view_html(state: ExplorerState, png: bytes | None = None) -> str:
@@ -232,7 +241,7 @@ def view_html(state: ExplorerState, png: bytes | None = None) -> str:
         png = figure_png(state)
     img = (f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" '
            f'alt="{_esc(state.dag.code)} with its end-to-end paths" '
-           f'style="max-width:100%;height:auto;display:block">')
+           f'style="max-width:100%;max-height:440px;width:auto;height:auto;display:block">')
     col = "flex:1 1 300px;min-width:0;max-width:100%"
     scroll = "max-height:360px;overflow:auto"
     parts = []
@@ -243,13 +252,12 @@ def view_html(state: ExplorerState, png: bytes | None = None) -> str:
     if not state.edges.empty:
         edges = state.edges.rename(columns={"in_degree": "target in-degree", "fan_in": "fan-in",
                                             "init_std": "init std", "he_std": "He std"})
-        std = {name: (lambda v: f"{v:.4g}") for name in ("init std", "He std")}
         notes = [f"init std = √(2 / (in-degree × fan-in)); readout std {state.readout_std:.4g} (mean field)."]
         if (state.edges["op"] == "skip").any():
             notes.append(f"{_DASH} : a skip edge is the identity, with no weights to initialize.")
         notes.append("Zero edges are absent and not listed.")
         parts.append(f'<div style="{col}"><b>Per-edge init std</b>'
-                     f'<div style="{scroll}">{_table_html(edges, std)}</div>'
+                     f'<div style="{scroll}">{_table_html(edges)}</div>'
                      f'<div style="font-size:0.85em;color:#555">{"<br>".join(map(_esc, notes))}</div></div>')
     else:
         parts.append(f'<div style="{col}"><b>No non-zero edges</b>: every edge of '

@@ -143,6 +143,11 @@ def _error_html(message: str, css_class: str = "archscale-message") -> str:
     return f'<span class="{css_class}" style="color:#a93226">{html.escape(message)}</span>'
 
 
+def _html(value: str = "", **layout) -> w.HTML:
+    """An HTML widget with an empty tooltip, so its hidden label carries no ``title="null"``."""
+    return w.HTML(value, tooltip="", layout=w.Layout(**layout))
+
+
 def _slider(kind, tooltip: str, **kwargs):
     """A slider that fills its grid cell, updates on release and explains itself on hover."""
     return kind(continuous_update=False, tooltip=tooltip, style={"description_width": "92px"},
@@ -205,15 +210,15 @@ class DagExplorer(w.VBox):
         self.code_field = w.Text(value=self._code, description="DAG code", placeholder="e.g. 2_02_002",
                                  continuous_update=False, style={"description_width": "64px"},
                                  tooltip=_TIPS["code"],
-                                 layout=w.Layout(width="auto", min_width="180px", flex="1 1 260px",
+                                 layout=w.Layout(width="auto", min_width="0", flex="1 1 260px",
                                                  max_width="420px"))
-        self.code_msg = w.HTML(layout=w.Layout(width="100%"))
-        self.readout = w.HTML(layout=w.Layout(width="100%"))
-        self.copy = w.HTML()
+        self.code_msg = _html(width="100%")
+        self.readout = _html(width="100%")
+        self.copy = _html()
         self.save = w.Button(description="Save figure", icon="download", tooltip=_TIPS["save"])
-        self.save_msg = w.HTML(layout=w.Layout(width="100%"))
-        self.status = w.HTML(layout=w.Layout(width="100%", min_height="1.4em"))
-        self.view = w.HTML(layout=w.Layout(width="100%"))
+        self.save_msg = _html(width="100%")
+        self.status = _html(width="100%", min_height="1.4em")
+        self.view = _html(width="100%")
         self.edge_box = w.VBox(layout=w.Layout(width="100%", overflow="auto"))
         self.dropdowns: dict[tuple[int, int], w.Dropdown] = {}
         for control in (self.arch, self.width, self.kernel, self.offset, self.base_lr):
@@ -222,23 +227,28 @@ class DagExplorer(w.VBox):
         self.code_field.observe(self._on_code_field, names="value")
         self.save.on_click(self._on_save)
         self._build_dropdowns()
-        css = w.HTML(self._css(), layout=w.Layout(display="none"))
+        css = _html(self._css(), display="none")
+        columns = "repeat(auto-fill, minmax(min(250px, 100%), 1fr))"  # 1-4 columns, never narrower than 250px
         controls = w.GridBox([self.arch, self.depth, self.width, self.kernel, self.offset, self.base_lr],
-                             layout=w.Layout(grid_template_columns="repeat(auto-fill, minmax(250px, 1fr))",
-                                             grid_gap="2px 16px", width="100%"))
+                             layout=w.Layout(grid_template_columns=columns, grid_gap="2px 16px"))
         actions = w.HBox([self.code_field, self.copy, self.save],
                          layout=w.Layout(flex_flow="row wrap", align_items="center", width="100%"))
-        edges_title = w.HTML("<b>Edges</b> <span style='color:#555'>(op of each edge into vertex i)</span>")
+        edges_title = _html("<b>Edges</b> <span style='color:#555'>(op of each edge into vertex i)</span>")
         super().__init__([css, self.readout, actions, self.code_msg, self.save_msg, controls, edges_title,
                           self.edge_box, self.status, self.view],
                          layout=w.Layout(width="100%", max_width="1600px"))
         self.add_class("archscale-explorer")
+        self.arch.add_class("widget-inline-hbox")  # label and buttons on one line
+        for name in ("arch", "depth", "width", "kernel", "offset", "base_lr", "code_field", "save"):
+            getattr(self, name).add_class(f"archscale-{name.replace('_', '-')}")  # stable hooks for tests
         self._update(now=True)
 
     def _css(self) -> str:
         return ("<style>"
                 f".jp-OutputArea-child:has(.archscale-snapshot-{self._uid}) {{display: none;}}"
                 ".archscale-explorer.archscale-busy .archscale-view {opacity: 0.5; transition: opacity .2s;}"
+                ".archscale-explorer .widget-html-content {white-space: normal; line-height: 1.4;}"
+                ".archscale-explorer .widget-html {max-width: 100%;}"
                 "</style>")
 
     # -- the graph's code, kept in step with the dropdowns, the depth slider and the text field --
@@ -251,17 +261,19 @@ class DagExplorer(w.VBox):
         rows = []
         digits = self._code.split("_")
         for dst in range(1, n + 1):
-            cells = [w.Label(f"into {dst}", tooltip=f"edges entering vertex {dst}"
-                             + (" (the output)" if dst == n else ""), layout=w.Layout(width="56px"))]
+            tip = f"edges entering vertex {dst}" + (" (the output)" if dst == n else "")
+            label = w.Label(f"into {dst}", tooltip=tip, layout=w.Layout(width="56px", flex="0 0 auto"))
+            cells = []
             for src in range(dst):
                 dd = w.Dropdown(options=list(_OPS), value=_OPS[int(digits[dst - 1][src])],
                                 description=f"{src}→{dst}", tooltip=_EDGE_TIP.format(src=src, dst=dst),
-                                layout=w.Layout(width="124px"), style={"description_width": "34px"})
+                                layout=w.Layout(width="116px"), style={"description_width": "34px"})
                 dd.add_class(f"archscale-edge-{src}-{dst}")
                 dd.observe(self._on_edge, names="value")
                 self.dropdowns[(src, dst)] = dd
                 cells.append(dd)
-            rows.append(w.HBox(cells, layout=w.Layout(flex_flow="row wrap")))
+            rows.append(w.HBox([label, w.HBox(cells, layout=w.Layout(flex_flow="row wrap", flex="1 1 0",
+                                                                    min_width="0"))]))
         self.edge_box.children = rows
 
     @contextmanager
