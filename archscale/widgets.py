@@ -106,7 +106,7 @@ def text_progress_when_headless() -> bool:
     """In a headless kernel (papermill, nbclient), make ``tqdm.auto`` draw plain-text bars.
 
     Widget bars keep their first frame (0%) in an executed notebook's text; text bars end at
-    100%, redrawn at most once a second so the saved stream stays short. Returns whether it
+    100%, redrawn at most every 10 s so the saved stream stays short. Returns whether it
     switched (never in a live frontend or outside a kernel's headless run).
     """
     from IPython import get_ipython
@@ -118,7 +118,7 @@ def text_progress_when_headless() -> bool:
 
     class HeadlessBar(tqdm_asyncio):
         def __init__(self, *args, **kwargs):
-            kwargs.setdefault("mininterval", 1.0)
+            kwargs.setdefault("mininterval", 10.0)
             super().__init__(*args, **kwargs)
 
     tqdm.auto.tqdm = HeadlessBar
