@@ -229,9 +229,9 @@ def _cell(value: object) -> object:
 def _table_html(df: pd.DataFrame) -> str:
     shown = df.astype(object).apply(lambda col: col.map(_cell))
     table = shown.to_html(index=False, border=0, escape=True)
+    table = table.replace("<td>", '<td style="white-space:nowrap">')  # cells scroll sideways, never wrap
     return table.replace('<table border="0" class="dataframe">',
-                         '<table class="dataframe" style="border-collapse:collapse;font-size:0.9em;'
-                         'white-space:nowrap">')
+                         '<table class="dataframe" style="border-collapse:collapse;font-size:0.9em">')
 
 
 def view_html(state: ExplorerState, png: bytes | None = None) -> str:

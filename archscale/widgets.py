@@ -148,6 +148,12 @@ def _html(value: str = "", **layout) -> w.HTML:
     return w.HTML(value, tooltip="", layout=w.Layout(**layout))
 
 
+def _label(text: str, tooltip: str, width: str) -> w.HTML:
+    """A control's label that shows ``tooltip`` on hover (an HTML ``title``)."""
+    return _html(f'<span class="widget-label" title="{html.escape(tooltip)}" style="width:auto">'
+                 f"{html.escape(text)}</span>", width=width, flex="0 0 auto")
+
+
 def _slider(kind, tooltip: str, **kwargs):
     """A slider that fills its grid cell, updates on release and explains itself on hover."""
     return kind(continuous_update=False, tooltip=tooltip, style={"description_width": "92px"},
@@ -207,11 +213,10 @@ class DagExplorer(w.VBox):
                               description="depth offset")
         self.base_lr = _slider(w.FloatLogSlider, _TIPS["base_lr"], value=base_lr, base=10, min=-4, max=1,
                                step=0.05, readout_format=".3g", description="base max LR")
-        self.code_field = w.Text(value=self._code, description="DAG code", placeholder="e.g. 2_02_002",
-                                 continuous_update=False, style={"description_width": "64px"},
-                                 tooltip=_TIPS["code"],
-                                 layout=w.Layout(width="auto", min_width="0", flex="1 1 260px",
-                                                 max_width="420px"))
+        # Text and Dropdown show their tooltip only without a description: labels are separate HTML.
+        self.code_field = w.Text(value=self._code, placeholder="e.g. 2_02_002", continuous_update=False,
+                                 tooltip=_TIPS["code"], layout=w.Layout(width="auto", min_width="0",
+                                                                        flex="1 1 200px", max_width="360px"))
         self.code_msg = _html(width="100%")
         self.readout = _html(width="100%")
         self.copy = _html()
@@ -231,7 +236,8 @@ class DagExplorer(w.VBox):
         columns = "repeat(auto-fill, minmax(min(250px, 100%), 1fr))"  # 1-4 columns, never narrower than 250px
         controls = w.GridBox([self.arch, self.depth, self.width, self.kernel, self.offset, self.base_lr],
                              layout=w.Layout(grid_template_columns=columns, grid_gap="2px 16px"))
-        actions = w.HBox([self.code_field, self.copy, self.save],
+        code_label = _label("DAG code", _TIPS["code"], "70px")
+        actions = w.HBox([code_label, self.code_field, self.copy, self.save],
                          layout=w.Layout(flex_flow="row wrap", align_items="center", width="100%"))
         edges_title = _html("<b>Edges</b> <span style='color:#555'>(op of each edge into vertex i)</span>")
         super().__init__([css, self.readout, actions, self.code_msg, self.save_msg, controls, edges_title,
@@ -248,6 +254,10 @@ class DagExplorer(w.VBox):
                 f".jp-OutputArea-child:has(.archscale-snapshot-{self._uid}) {{display: none;}}"
                 ".archscale-explorer.archscale-busy .archscale-view {opacity: 0.5; transition: opacity .2s;}"
                 ".archscale-explorer .widget-html-content {white-space: normal; line-height: 1.4;}"
+                ".archscale-spinner {display: inline-block; width: 0.8em; height: 0.8em;"
+                " vertical-align: -0.1em; border: 2px solid #888; border-top-color: transparent;"
+                " border-radius: 50%; animation: archscale-spin 0.8s linear infinite;}"
+                "@keyframes archscale-spin {to {transform: rotate(360deg);}}"
                 ".archscale-explorer .widget-html {max-width: 100%;}"
                 "</style>")
 
@@ -262,16 +272,17 @@ class DagExplorer(w.VBox):
         digits = self._code.split("_")
         for dst in range(1, n + 1):
             tip = f"edges entering vertex {dst}" + (" (the output)" if dst == n else "")
-            label = w.Label(f"into {dst}", tooltip=tip, layout=w.Layout(width="56px", flex="0 0 auto"))
+            label = _label(f"into {dst}", tip, "56px")
             cells = []
             for src in range(dst):
-                dd = w.Dropdown(options=list(_OPS), value=_OPS[int(digits[dst - 1][src])],
-                                description=f"{src}→{dst}", tooltip=_EDGE_TIP.format(src=src, dst=dst),
-                                layout=w.Layout(width="116px"), style={"description_width": "34px"})
+                tip = _EDGE_TIP.format(src=src, dst=dst)
+                dd = w.Dropdown(options=list(_OPS), value=_OPS[int(digits[dst - 1][src])], tooltip=tip,
+                                layout=w.Layout(width="78px"))
                 dd.add_class(f"archscale-edge-{src}-{dst}")
                 dd.observe(self._on_edge, names="value")
                 self.dropdowns[(src, dst)] = dd
-                cells.append(dd)
+                cells.append(w.HBox([_label(f"{src}→{dst}", tip, "36px"), dd],
+                                    layout=w.Layout(margin="0 6px 0 0")))
             rows.append(w.HBox([label, w.HBox(cells, layout=w.Layout(flex_flow="row wrap", flex="1 1 0",
                                                                     min_width="0"))]))
         self.edge_box.children = rows
@@ -352,6 +363,7 @@ class DagExplorer(w.VBox):
             return
         self.state = state
         self.readout.value = readout_html(state)
+        self.save_msg.value = ""  # a saved-figure note describes the previous graph
         lr = f"{state.lr:.6g}" if state.lr is not None else ""
         self.copy.value = _copy_button("Copy code", state.dag.code, "copy the DAG code to the clipboard") + (
             _copy_button("Copy LR", lr, "copy the predicted learning rate to the clipboard") if lr else "")
@@ -362,7 +374,8 @@ class DagExplorer(w.VBox):
             self._render(self._generation)
             return
         self.add_class("archscale-busy")
-        self.status.value = "<span style='color:#555'>⏳ updating the drawing and tables…</span>"
+        self.status.value = ("<span style='color:#555'><span class='archscale-spinner'></span> "
+                             "updating the drawing and tables…</span>")
         self._timer = threading.Timer(self._debounce, self._render, args=(self._generation,))
         self._timer.daemon = True
         self._timer.start()
@@ -407,6 +420,7 @@ class DagExplorer(w.VBox):
         links = " ".join(f'<a download="{p.name}" href="data:{kinds[p.suffix]};base64,'
                          f'{base64.b64encode(p.read_bytes()).decode()}">download {p.suffix[1:].upper()}</a>'
                          for p in paths)
+        links = links.replace("</a> <a", "</a> · <a")
         where = html.escape(", ".join(map(str, paths)))
         self.save_msg.value = f"<span class='archscale-saved'>saved {where} · {links}</span>"
 

@@ -164,7 +164,7 @@ def test_skip_rows_render_as_dashes_not_nan():
     assert skip["op"] == "skip" and pd.isna(skip["fan_in"]) and math.isnan(skip["init_std"])
     page = view_html(s, png=b"")
     assert not any(bad in page for bad in ("NaN", "nan", "&lt;NA&gt;", "<NA>", "None"))
-    assert "<td>—</td>" in page and "skip edge is the identity" in page
+    assert '<td style="white-space:nowrap">—</td>' in page and "skip edge is the identity" in page
 
 
 def test_all_zero_graph_shows_its_message_and_no_empty_table():

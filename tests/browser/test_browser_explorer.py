@@ -103,6 +103,8 @@ def test_notebook_runs_with_a_live_explorer_and_no_widget_error(lab_page):
     assert not [t for t in errors.all_inner_texts() if "Error" in t or "Traceback" in t]
     expect_lr(page, cli_lr("2_22_222"))
     assert page.locator(f"{EXPLORER} [title='null']").count() == 0
+    for control in (".archscale-edge-0-1 select", ".archscale-code-field input", ".archscale-depth label"):
+        assert page.locator(f"{EXPLORER} {control}").get_attribute("title"), f"{control} has no tooltip"
     assert page.locator(f"{EXPLORER} .archscale-view img").is_visible()
     copy = page.locator(".archscale-snapshot").first  # the static copy beside the widget stays hidden
     assert copy.count() == 1 and not copy.is_visible()
