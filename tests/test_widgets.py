@@ -216,7 +216,7 @@ def test_every_control_has_a_tooltip():
 
 
 def test_debounced_redraws_coalesce_and_show_busy():
-    ex = DagExplorer("2_02_002", debounce=0.3)
+    ex = DagExplorer("2_02_002", debounce=2.0)  # long enough that the four changes land first
     first = ex.view.value
     for depth in (2, 3, 4, 5):
         ex.depth.value = depth

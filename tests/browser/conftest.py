@@ -1,10 +1,10 @@
 """Fixtures for the browser tests: JupyterLab and Voila servers, headless Chromium, failure screenshots.
 
-Every test here is marked ``browser`` and put in one xdist group, so one worker starts the
-servers once. A failing test leaves a screenshot, the page's console and the server logs in
-``test-artifacts/browser/`` and names them in its report. Without Chromium or Playwright the
-tests skip, unless ``$ARCHSCALE_REQUIRE_BROWSER=1`` (``.ci/run`` sets it), which makes that a
-failure.
+Each test is one walk through one server (JupyterLab or Voila), so a worker starts only the
+server its walk needs. A failing test leaves a screenshot, the page's console
+and the server logs in ``test-artifacts/browser/`` and names them in its report. Without
+Chromium or Playwright the tests skip, unless ``$ARCHSCALE_REQUIRE_BROWSER=1`` (``.ci/run``
+sets it), which makes that a failure.
 """
 
 from __future__ import annotations
@@ -21,14 +21,6 @@ from servers import CHROMIUM_ARGS, REQUIRE_ENV, Server, chromium_executable
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 EXPLORER_NOTEBOOK = "03_dag_paths.ipynb"
-
-
-def pytest_collection_modifyitems(config, items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
-            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 def _unavailable(reason: str):
@@ -68,24 +60,40 @@ def _prepare_root(root: Path) -> None:
     shutil.copytree(ROOT / "app", root / "app")
 
 
+def _stopped(server: Server) -> None:
+    server.stop()
+    if server.log.exists():  # the last log stays for CI to show
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(server.log, ARTIFACTS / f"last-{server.log.name}")
+
+
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory, chromium):
-    """JupyterLab on a temporary root (notebooks/, app/, figures/) and Voila on the app; stopped after."""
-    home = tmp_path_factory.mktemp("jupyter-home")
+def lab_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lab-root")
     _prepare_root(root)
-    lab = Server.lab(root, home)
-    voila = Server.voila(root / "app" / "explorer.ipynb", home)
+    return root
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory, lab_root, chromium):
+    """JupyterLab on a temporary root (notebooks/, app/, figures/), stopped after the session."""
+    server = Server.lab(lab_root, tmp_path_factory.mktemp("lab-home"))
     try:
-        lab.wait_ready(f"/api/status?token={lab.token}")
-        voila.wait_ready("/voila/static/voila.js")
-        yield {"lab": lab, "voila": voila, "root": root, "home": home}
+        server.wait_ready(f"/api/status?token={server.token}")
+        yield server
     finally:
-        for server in (lab, voila):
-            server.stop()
-            if server.log.exists():
-                ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                shutil.copy(server.log, ARTIFACTS / f"last-{server.log.name}")
+        _stopped(server)
+
+
+@pytest.fixture(scope="session")
+def voila(tmp_path_factory, lab_root, chromium):
+    """Voila serving the app notebook, stopped after the session."""
+    server = Server.voila(lab_root / "app" / "explorer.ipynb", tmp_path_factory.mktemp("voila-home"))
+    try:
+        server.wait_ready("/voila/static/voila.js")
+        yield server
+    finally:
+        _stopped(server)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -100,7 +108,7 @@ def pytest_runtest_makereport(item, call):
         for label, page in pages.items():
             try:
                 shot = ARTIFACTS / f"{stem}-{label}.png"
-                page.screenshot(path=str(shot), full_page=True)
+                page.screenshot(path=str(shot), full_page=True, timeout=20_000)
                 saved.append(str(shot))
             except Exception as err:  # the page may be gone
                 saved.append(f"({label}: no screenshot: {err})")
@@ -115,7 +123,7 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pages():
-    """The pages a test module opened, by label, for failure screenshots."""
+    """The pages a test opened, by label, for failure screenshots."""
     return {}
