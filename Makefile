@@ -35,7 +35,7 @@ test: setup
 	$(PY) -m pytest -q -n 2 --durations=15
 
 test-browser: setup
-	ARCHSCALE_REQUIRE_BROWSER=1 $(PY) -m pytest -q -m browser tests/browser
+	ARCHSCALE_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n 2 -m browser tests/browser
 
 test-fast: setup
 	$(PY) -m pytest -q -n 2 -m "not notebook and not slow and not browser"
