@@ -8,8 +8,14 @@ PRESET ?= quick
 DEVICE ?= cpu
 DATASET ?=
 DATA_DIR ?=
+# extra arguments for JupyterLab and the Voila app, e.g. LAB_ARGS="--port 9999 --no-browser"
+LAB_ARGS ?=
+APP_ARGS ?=
+APP_PORT ?= 8866
+# Jupyter refuses to run as root without --allow-root (containers, CI); a user needs nothing
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: setup test test-fast lint lab reproduce bench clean
+.PHONY: setup test test-fast test-browser lint lab app reproduce bench clean
 
 setup: $(STAMP)
 
@@ -22,18 +28,29 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# The browser tests (tests/browser) are part of the suite; they skip without Chromium unless
+# ARCHSCALE_REQUIRE_BROWSER=1 (.ci/run sets it after installing Chromium).
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 --durations=15
 
+test-browser: setup
+	ARCHSCALE_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n 2 -m browser tests/browser
+
 test-fast: setup
-	$(PY) -m pytest -q -n 2 -m "not notebook and not slow"
+	$(PY) -m pytest -q -n 2 -m "not notebook and not slow and not browser"
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# JupyterLab on the repository root (notebooks/, papermill_runs/ and app/ all reachable), opened on notebooks/
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks \
+		$(ALLOW_ROOT) $(LAB_ARGS)
+
+# The DAG explorer as an app without code cells (Voila), on http://localhost:$(APP_PORT)/
+app: setup
+	$(VENV)/bin/voila app/explorer.ipynb --port=$(APP_PORT) $(APP_ARGS)
 
 reproduce: setup
 	$(VENV)/bin/archscale reproduce --preset $(PRESET) --device $(DEVICE) \
@@ -43,4 +60,4 @@ bench: setup
 	$(PY) benchmarks/sweep_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts

@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import validate
@@ -173,9 +174,29 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_maxlr(args: argparse.Namespace) -> int:
+@dataclass
+class _Run:
+    """A finished sweep directory read for analysis: its rows, spec and how complete its grid is."""
+
+    df: object  # pandas.DataFrame
+    spec: object  # SweepSpec or None
+    present: int
+    expected: int | None
+
+    @property
+    def partial(self) -> bool:
+        return self.expected is None or self.present < self.expected
+
+    def coverage(self) -> str:
+        if self.expected is None:
+            return f"{self.present} rows present; no spec.yaml, so the grid is unknown"
+        return f"{self.present} of {self.expected} rows of the spec's grid present"
+
+
+def _load_run(args: argparse.Namespace) -> _Run:
+    """The rows of ``args.dir`` for maxlr/calibrate: refused when the grid is incomplete unless --partial."""
     from .results import SWEEP
-    from .sweep import SweepSpec, compare, grid_coverage
+    from .sweep import SweepSpec, grid_coverage
     from .sweep.run import open_store
 
     store = open_store(args.dir)
@@ -204,24 +225,46 @@ def _cmd_maxlr(args: argparse.Namespace) -> int:
                              f"({why}); resume with 'archscale sweep {store.meta_path} --out {store.dir}', "
                              f"or pass --partial to answer from the rows present")
     df = SWEEP.frame(scan.rows)
-    if spec is not None and not args.all_rows:
+    if spec is not None and not getattr(args, "all_rows", False):
         kept = spec.select(df)
         if len(kept) < len(df):
             print(f"(using the {len(kept)} rows of the last spec run in {store.dir}; {len(df) - len(kept)} "
                   f"rows of earlier grids set aside, --all-rows uses them too)", file=sys.stderr)
             df = kept
-    base = args.base if args.base is not None else (spec.base if spec is not None else "1")
+    return _Run(df, spec, present, expected)
+
+
+def _base_of(args: argparse.Namespace, run: _Run) -> str:
+    return args.base if args.base is not None else (run.spec.base if run.spec is not None else "1")
+
+
+def _cmd_maxlr(args: argparse.Namespace) -> int:
+    from .analysis import compare
+
+    run = _load_run(args)
     offset = None if args.offset is None else validate.integer(args.offset, "--offset", minimum=0)
-    comp = compare(df, base=base, offset=offset, metric=args.metric)
-    partial = expected is None or present < expected
-    coverage = (f"{present} of {expected} rows of the spec's grid present" if expected is not None
-                else f"{present} rows present; no spec.yaml, so the grid is unknown")
+    comp = compare(run.df, base=_base_of(args, run), offset=offset, metric=args.metric, seed=args.seed)
     if args.json:
-        print(json.dumps({**comp.to_dict(), "rows_present": present, "rows_expected": expected,
-                          "partial": partial}))
+        print(json.dumps({**comp.to_dict(), "rows_present": run.present, "rows_expected": run.expected,
+                          "partial": run.partial}))
     else:
-        print(f"PARTIAL: {coverage} (--partial)" if partial else f"rows: {coverage}")
+        print(f"PARTIAL: {run.coverage()} (--partial)" if run.partial else f"rows: {run.coverage()}")
         print(comp.format())
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .analysis.calibrate import calibrate
+
+    run = _load_run(args)
+    cal = calibrate(run.df, base=_base_of(args, run), metric=args.metric, holdout=args.holdout,
+                    seed=args.seed)
+    if args.json:
+        print(json.dumps({**cal.to_dict(), "rows_present": run.present, "rows_expected": run.expected,
+                          "partial": run.partial}))
+    else:
+        print(f"PARTIAL: {run.coverage()} (--partial)" if run.partial else f"rows: {run.coverage()}")
+        print(cal.format())
     return 0
 
 
@@ -290,19 +333,36 @@ def _add_sweep_maxlr(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("maxlr", help="measured vs predicted maximal LR of a finished sweep")
-    p.add_argument("dir", help="sweep output directory")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--base", default=None, help="base graph code (default: the spec's base, '1')")
-    p.add_argument("--metric", default="train_loss", choices=METRICS, help="loss that defines the max LR")
+    p = sub.add_parser("maxlr", help="measured vs predicted maximal LR of a finished sweep",
+                       description="Measured vs predicted (eq. 8/9) maximal LR per configuration, and the "
+                                   "agreement metrics on log LRs without the base, with 95%% bootstrap "
+                                   "intervals over seeds and graphs.")
+    _add_run_args(p)
     p.add_argument("--offset", type=int, default=None,
                    help="depth offset for the target and the base alike, as in 'archscale lr' "
                         "(default: the arch's convention)")
     p.add_argument("--all-rows", action="store_true",
                    help="use every row in the directory, not only the grid of its last spec")
+    p.set_defaults(func=_cmd_maxlr)
+
+    p = sub.add_parser("calibrate", help="fit the path-sum law on some graphs, test it on the held-out rest",
+                       description="Fit the depth offset, the path exponent k (sum_p L_p^k) and the power a "
+                                   "(eta ~ S^-a) on a random share of a finished sweep's graphs, and report "
+                                   "the held-out agreement beside eq. 8's, with bootstrap intervals.")
+    _add_run_args(p)
+    p.add_argument("--holdout", type=float, default=0.5, help="share of the graphs held out (default 0.5)")
+    p.set_defaults(func=_cmd_calibrate)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """The arguments every command that reads a finished sweep takes."""
+    p.add_argument("dir", help="sweep output directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--base", default=None, help="base graph code (default: the spec's base, '1')")
+    p.add_argument("--metric", default="train_loss", choices=METRICS, help="loss that defines the max LR")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (and of the split) (default 0)")
     p.add_argument("--partial", action="store_true",
                    help="answer even when rows of the spec's grid are missing (the output says PARTIAL)")
-    p.set_defaults(func=_cmd_maxlr)
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:

@@ -44,15 +44,16 @@ def finished(tmp_path_factory):
 def test_sweep_then_maxlr(finished):
     _, out, proc = finished
     assert proc.returncode == 0, proc.stderr
-    assert "18 rows" in proc.stdout and "Pearson r" in proc.stdout
+    assert "18 rows" in proc.stdout and "pearson_log" in proc.stdout
     assert (out / "results.jsonl").exists() and (out / "spec.yaml").exists()
     table = archscale("maxlr", str(out))
     assert table.returncode == 0, table.stderr
-    assert "Pearson r" in table.stdout and "2_02" in table.stdout
+    assert "pearson_log" in table.stdout and "2_02" in table.stdout
     as_json = archscale("maxlr", str(out), "--json", "--metric", "train_loss_final")
     assert as_json.returncode == 0, as_json.stderr
     obj = json.loads(as_json.stdout)
-    assert obj["n"] == 3 and obj["base"] == "1" and obj["metric"] == "train_loss_final"
+    assert obj["n"] == 2 and obj["base_excluded"]  # the base is left out of every metric
+    assert obj["base"] == "1" and obj["metric"] == "train_loss_final"
     assert {row["graph"] for row in obj["table"]} == {"1", "2", "2_02"}
     assert {"measured", "predicted", "measured_lo", "measured_hi"} <= set(obj["table"][0])
 
@@ -70,7 +71,7 @@ def test_maxlr_uses_the_last_specs_grid(tmp_path):
     assert last.returncode == 0 and "18 rows of earlier grids set aside" in last.stderr
     every = archscale("maxlr", str(out), "--json", "--all-rows")
     assert every.returncode == 0 and "set aside" not in every.stderr
-    assert json.loads(last.stdout)["n"] == json.loads(every.stdout)["n"] == 3
+    assert json.loads(last.stdout)["n"] == json.loads(every.stdout)["n"] == 2
 
 
 def test_rerun_skips_finished_work(finished):

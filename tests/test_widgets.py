@@ -1,14 +1,16 @@
-"""The DAG explorer: the pure state function, the live widget driven by its controls, the fallback."""
+"""The DAG explorer: the pure state, its HTML, the live widget driven by its controls, the fallback."""
 
 from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archscale import Dag, lr_scale
+from archscale.explorer import figure_png, readout_html, snapshot_html, view_html
 from archscale.widgets import (
     STATIC_ENV,
     ArchscaleError,
@@ -18,6 +20,7 @@ from archscale.widgets import (
     explorer_state,
     has_frontend,
     resize_code,
+    text_progress_when_headless,
 )
 
 
@@ -133,11 +136,122 @@ def test_dag_explorer_falls_back_without_frontend(monkeypatch):
     assert isinstance(dag_explorer("2_22_222", static=False), DagExplorer)
     monkeypatch.setenv(STATIC_ENV, "1")
     assert isinstance(dag_explorer("2_22_222"), StaticExplorer)
+    assert not text_progress_when_headless()  # no kernel: tqdm is left alone
 
 
-def test_static_view_displays_figure_and_tables(monkeypatch):
+def test_static_view_is_one_html_block_with_figure_readout_and_tables():
+    bundle = dag_explorer("2_12_202", static=True)._repr_mimebundle_()
+    page = bundle["text/html"]
+    assert "data:image/png;base64," in page and page.count("<table") == 2
+    assert 'class="archscale-lr"' in page and "0.0280158" in page
+    assert bundle["text/plain"].startswith("DAG 2_12_202")
+
+
+def test_state_formula_and_depth_summary():
+    s = explorer_state("2_12_202", base_lr=0.1)
+    assert s.base_path_sum == 27
+    assert s.formula() == f"η = 0.1 × (344 / 27)^(-1/2) = 0.1 × {s.scale:.6g}"
+    assert s.depth_summary() == "3 paths: 2 × L=4, 1 × L=6  (L_p = 3 + blocks)"
+    cnn = explorer_state("2_12_202", "cnn", kernel_size=5, offset=2)
+    assert cnn.base_path_sum == 8 and cnn.formula().split(" = ")[1].endswith("× 3/5")
+    assert "undefined" in explorer_state("0_00_000").formula()
+
+
+def test_skip_rows_render_as_dashes_not_nan():
+    s = explorer_state("2_12_202")
+    assert str(s.edges["fan_in"].dtype) == "Int64"
+    skip = s.edges.set_index("edge").loc["0→2"]
+    assert skip["op"] == "skip" and pd.isna(skip["fan_in"]) and math.isnan(skip["init_std"])
+    page = view_html(s, png=b"")
+    assert not any(bad in page for bad in ("NaN", "nan", "&lt;NA&gt;", "<NA>", "None"))
+    assert '<td style="white-space:nowrap">—</td>' in page and "skip edge is the identity" in page
+
+
+def test_all_zero_graph_shows_its_message_and_no_empty_table():
+    s = explorer_state("0_00_000")
+    readout = readout_html(s)
+    assert "archscale-error" in readout and "cannot be trained" in readout and "—" in readout
+    page = view_html(s, png=b"")
+    assert "<table" not in page and "nothing to initialize" in page
+
+
+def test_readout_wraps_between_tokens_and_escapes():
+    readout = readout_html(explorer_state("2_22_222", base_lr=0.1))
+    assert '<span class="archscale-lr"' in readout and ">0.0225706<" in readout
+    assert "overflow-wrap:anywhere" in readout
+    assert "<script" not in snapshot_html(explorer_state("2_22_222"), png=b"", css_class='x"><script>')
+
+
+def test_figure_png_is_deterministic_and_fits_deep_graphs():
+    deep = explorer_state("_".join("2" * i for i in range(1, 9)))
+    assert deep.n_paths == 128
+    png = figure_png(deep)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == figure_png(deep)
+    assert b"Software" not in png[:200]
+
+
+def test_code_field_syncs_dropdowns_and_depth_and_rejects_bad_codes():
+    ex = DagExplorer("2_02_002")
+    ex.code_field.value = "2_12_202_0002"
+    assert ex.code == "2_12_202_0002" and ex.depth.value == 4 and len(ex.dropdowns) == 10
+    assert ex.dropdowns[(0, 2)].value == "skip" and ex.state.n_paths == 3
+    ex.code_field.value = "2_3"
+    assert ex.code == "2_12_202_0002" and ex.state.dag.code == "2_12_202_0002"  # previous state kept
+    assert "archscale-code-error" in ex.code_msg.value and "still showing 2_12_202_0002" in ex.code_msg.value
+    ex.set_op(0, 1, "skip")
+    assert ex.code_field.value == "1_12_202_0002" and ex.code_msg.value == ""
+    ex.code_field.value = "2_22_222_2222_22222_222222_2222222_22222222_222222222"  # 9 > max_blocks
+    assert ex.depth.value == 9 and ex.depth.max == 9
+    with pytest.raises(ArchscaleError):
+        ex.set_code("  ")
+
+
+def test_every_control_has_a_tooltip():
+    ex = DagExplorer("2_22_222")
+    controls = [ex.arch, ex.depth, ex.width, ex.kernel, ex.offset, ex.base_lr, ex.code_field, ex.save,
+                *ex.dropdowns.values()]
+    assert all(c.tooltip for c in controls)
+    assert all(not c.continuous_update for c in (ex.depth, ex.width, ex.kernel, ex.offset, ex.base_lr))
+    assert 'data-copy="2_22_222"' in ex.copy.value and 'data-copy="0.0225706"' in ex.copy.value
+
+
+def test_debounced_redraws_coalesce_and_show_busy():
+    ex = DagExplorer("2_02_002", debounce=2.0)  # long enough that the four changes land first
+    first = ex.view.value
+    for depth in (2, 3, 4, 5):
+        ex.depth.value = depth
+    assert ex.state.dag.code == "2_02_002_0002_00002"  # state and readout follow at once
+    assert "archscale-busy" in ex._dom_classes and "updating" in ex.status.value
+    assert ex.view.value == first  # the drawing waits for the last change
+    ex.wait()
+    assert "archscale-busy" not in ex._dom_classes and ex.status.value == ""
+    assert "0→1→2→3→4→5" in ex.view.value
+
+
+def test_save_figure_writes_png_and_pdf_with_downloads(tmp_path):
+    ex = DagExplorer("2_12_202", figures_dir=tmp_path)
+    ex.save.click()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["explorer_mlp_2_12_202.pdf", "explorer_mlp_2_12_202.png"]
+    assert "download PNG" in ex.save_msg.value and "data:application/pdf;base64," in ex.save_msg.value
+
+
+def test_live_widget_displays_a_hidden_static_copy(monkeypatch):
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
-    dag_explorer("2_22_222", static=True)._ipython_display_()
-    kinds = [type(o).__name__ for o in shown]
-    assert "Figure" in kinds and kinds.count("DataFrame") == 2
+
+    class Handle:
+        def update(self, obj, **kw):
+            shown.append(("update", obj))
+
+    def fake_display(obj, **kw):
+        shown.append(("display", obj))
+        return Handle() if kw.get("display_id") else None
+
+    monkeypatch.setattr("IPython.display.display", fake_display)
+    ex = DagExplorer("2_02_002", snapshot=True)
+    ex._ipython_display_()
+    assert "application/vnd.jupyter.widget-view+json" in shown[0][1]
+    copy = shown[1][1]["text/html"]
+    assert f"archscale-snapshot-{ex._uid}" in copy and f"archscale-snapshot-{ex._uid}" in ex.children[0].value
+    ex.set_op(0, 2, "skip")
+    assert shown[-1][0] == "update" and "2_12_002" in shown[-1][1]["text/html"]

@@ -6,8 +6,9 @@
 """
 
 from .agreement import METRIC_NAMES, Agreement, agreement_metrics, bootstrap_agreement
-from .compare import Comparison, compare, recipe_of
+from .compare import Comparison, Measured, compare, eq8_rule, measure, recipe_of
 from .maxlr import best_lr, clean_losses, loss_matrix, max_lr
 
-__all__ = ["METRIC_NAMES", "Agreement", "Comparison", "agreement_metrics", "best_lr", "bootstrap_agreement",
-           "clean_losses", "compare", "loss_matrix", "max_lr", "recipe_of"]
+__all__ = ["METRIC_NAMES", "Agreement", "Comparison", "Measured", "agreement_metrics", "best_lr",
+           "bootstrap_agreement", "clean_losses", "compare", "eq8_rule", "loss_matrix", "max_lr", "measure",
+           "recipe_of"]

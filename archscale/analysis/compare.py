@@ -9,6 +9,7 @@ as a secondary, labelled figure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,12 +18,11 @@ import pandas as pd
 from .. import validate
 from ..dag import Dag
 from ..errors import ArchscaleError
-from ..results import CONFIG_KEYS
 from ..scaling import convention, lr_scale
 from .agreement import Agreement, bootstrap_agreement
 from .maxlr import loss_matrix, max_lr
 
-__all__ = ["Comparison", "compare", "recipe_of"]
+__all__ = ["Comparison", "Measured", "Rule", "compare", "eq8_rule", "measure", "recipe_of"]
 
 #: Columns that name how a sweep's networks were built and initialized.
 RECIPE_COLUMNS = ("layout", "init", "readout")
@@ -122,16 +122,35 @@ def _none(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def compare(results: pd.DataFrame, base: str = "1", offset: int | None = None, metric: str = "train_loss",
-            *, n_boot: int = 1000, seed: int = 0) -> Comparison:
-    """Measured maximal LR per configuration against ``max_lr(base) * lr_scale(graph)`` (eq. 8/9).
+@dataclass
+class Measured:
+    """What a sweep measured, ready to be set against any rule: one row per configuration.
 
-    The base graph's measured maximal LR (same width and activation; kernel 3 for CNNs when
-    swept, else the smallest kernel swept) is transferred to every configuration with
-    :func:`archscale.scaling.lr_scale` under the depth ``offset`` (default: the arch's
-    convention), which shifts the base's depths and the graph's alike. The agreement metrics
-    leave the base out and resample seeds and configurations (``n_boot`` replicates, numpy seed
-    ``seed``).
+    ``table`` holds graph, width, kernel_size, act, measured (with its seed interval
+    measured_lo/hi), at_edge, is_base and ``base_row`` (the row of the base it transfers from);
+    ``capped``/``lrs`` hold each configuration's seeds x LRs losses (diverged runs capped) on one
+    shared seed order, for the bootstrap. ``base_kernel[(width, act)]`` is the base's kernel.
+    """
+
+    table: pd.DataFrame
+    capped: list[np.ndarray]
+    lrs: list[np.ndarray]
+    arch: str
+    base: Dag
+    base_kernel: dict
+    metric: str
+    recipe: dict
+
+    def dag(self, code: str) -> Dag:
+        return Dag.parse(code, ops=self.arch)
+
+
+def measure(results: pd.DataFrame, base: str = "1", metric: str = "train_loss", *, n_boot: int = 1000,
+            seed: int = 0) -> Measured:
+    """Every configuration's measured maximal LR and the base it transfers from (see :class:`Measured`).
+
+    The base is the graph ``base`` at the same width and activation, with kernel 3 for CNNs when
+    swept (else the smallest kernel swept).
     """
     m = max_lr(results, metric, n_boot=n_boot, seed=seed)
     archs = m["arch"].unique()
@@ -143,47 +162,76 @@ def compare(results: pd.DataFrame, base: str = "1", offset: int | None = None, m
         base_dag = Dag.parse(base, ops=arch)
     except ValueError as err:
         raise ArchscaleError(f"base {base!r}: {err}") from None
-    off = conv.offset if offset is None else validate.integer(offset, "offset", minimum=0)
-    rows, base_index = [], {}
+    rows, base_row, base_kernel = [], {}, {}
     for (width, act), group in m.groupby(["width", "act"], sort=True):
         base_rows = group[group["graph"] == base_dag.code]
         if base_rows.empty:
             raise ArchscaleError(f"the base graph {base_dag.code!r} is not in the results (width {width}, "
                                  f"act {act}); add it to the spec's graphs")
         kernels = sorted(base_rows["kernel_size"])
-        base_kernel = conv.base_kernel if conv.base_kernel in kernels else kernels[0]
-        base_lr = float(base_rows[base_rows["kernel_size"] == base_kernel]["max_lr"].iloc[0])
+        base_kernel[(width, act)] = conv.base_kernel if conv.base_kernel in kernels else kernels[0]
         for _, r in group.iterrows():
-            kernel = int(r["kernel_size"]) if conv.uses_kernel else None
-            scale = lr_scale(Dag.parse(r["graph"], ops=arch), arch, kernel, offset=off, base=base_dag,
-                             base_kernel=base_kernel if conv.uses_kernel else None)
-            is_base = r["graph"] == base_dag.code and int(r["kernel_size"]) == int(base_kernel)
+            is_base = r["graph"] == base_dag.code and int(r["kernel_size"]) == int(base_kernel[(width, act)])
             if is_base:
-                base_index[(width, act)] = len(rows)
+                base_row[(width, act)] = len(rows)
             rows.append({"graph": r["graph"], "width": int(width), "kernel_size": int(r["kernel_size"]),
                          "act": act, "measured": r["max_lr"], "measured_lo": r["max_lr_lo"],
-                         "measured_hi": r["max_lr_hi"], "predicted": base_lr * scale, "scale": scale,
-                         "at_edge": bool(r["at_edge"]), "is_base": bool(is_base)})
+                         "measured_hi": r["max_lr_hi"], "at_edge": bool(r["at_edge"]),
+                         "is_base": bool(is_base)})
     table = pd.DataFrame(rows)
-    agreement = _agreement(results, table, base_index, metric, n_boot, seed)
-    ok = np.isfinite(table["measured"].to_numpy(float)) & np.isfinite(table["predicted"].to_numpy(float))
-    r_lin = _pearson(table["measured"].to_numpy(float)[ok], table["predicted"].to_numpy(float)[ok])
-    return Comparison(table=table, agreement=agreement, pearson_r_with_base=r_lin, base=base_dag.code,
-                      offset=off, metric=metric, recipe=recipe_of(results))
-
-
-def _agreement(results: pd.DataFrame, table: pd.DataFrame, base_index: dict, metric: str, n_boot: int,
-               seed: int) -> Agreement:
-    """Bootstrap the metrics: every configuration's losses as seeds x LRs on one shared seed order."""
+    table["base_row"] = [base_row[(w, a)] for w, a in zip(table["width"], table["act"])]
     seeds = sorted(results["seed"].unique())
-    groups = dict(list(results.groupby(CONFIG_KEYS[:1] + ["width", "kernel_size", "act"], sort=False)))
+    groups = dict(list(results.groupby(["graph", "width", "kernel_size", "act"], sort=False)))
     capped, lrs = [], []
     for r in table.itertuples():
         grid, mat = loss_matrix(groups[(r.graph, r.width, r.kernel_size, r.act)], metric, seeds)
         capped.append(mat)
         lrs.append(grid)
-    base_of = [base_index[(r.width, r.act)] for r in table.itertuples()]
+    return Measured(table, capped, lrs, arch, base_dag, base_kernel, metric, recipe_of(results))
+
+
+#: A rule: ``(target dag, kernel or None, base dag, base kernel or None) -> eta_target / eta_base``.
+Rule = Callable[[Dag, "int | None", Dag, "int | None"], float]
+
+
+def eq8_rule(arch: str, offset: int | None = None) -> Rule:
+    """Eq. 8 (eq. 9 with kernels) under ``offset`` as a :data:`Rule`: :func:`archscale.scaling.lr_scale`."""
+    return lambda dag, q, base, qb: lr_scale(dag, arch, q, offset=offset, base=base, base_kernel=qb)
+
+
+def compare(results: pd.DataFrame | Measured, base: str = "1", offset: int | None = None,
+            metric: str = "train_loss", *, rule: Rule | None = None, score: set[str] | None = None,
+            n_boot: int = 1000, seed: int = 0) -> Comparison:
+    """Measured maximal LR per configuration against ``max_lr(base) * lr_scale(graph)`` (eq. 8/9).
+
+    The base graph's measured maximal LR (:func:`measure`) is transferred to every configuration
+    with :func:`archscale.scaling.lr_scale` under the depth ``offset`` (default: the arch's
+    convention), which shifts the base's depths and the graph's alike; ``rule`` replaces eq. 8/9
+    by another (:data:`Rule`). The agreement metrics leave the base out (and, with ``score``, every
+    graph not in it: a held-out set) and resample seeds and configurations (``n_boot``
+    replicates, numpy seed ``seed``).
+    """
+    meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
+                                                                 seed=seed)
+    conv = convention(meas.arch)
+    off = conv.offset if offset is None else validate.integer(offset, "offset", minimum=0)
+    rule = rule or eq8_rule(meas.arch, off)
+    table = meas.table.copy()
+    scales = []
+    for r in table.itertuples():
+        qb = meas.base_kernel[(r.width, r.act)] if conv.uses_kernel else None
+        q = int(r.kernel_size) if conv.uses_kernel else None
+        scales.append(rule(meas.dag(r.graph), q, meas.base, qb))
+    table["scale"] = scales
+    table["predicted"] = table["measured"].to_numpy(float)[table["base_row"]] * table["scale"]
     targets = [i for i, r in enumerate(table.itertuples())
-               if not r.is_base and np.isfinite(r.measured) and np.isfinite(r.predicted)]
-    return bootstrap_agreement(capped, lrs, base_of, table["scale"].to_numpy(float), targets,
-                               n_boot=n_boot, seed=seed)
+               if not r.is_base and np.isfinite(r.measured) and np.isfinite(r.predicted)
+               and (score is None or r.graph in score)]
+    agreement = bootstrap_agreement(meas.capped, meas.lrs, table["base_row"].tolist(),
+                                    table["scale"].to_numpy(float), targets, n_boot=n_boot, seed=seed)
+    ok = np.isfinite(table["measured"].to_numpy(float)) & np.isfinite(table["predicted"].to_numpy(float))
+    r_lin = _pearson(table["measured"].to_numpy(float)[ok], table["predicted"].to_numpy(float)[ok])
+    cols = ["graph", "width", "kernel_size", "act", "measured", "measured_lo", "measured_hi", "predicted",
+            "scale", "at_edge", "is_base", "base_row"]
+    return Comparison(table=table[cols], agreement=agreement, pearson_r_with_base=r_lin, base=meas.base.code,
+                      offset=off, metric=meas.metric, recipe=meas.recipe)

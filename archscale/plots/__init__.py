@@ -6,9 +6,14 @@ Every figure is saved through :func:`save_figure` as PNG and PDF with a stable n
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["FIGURES_ENV", "default_figures_dir", "save_figure", "use_style"]
+from ..errors import ArchscaleError
+
+__all__ = ["FIGURES_ENV", "FIGURE_METADATA", "default_figures_dir", "fixed_jitter", "save_figure",
+           "use_style"]
 
 #: Environment variable that redirects figures (tests point it at a temporary folder).
 FIGURES_ENV = "ARCHSCALE_FIGURES_DIR"
@@ -20,22 +25,60 @@ def default_figures_dir() -> Path:
 
 
 def use_style() -> None:
-    """The house style: seaborn whitegrid, readable fonts, tight layout."""
+    """The house style: seaborn whitegrid, readable fonts, tight layout.
+
+    In a headless kernel (papermill, ``archscale reproduce``) it also switches ``tqdm.auto`` to
+    text bars, so executed notebooks keep progress bars that end at 100%
+    (:func:`archscale.widgets.text_progress_when_headless`).
+    """
     import matplotlib as mpl
     import seaborn as sns
+
+    from ..widgets import text_progress_when_headless
+
+    text_progress_when_headless()
 
     sns.set_theme(style="whitegrid", context="notebook")
     mpl.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
                          "figure.constrained_layout.use": True})
 
 
+#: Metadata written into every figure: nothing that changes between runs (no dates, no versions),
+#: so re-running a notebook with unchanged inputs rewrites byte-identical files.
+FIGURE_METADATA = {
+    "png": {"Software": None},
+    "pdf": {"Creator": "archscale", "Producer": None, "CreationDate": None, "ModDate": None},
+}
+
+
 def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Write ``fig`` as ``<out_dir>/<name>.png`` and ``.pdf``; return both paths."""
+    """Write ``fig`` as ``<out_dir>/<name>.png`` and ``.pdf``; return both paths.
+
+    Files carry only :data:`FIGURE_METADATA`, so an unchanged figure is rewritten byte for byte
+    and leaves ``git status`` clean.
+    """
     if not name or Path(name).name != name or name.endswith((".png", ".pdf")):
-        raise ValueError(f"figure name must be a bare stem like 'fig5_mlp_depth', got {name!r}")
+        raise ArchscaleError(f"figure name must be a bare stem like 'fig5_mlp_depth', got {name!r}")
     out = Path(out_dir) if out_dir is not None else default_figures_dir()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     for path in paths:
-        fig.savefig(path)
+        fig.savefig(path, metadata=FIGURE_METADATA[path.suffix[1:]])
     return paths
+
+
+@contextmanager
+def fixed_jitter(seed: int = 0) -> Iterator[None]:
+    """Seed numpy's global generator for the block and restore it after.
+
+    seaborn's ``stripplot`` jitters points with ``np.random`` and takes no seed; inside this
+    block its figure is the same on every run.
+    """
+    import numpy as np
+
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)

@@ -16,6 +16,7 @@ from matplotlib.lines import Line2D
 
 from ..dag import Dag
 from ..scaling import convention
+from . import fixed_jitter
 
 __all__ = [
     "dag_layout",
@@ -237,9 +238,10 @@ def init_moments_figure(moments: pd.DataFrame, example: str, *, title: str | Non
     order = [_INIT_LABELS.get(i, i) for i in inits]
     sns.boxplot(last, x="init_label", y="ratio", hue="graphs", order=order, ax=axes[1], showfliers=False,
                 width=0.6, palette="pastel", hue_order=["blocks only", "with skip edges"])
-    sns.stripplot(last, x="init_label", y="ratio", hue="graphs", order=order, dodge=True, ax=axes[1],
-                  palette="dark", size=3, alpha=0.6, legend=False,
-                  hue_order=["blocks only", "with skip edges"])
+    with fixed_jitter():
+        sns.stripplot(last, x="init_label", y="ratio", hue="graphs", order=order, dodge=True, ax=axes[1],
+                      palette="dark", size=3, alpha=0.6, legend=False,
+                      hue_order=["blocks only", "with skip edges"])
     axes[1].axhline(1.0, color="k", lw=0.8, ls="--")
     axes[1].set_yscale("log", base=2)
     axes[1].set_xlabel("")
