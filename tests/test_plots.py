@@ -204,22 +204,26 @@ def test_path_law_vs_width_figure_draws_both_series_with_intervals_and_n(tmp_pat
     fig = plot_path_law_vs_width(summary, reference)
     left, right = fig.axes[:2]
     for ax in (left, right):
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["256", "1024", "4096"]
-        assert ax.get_xlabel() == "width n"
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert ticks == ["256\nn = 40×1 | 40×1", "1024\nn = 20×1 | 20×1", "4096\nn = 20×1 | 20×1"]
+        assert ax.get_xlabel().startswith("width n")
         lo, hi = ax.get_ylim()
-        assert lo <= summary[["b_lo", "b_free_lo"]].min().min() and hi >= reference["b_hi"]
+        assert lo <= 0.0 and hi >= 2.2 + 0.5  # every point estimate shown, with room above
         assert any(np.allclose(line.get_ydata(), 1.0) for line in ax.get_lines())  # eq. 8's b = 1
-        texts = [t.get_text() for t in ax.texts]
-        assert "n=40×1" in texts[0] and "n=100×3" in " ".join(texts)
     assert "offset fixed at 3" in left.get_title() and "offset fitted" in right.get_title()
     assert any("(edge)" in t.get_text() for t in right.texts)
     assert "Σ_p L_p³" in left.get_ylabel() and "95%" in left.get_ylabel()
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert {"block-only", "with skips", "earlier setting", "b = 1 (eq. 8)"} <= set(labels)
+    assert {"block-only", "with skips", "earlier setting (n = 100×3)", "b = 1 (eq. 8)"} <= set(labels)
     # the drawn error bars span each interval
     bars = [c for c in left.containers if c.lines[1]]
     segs = bars[0].lines[2][0].get_segments()
     assert [tuple(np.round(s[:, 1], 6)) for s in segs] == [(1.3, 1.75), (1.2, 1.65), (1.1, 1.55)]
+    # an interval running past the y-range gets its end written at the edge
+    wide = summary.assign(b_lo=summary["b_lo"].where(summary["width"] != 4096, -2.5))
+    capped = plot_path_law_vs_width(wide)
+    assert capped.axes[0].get_ylim()[0] > -2.5
+    assert sum("▼ -2.50" in t.get_text() for t in capped.axes[0].texts) == 2
     assert {p.name for p in save_figure(fig, "fig_mup_path_law_clean", tmp_path)} == \
         {"fig_mup_path_law_clean.png", "fig_mup_path_law_clean.pdf"}
     with pytest.raises(ValueError, match="path_law_by_width"):
@@ -258,4 +262,4 @@ def test_width_transfer_labels_the_loss_in_words_and_marks_diverged_seeds():
     assert any(line.get_marker() == "x" for line in fig.axes[0].get_lines())
     assert any("diverged" in t.get_text() for t in fig.texts)
     bare = plot_width_transfer({"mean-field": pd.DataFrame(rows)}, metric="train_loss")
-    assert "[" not in bare.axes[0].get_ylabel().splitlines()[0]  # no unit claimed when the loss is not given
+    assert "nats" not in bare.axes[0].get_ylabel()  # no unit claimed when the loss is not given

@@ -168,7 +168,7 @@ def plot_delta_z_vs_lr(tables: pd.DataFrame | Mapping[str, pd.DataFrame], *, ver
         ax.set_ylabel(f"η at which (Δz)² = {target:g}")
         ax.set_title("that η against width", fontsize="medium")
         ax.legend(fontsize=8, title="log-log slope (0 = width independent)", title_fontsize=8,
-                  loc="upper center", bbox_to_anchor=(0.5, -0.18))
+                  loc="upper center", bbox_to_anchor=(0.5, -0.27))
     fig.suptitle(title or "One-step Δz² against learning rate, one line per width"
                  + ("; last panel: the η that reaches the target" if target is not None else ""))
     return fig
@@ -209,6 +209,17 @@ def plot_path_sum_fit(fit: PathLawFit, title: str | None = None):
     return fig
 
 
+def _capped_bar_notes(ax, x, lo, hi, y_lo: float, y_hi: float, color) -> None:
+    """Write the value of every interval end that runs past the axis limits at that edge."""
+    for xi, a, b in zip(x, lo, hi):
+        if a < y_lo:
+            ax.annotate(f"▼ {a:.2f}", (xi, y_lo), textcoords="offset points", xytext=(4, 3), ha="left",
+                        va="bottom", fontsize=7, color=color)
+        if b > y_hi:
+            ax.annotate(f"▲ {b:.2f}", (xi, y_hi), textcoords="offset points", xytext=(4, -3), ha="left",
+                        va="top", fontsize=7, color=color)
+
+
 def plot_path_law_vs_width(summary: pd.DataFrame, reference: Mapping[str, object] | None = None,
                            title: str | None = None):
     """The path-law exponent b against width, one series per graph set, with 95% bootstrap bars.
@@ -216,10 +227,12 @@ def plot_path_law_vs_width(summary: pd.DataFrame, reference: Mapping[str, object
     ``summary`` comes from :func:`~archscale.stats.path_law_by_width` (columns series, width,
     n_graphs, n_seeds, b_sumL3 / b_lo / b_hi, b_free / b_free_lo / b_free_hi, free_offset,
     offset_at_edge). Left: b at the fixed offset (3, eq. 8's); right: b with the offset fitted,
-    the offset written beside each point (``edge`` when it sits at the end of the grid). Each
-    point is labelled with its n (graphs x seeds per graph). ``reference``: one more labelled
-    point (a :func:`~archscale.stats.path_law_summary` row plus ``label`` and ``width``), e.g.
-    the setting of an earlier fit. The dashed line is eq. 8's b = 1.
+    the offset written beside each point (``edge`` when it sits at the end of the grid). The
+    tick labels give each width's n (graphs x seeds per graph, series in legend order). The
+    y-range follows the point estimates; an interval that runs past it has its end written at
+    the edge (▼/▲). ``reference``: one more labelled point (a
+    :func:`~archscale.stats.path_law_summary` row plus ``label`` and ``width``), e.g. the
+    setting of an earlier fit. The dashed line is eq. 8's b = 1.
     """
     need = {"series", "width", "n_graphs", "n_seeds", "b_sumL3", "b_lo", "b_hi", "b_free", "b_free_lo",
             "b_free_hi", "free_offset", "offset_at_edge"}
@@ -227,52 +240,57 @@ def plot_path_law_vs_width(summary: pd.DataFrame, reference: Mapping[str, object
         raise ArchscaleError(f"summary needs columns {sorted(need)} (from path_law_by_width), "
                              f"got {list(summary.columns)}")
     series = list(dict.fromkeys(summary["series"]))
-    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.6), sharey=True)
-    shift = {s: 2 ** (0.12 * (i - (len(series) - 1) / 2)) for i, s in enumerate(series)}
+    widths = sorted(summary["width"].unique())
+    points = [float(v) for v in summary[["b_sumL3", "b_free"]].to_numpy().ravel()]
+    if reference is not None:
+        points += [float(reference["b_sumL3"]), float(reference["b_free"])]
+    y_lo, y_hi = min(0.0, min(points)) - 0.3, max(max(points), 1.0) + 0.9
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.8), sharey=True)
+    shift = {s: 2 ** (0.14 * (i - (len(series) - 1) / 2)) for i, s in enumerate(series)}
     panels = [("b_sumL3", "b_lo", "b_hi", "offset fixed at 3 (eq. 8's depth convention)"),
-              ("b_free", "b_free_lo", "b_free_hi", "offset fitted (value beside each point)")]
+              ("b_free", "b_free_lo", "b_free_hi", "offset fitted (its value beside each point)")]
     for ax, (col, lo, hi, what) in zip(axes, panels):
         for i, name in enumerate(series):
             rows = summary[summary["series"] == name].sort_values("width")
             x = rows["width"].to_numpy(float) * shift[name]
             y = rows[col].to_numpy(float)
-            err = np.vstack([y - rows[lo].to_numpy(float), rows[hi].to_numpy(float) - y])
-            ax.errorbar(x, y, yerr=err, marker="os^D"[i % 4], ms=7, capsize=4, lw=1.5, color=f"C{i}",
-                        label=name)
-            left = i == 0 and len(series) > 1  # the first series is labelled on its left, the others right
-            for xi, (_, r) in zip(x, rows.iterrows()):
-                note = f"n={r.n_graphs}×{r.n_seeds}"
-                if col == "b_free":
-                    note += f"\noffset {r.free_offset:g}" + (" (edge)" if r.offset_at_edge else "")
-                ax.annotate(note, (xi, r[col]), textcoords="offset points", xytext=(-9 if left else 9, 0),
-                            ha="right" if left else "left", va="center", fontsize=7, color=f"C{i}")
+            los, his = rows[lo].to_numpy(float), rows[hi].to_numpy(float)
+            ax.errorbar(x, y, yerr=np.vstack([y - los, his - y]), marker="os^D"[i % 4], ms=7, capsize=4,
+                        lw=1.5, color=f"C{i}", label=name)
+            _capped_bar_notes(ax, x, los, his, y_lo, y_hi, f"C{i}")
+            if col == "b_free":
+                left = i == 0 and len(series) > 1  # the first series is labelled on its left, others right
+                for xi, r in zip(x, rows.itertuples()):
+                    note = f"offset {r.free_offset:g}" + (" (edge)" if r.offset_at_edge else "")
+                    ax.annotate(note, (xi, r.b_free),
+                                textcoords="offset points", xytext=(-8 if left else 8, 0),
+                                ha="right" if left else "left", va="center", fontsize=7, color=f"C{i}",
+                                bbox=dict(fc="white", ec="none", alpha=0.8, pad=0.5))
         if reference is not None:
             ref = dict(reference)
-            rcol = {"b_sumL3": "b_sumL3", "b_free": "b_free"}[col]
-            yr = float(ref[rcol])
-            err = [[yr - float(ref[lo])], [float(ref[hi]) - yr]]
-            note = f"n={ref['n_graphs']}×{ref['n_seeds']}"
+            xr, yr = float(ref["width"]) / 2 ** 0.55, float(ref[col])
+            ax.errorbar([xr], [yr], yerr=[[yr - float(ref[lo])], [float(ref[hi]) - yr]], marker="D", ms=7,
+                        capsize=4, color="0.45", mfc="white",
+                        label=f"{ref.get('label', 'reference')} (n = {ref['n_graphs']}×{ref['n_seeds']})")
             if col == "b_free":
-                note += f"\noffset {ref['free_offset']:g}"
-            xr = float(ref["width"]) / 2 ** 0.55
-            ax.errorbar([xr], [yr], yerr=err, marker="D", ms=7, capsize=4, color="0.45", mfc="white",
-                        label=str(ref.get("label", "reference")))
-            ax.annotate(note, (xr, float(ref[hi])), textcoords="offset points", xytext=(0, 4), ha="center",
-                        va="bottom", fontsize=7, color="0.35")
+                ax.annotate(f"offset {ref['free_offset']:g}", (xr, yr), textcoords="offset points",
+                            xytext=(-8, 0), ha="right", va="center", fontsize=7, color="0.35")
         ax.axhline(1.0, color="k", ls="--", lw=1, label="b = 1 (eq. 8)")
-        widths = sorted(summary["width"].unique())
         ax.set_xscale("log", base=2)
-        ax.set_xticks(widths, [str(int(w)) for w in widths])
+        ticks = []
+        for w in widths:
+            at = summary[summary["width"] == w].set_index("series")
+            ticks.append(f"{int(w)}\nn = " + " | ".join(f"{at.loc[s, 'n_graphs']}×{at.loc[s, 'n_seeds']}"
+                                                        for s in series if s in at.index))
+        ax.set_xticks(widths, ticks)
         ax.minorticks_off()
-        ax.set_xlim(widths[0] / 2 ** (1.1 if reference is not None else 0.7), widths[-1] * 2 ** 0.7)
-        ax.set_xlabel("width n")
+        ax.set_xlim(widths[0] / 2 ** (1.2 if reference is not None else 0.7), widths[-1] * 2 ** 0.7)
+        ax.set_xlabel("width n   (n = graphs × seeds per graph, series in legend order)", fontsize="small")
         ax.set_title(what, fontsize="medium")
-    top = max(float(summary[["b_hi", "b_free_hi"]].max().max()),
-              float(reference["b_hi"]) if reference is not None else 0.0)
-    axes[0].set_ylim(min(0.0, float(summary[["b_lo", "b_free_lo"]].min().min())), top + 0.35)
-    axes[0].set_ylabel("exponent b in Δz² ∝ (Σ_p L_p³)^b\n(95% bootstrap interval over graphs)")
+    axes[0].set_ylim(y_lo, y_hi)
+    axes[0].set_ylabel("exponent b in Δz² ∝ (Σ_p L_p³)^b\n(bars: 95% bootstrap interval over graphs)")
     handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, -0.08), ncol=len(labels), fontsize=8,
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8,
                frameon=False)
     fig.suptitle(title or "Exponent of the one-step Δz² in the path sum Σ_p L_p³, against width")
     return fig
@@ -304,8 +322,8 @@ def plot_spread(table: pd.DataFrame, *, kind: str = "last", min_params: int = 0,
 
 #: What each sweep metric is, for axis labels.
 METRIC_LABELS = {
-    "train_loss": "training loss (mean minibatch loss over the epoch)",
-    "train_loss_final": "training loss on the whole training set after the last step",
+    "train_loss": "training loss (epoch mean of minibatch losses)",
+    "train_loss_final": "training loss after the last step (full set)",
     "test_loss": "test loss",
 }
 #: The unit of each loss.
@@ -361,8 +379,8 @@ def plot_width_transfer(results: pd.DataFrame | Mapping[str, pd.DataFrame], metr
     if marks:
         fig.text(0.5, -0.01, "; ".join(dict.fromkeys(marks)) + "; ★ the optimum of the seed-mean loss",
                  ha="center", va="top", fontsize=9)
-    unit = f" [{LOSS_UNITS[loss]}]" if loss in LOSS_UNITS else ""
-    axes[0][0].set_ylabel(f"{METRIC_LABELS.get(metric, metric)}{unit}\n"
-                          "line: mean over seeds; band: seed range", fontsize="small")
+    unit = f"\n[{LOSS_UNITS[loss]}]" if loss in LOSS_UNITS else ""
+    axes[0][0].set_ylabel(f"{METRIC_LABELS.get(metric, metric)}{unit}\nline: seed mean; band: seed range",
+                          fontsize="small")
     fig.suptitle(title or "Width transfer: loss against LR for each width (star = optimum)")
     return fig
