@@ -8,8 +8,8 @@ This module measures that cause directly:
   every vertex (and of the logits) on a probe batch, with per-parameter-group attribution.
 * :func:`coord_check` — mean ``|z|`` and ``|z_t - z_0|`` per vertex over the first steps,
   for a range of widths (the coordinate check of the mup package).
-* :func:`delta_z_vs_lr`, :func:`delta_z_graphs` — the tables the notebook plots; the fits and
-  summaries on them live in :mod:`archscale.stats`.
+* :func:`delta_z_vs_lr`, :func:`delta_z_graphs`, :func:`delta_z_widths` — the tables the
+  notebook plots; the fits and summaries on them live in :mod:`archscale.stats`.
 
 What a "vertex" is follows the model's layout: with ``layout="paper"`` (default) the vertices
 hold pre-activations ``z(l)``; with ``layout="reference"`` they hold sums of post-activations
@@ -38,11 +38,13 @@ from .train import LOSSES, minibatch_schedule
 __all__ = [
     "COORD_CHECK_COLUMNS",
     "LOSSES",
+    "LR_RULES",
     "DeltaZResult",
     "coord_check",
     "delta_z",
     "delta_z_graphs",
     "delta_z_vs_lr",
+    "delta_z_widths",
     "forward_second_moments",
     "loss_value",
     "parameter_groups",
@@ -228,12 +230,14 @@ class _Stepper:
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossArg, *,
                  freeze: Sequence[str] | str = (), lr_mult: Mapping[str, float] | None = None,
-                 probe_x: torch.Tensor | None = None):
+                 probe_x: torch.Tensor | None = None, private: bool = False):
         self.groups = parameter_groups(model)
         self.moving, self.freeze = _moving(self.groups, freeze)
         self.mult = _check_lr_mult(lr_mult, self.groups)
         self.names = {n for g in self.moving for n in self.groups[g]}  # the parameters that step
-        self.model = copy.deepcopy(model)  # keeps the caller's train/eval mode and device
+        # a copy keeps the caller's model, mode and device; ``private`` models (built by the probe
+        # itself and thrown away after) skip it, which halves the memory traffic at large widths
+        self.model = model if private else copy.deepcopy(model)
         self.params = dict(self.model.named_parameters())
         for p in self.params.values():
             p.requires_grad_(True)
@@ -383,22 +387,7 @@ def delta_z_vs_lr(make_model: Callable[[int], nn.Module], widths: Iterable[int],
     return pd.DataFrame(rows, columns=["width", "lr", "seed", "vertex", "kind", "delta_z2"])
 
 
-def delta_z_graphs(graphs: Iterable[Dag | str], make_model: Callable[[Dag], nn.Module], x: torch.Tensor,
-                   y: torch.Tensor, lr: float, *, loss: LossArg = "ce", seeds: Iterable[int] = (0,),
-                   arch: str | None = None, kernel_size: int | None = None,
-                   freeze: Sequence[str] | str = (), lr_mult: Mapping[str, float] | None = None,
-                   progress: bool = True) -> pd.DataFrame:
-    """One-step ``delta_z2`` per graph at a shared ``lr`` and at the eq. 8/9 scaled LR.
-
-    The scaled LR is ``lr * lr_scale(dag, arch, kernel_size)`` (so the base graph gets ``lr``).
-    ``make_model(dag)`` is called right after ``torch.manual_seed(seed)``. Columns: graph, seed,
-    lr_rule ("shared" | "scaled"), lr, vertex, kind, delta_z2. Three rows per rule: the last DAG
-    vertex (kind "last"), the logits (kind "output"), and the logits when the readout does not
-    step (kind "output_no_readout": the part of the output's change that the hidden layers cause).
-    """
-    lr = validate.learning_rate(lr, "lr")
-    loss = _check_loss(loss)
-    seeds = validate.int_list(seeds, "seeds")
+def _parse_graphs(graphs: Iterable[Dag | str], arch: str | None) -> list[Dag]:
     dags = []
     for g in graphs:
         dag = Dag.parse(g, ops=arch or "mlp") if isinstance(g, str) else g
@@ -408,24 +397,82 @@ def delta_z_graphs(graphs: Iterable[Dag | str], make_model: Callable[[Dag], nn.M
         dags.append(dag)
     if not dags:
         raise ArchscaleError("graphs is empty; give at least one DAG, e.g. ['2', '2_02', '2_22']")
+    return dags
+
+
+#: The LR rules of :func:`delta_z_graphs`.
+LR_RULES = ("shared", "scaled")
+
+
+def delta_z_graphs(graphs: Iterable[Dag | str], make_model: Callable[[Dag], nn.Module], x: torch.Tensor,
+                   y: torch.Tensor, lr: float, *, loss: LossArg = "ce", seeds: Iterable[int] = (0,),
+                   arch: str | None = None, kernel_size: int | None = None,
+                   freeze: Sequence[str] | str = (), lr_mult: Mapping[str, float] | None = None,
+                   rules: Sequence[str] = LR_RULES, readout_frozen: bool = True,
+                   progress: bool = True) -> pd.DataFrame:
+    """One-step ``delta_z2`` per graph at a shared ``lr`` and at the eq. 8/9 scaled LR.
+
+    The scaled LR is ``lr * lr_scale(dag, arch, kernel_size)`` (so the base graph gets ``lr``).
+    ``make_model(dag)`` is called right after ``torch.manual_seed(seed)``; the probe owns the
+    model it builds. Columns: graph, seed, lr_rule (those in ``rules``), lr, vertex, kind,
+    delta_z2. Per rule: the last DAG vertex (kind "last"), the logits (kind "output") and, with
+    ``readout_frozen``, the logits when the readout does not step (kind "output_no_readout": the
+    part of the output's change that the hidden layers cause; it costs one more step).
+    """
+    lr = validate.learning_rate(lr, "lr")
+    loss = _check_loss(loss)
+    seeds = validate.int_list(seeds, "seeds")
+    rules = [validate.choice(r, "lr rule", LR_RULES) for r in ([rules] if isinstance(rules, str) else rules)]
+    readout_frozen = validate.boolean(readout_frozen, "readout_frozen")
+    if not rules:
+        raise ArchscaleError(f"rules is empty; give one or both of {LR_RULES}")
+    dags = _parse_graphs(graphs, arch)
     rows = []
     jobs = [(d, s) for d in dags for s in seeds]
     for dag, seed in _progress(jobs, len(jobs), "delta z per graph", progress):
-        scaled = lr * lr_scale(dag, arch, kernel_size)
+        rule_lr = {"shared": lr, "scaled": lr * lr_scale(dag, arch, kernel_size)}
         torch.manual_seed(seed)
         model = _check_model(make_model(dag))
         xb, yb = _as_batch(model, x, y, loss)
-        stepper = _Stepper(model, xb, yb, loss, freeze=freeze, lr_mult=lr_mult)
+        stepper = _Stepper(model, xb, yb, loss, freeze=freeze, lr_mult=lr_mult, private=True)
         names = stepper.names
-        for rule, rate in (("shared", lr), ("scaled", scaled)):
+        for rule in rules:
+            rate = rule_lr[rule]
             rates = stepper.rates(rate)
             values = [_mean_sq(d) for d in stepper.changes(rates, names)]
-            hidden_only = _mean_sq(stepper.changes(rates, names - set(stepper.groups["readout"]))[-1])
             n = len(values) - 1
             rows.append((dag.code, seed, rule, rate, n - 1, "last", values[n - 1]))
             rows.append((dag.code, seed, rule, rate, n, "output", values[n]))
-            rows.append((dag.code, seed, rule, rate, n, "output_no_readout", hidden_only))
+            if readout_frozen:
+                hidden = _mean_sq(stepper.changes(rates, names - set(stepper.groups["readout"]))[-1])
+                rows.append((dag.code, seed, rule, rate, n, "output_no_readout", hidden))
+        del model, stepper  # free a wide model before the next one is built
     return pd.DataFrame(rows, columns=["graph", "seed", "lr_rule", "lr", "vertex", "kind", "delta_z2"])
+
+
+def delta_z_widths(graphs: Mapping[int, Iterable[Dag | str]], make_model: Callable[[Dag, int], nn.Module],
+                   x: torch.Tensor, y: torch.Tensor, lr: float, *, loss: LossArg = "mse",
+                   seeds: Iterable[int] | Mapping[int, Iterable[int]] = (0,), arch: str | None = None,
+                   progress: bool = True) -> pd.DataFrame:
+    """:func:`delta_z_graphs` at several widths, one shared ``lr``: the table a path-law fit per width needs.
+
+    ``graphs`` maps each width to the graphs probed there (fewer at large widths keeps the cost
+    down); ``make_model(dag, width)`` builds the model; ``seeds`` is one list for every width or
+    a {width: seeds} mapping. Columns: width, then :func:`delta_z_graphs`'s (rule "shared"; kinds
+    "last" and "output").
+    """
+    if not isinstance(graphs, Mapping) or not graphs:
+        raise ArchscaleError("graphs must map each width to its graphs, e.g. {256: ['2_02'], 1024: ['2_02']}")
+    tables = []
+    for width, dags in graphs.items():
+        width = validate.positive_int(width, "every width")
+        width_seeds = seeds.get(width, ()) if isinstance(seeds, Mapping) else seeds
+        table = delta_z_graphs(dags, lambda dag, w=width: make_model(dag, w), x, y, lr, loss=loss,
+                               seeds=width_seeds, arch=arch, rules=("shared",), readout_frozen=False,
+                               progress=progress)
+        tables.append(table.assign(width=width))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["width", *out.columns[:-1]]]
 
 
 # ---------------------------------------------------------------------- coordinate check

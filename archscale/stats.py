@@ -5,7 +5,9 @@ functions fit and summarize them, with numpy and pandas only (no torch):
 
 * :func:`fit_path_law` — exponent and depth offset of ``delta_z2 ∝ (sum_p L_p^k)^b`` across
   graphs, by least squares with percentile-bootstrap intervals over graphs (:class:`PathLawFit`),
-  and :func:`path_law_summary` over several fits;
+  :func:`path_law_summary` over several fits, :func:`path_law_by_width` per (series, width),
+  :func:`path_law_profile` (b and fit quality at each depth offset) and :func:`path_law_graphs`,
+  the block-only or skip-carrying graph sets those fits compare;
 * :func:`delta_z_spread` — how far per-graph ``delta_z2`` spreads under a shared and a scaled LR;
 * :func:`lr_at_target`, :func:`width_slope`, :func:`update_lr_table`, :func:`coord_slopes` —
   how the one-step update and the coordinate check move with width;
@@ -23,16 +25,20 @@ import pandas as pd
 
 from . import validate
 from .dag import Dag
-from .errors import ArchscaleError
+from .errors import ArchscaleError, DagError
 
 __all__ = [
     "PathLawFit",
+    "has_skip_path",
     "coord_slopes",
     "delta_z_spread",
     "fit_path_law",
     "lr_at_target",
     "lr_optimum_drift",
     "min_path_params",
+    "path_law_by_width",
+    "path_law_graphs",
+    "path_law_profile",
     "path_law_summary",
     "update_lr_table",
     "width_slope",
@@ -62,7 +68,7 @@ def _per_graph(table: pd.DataFrame, kind: str, lr_rule: str | None = "shared", m
         keep = {g for g in sel["graph"].unique() if min_path_params(g, arch) >= min_params}
         sel = sel[sel["graph"].isin(keep)]
     cols = ["graph", "lr"] if "lr" in sel.columns else ["graph"]
-    return sel.groupby(cols, as_index=False)["delta_z2"].mean()
+    return sel.groupby(cols, as_index=False).agg(delta_z2=("delta_z2", "mean"), n_seeds=("delta_z2", "size"))
 
 
 def _ols(logs: np.ndarray, logy: np.ndarray, w: np.ndarray | None = None
@@ -106,7 +112,7 @@ class PathLawFit:
     ``n_params``, ``ssr``, ``rmse`` (in natural-log units), ``aic`` and ``delta_aic`` (0 = best).
     ``data``: per graph — graph, delta_z2, and ``S{k}_off{o}`` columns for the fitted laws.
     ``eq8_in_ci``: whether b = 1 lies in the free-exponent interval of the k=3, offset-3 law
-    (None when k=3 was not fitted).
+    (None when k=3 was not fitted). ``n_seeds``: the most seeds averaged for one graph.
     """
 
     table: pd.DataFrame
@@ -119,6 +125,13 @@ class PathLawFit:
     kind: str = "last"
     min_params: int = 0
     offset_grid: tuple[float, ...] = ()
+    n_seeds: int = 1
+
+    @property
+    def offset_at_edge(self) -> bool:
+        """Whether the free offset of the ``sum L^3`` law sits at an end of the offset grid."""
+        both3 = self.law("sum L^3, free b and offset")
+        return bool(self.offset_grid) and both3.offset in (self.offset_grid[0], self.offset_grid[-1])
 
     @property
     def best(self) -> pd.Series:
@@ -195,6 +208,8 @@ def fit_path_law(table: pd.DataFrame, *, kind: str = "last", lr_rule: str = "sha
     ``delta_z2 ∝ eta^2 sum_p L_p^3`` for k=3), a free exponent at ``eq8_offset``, and a free
     exponent with the offset chosen from ``offsets`` (default 0.5 .. 8 in steps of 0.5) by
     least squares. Intervals: percentile bootstrap over graphs with ``numpy`` seed ``seed``.
+    Every offset must keep ``L_p > 0`` on every path: above 0 when a path is all skips, above -1
+    when every path carries a block.
     """
     n_boot = validate.integer(n_boot, "n_boot", minimum=10)
     seed = validate.integer(seed, "seed")
@@ -208,11 +223,12 @@ def fit_path_law(table: pd.DataFrame, *, kind: str = "last", lr_rule: str = "sha
     if len(data) < 4:
         raise ArchscaleError(f"need at least 4 graphs with a non-zero delta_z2 to fit a law, got {len(data)}")
     offsets = [x / 2 for x in range(1, 17)] if offsets is None else [float(o) for o in offsets]
-    if eq8_offset not in offsets:
-        offsets = sorted(set(offsets) | {float(eq8_offset)})
-    if any(o <= 0 for o in offsets):
-        raise ArchscaleError("offsets must be > 0 (a graph whose paths are all skips would have sum 0)")
+    offsets = sorted(set(offsets) | {float(eq8_offset)})
     dags = [Dag.parse(g, ops=arch) for g in data["graph"]]
+    fewest = min(min(d.depth_counts(0)) for d in dags)
+    if offsets[0] + fewest <= 0:
+        raise ArchscaleError(f"every offset must exceed {-fewest} here (L_p = offset + blocks on p must be "
+                             f"positive, and some path carries {fewest} blocks), got {offsets[0]:g}")
     logy = np.log(data["delta_z2"].to_numpy())
     n = len(logy)
     rng = np.random.default_rng(seed)
@@ -261,22 +277,101 @@ def fit_path_law(table: pd.DataFrame, *, kind: str = "last", lr_rule: str = "sha
         r = out[out["law"] == "sum L^3, free b"].iloc[0]
         in_ci = bool(r.exponent_lo <= 1.0 <= r.exponent_hi)
     return PathLawFit(out, data, n, n_boot, seed, float(eq8_offset), in_ci, kind, int(min_params),
-                      tuple(offsets))
+                      tuple(offsets), int(data["n_seeds"].max()))
 
 
 def path_law_summary(fits: Mapping[str, PathLawFit]) -> pd.DataFrame:
-    """One row per labelled fit: the free exponent on ``sum L_p^3`` (with interval), the free
-    offset, whether b = 1 is inside the interval, the best law by AIC and eq. 8's AIC gap."""
+    """One row per labelled fit: n (graphs, seeds per graph), the exponent of ``sum L_p^3`` at the
+    fits' eq. 8 offset (``b_sumL3`` with its 95% interval ``b_lo/b_hi``) and with a free offset
+    (``b_free`` with ``b_free_lo/hi``, ``free_offset`` with ``offset_lo/hi``, ``offset_at_edge``),
+    whether b = 1 is inside each interval, the best law by AIC and eq. 8's AIC gap."""
     rows = []
     for label, fit in fits.items():
         free3 = fit.law("sum L^3, free b")
         both3 = fit.law("sum L^3, free b and offset")
-        rows.append({"fit": label, "n_graphs": fit.n_graphs, "b_sumL3": free3.exponent,
-                     "b_lo": free3.exponent_lo, "b_hi": free3.exponent_hi, "b=1 in CI": fit.eq8_in_ci,
+        rows.append({"fit": label, "n_graphs": fit.n_graphs, "n_seeds": fit.n_seeds,
+                     "b_sumL3": free3.exponent, "b_lo": free3.exponent_lo, "b_hi": free3.exponent_hi,
+                     "b=1 in CI": fit.eq8_in_ci,
+                     "b_free": both3.exponent, "b_free_lo": both3.exponent_lo, "b_free_hi": both3.exponent_hi,
+                     "b=1 in free CI": bool(both3.exponent_lo <= 1.0 <= both3.exponent_hi),
                      "free_offset": both3.offset, "offset_lo": both3.offset_lo, "offset_hi": both3.offset_hi,
-                     "best_law": fit.best.law,
+                     "offset_at_edge": fit.offset_at_edge, "best_law": fit.best.law,
                      "eq8_delta_aic": float(fit.law("eq. 8: sum L^3, b=1").delta_aic)})
     return pd.DataFrame(rows)
+
+
+def path_law_by_width(table: pd.DataFrame, *, by: Sequence[str] = ("series", "width"), kind: str = "last",
+                      n_boot: int = 1000, seed: int = 0, offsets: Sequence[float] | None = None,
+                      eq8_offset: float = 3.0) -> tuple[pd.DataFrame, dict[tuple, PathLawFit]]:
+    """:func:`fit_path_law` separately for every group of ``by`` (e.g. graph series x width).
+
+    ``table``: :func:`archscale.probe.delta_z_widths` rows with a ``series`` column added. Returns
+    the :func:`path_law_summary` rows with the ``by`` columns in front (sorted by them), and the
+    fits keyed by group. Each group's bootstrap uses the same ``seed``. Of ``offsets``, a group
+    keeps those that leave every path's ``L_p = offset + blocks`` positive (so a grid reaching
+    below 0 applies to block-only graphs, and stops above 0 for graphs with an all-skip path).
+    """
+    by = list(by)
+    missing = [c for c in by if c not in table.columns]
+    if missing:
+        raise ArchscaleError(f"the table has no column(s) {missing} to group by; "
+                             f"columns: {list(table.columns)}")
+    fits = {}
+    for key, group in table.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        grid = offsets
+        if offsets is not None:  # leave out offsets that make some path's L_p <= 0 in this group
+            fewest = min(min_path_params(g) for g in group["graph"].unique())
+            grid = [o for o in offsets if o + fewest > 0]
+        fits[key] = fit_path_law(group, kind=kind, powers=(2, 3), offsets=grid, eq8_offset=eq8_offset,
+                                 n_boot=n_boot, seed=seed)
+    summary = path_law_summary({str(k): f for k, f in fits.items()}).drop(columns="fit")
+    keys = pd.DataFrame(list(fits), columns=by)
+    return pd.concat([keys, summary], axis=1), fits
+
+
+def path_law_profile(fit: PathLawFit, power: int = 3) -> pd.DataFrame:
+    """Free exponent b and rmse (ln units) of ``sum L_p^power`` at every offset of ``fit``'s grid.
+
+    Shows how strongly b and the depth offset trade off: a flat rmse over a range of offsets
+    means the data cannot tell those offsets (and their b) apart.
+    """
+    cols = [f"S{power}_off{o:g}" for o in fit.offset_grid]
+    if not all(c in fit.data.columns for c in cols):
+        raise ArchscaleError(f"this fit has no sum L^{power} columns; fit it with powers including {power}")
+    logs = np.log(fit.data[cols].to_numpy(float))
+    _, b, ssr = _ols(logs, np.log(fit.data["delta_z2"].to_numpy(float)))
+    return pd.DataFrame({"offset": fit.offset_grid, "b": b[0], "rmse": np.sqrt(ssr[0] / fit.n_graphs)})
+
+
+def has_skip_path(dag: Dag) -> bool:
+    """Whether some end-to-end path of ``dag`` passes through a skip (identity) edge."""
+    return any(dag.path_param_count(p) < len(p) - 1 for p in dag.iter_paths())
+
+
+def path_law_graphs(n_graphs: int, seed: int, *, skips: bool = False, n_vertices: int = 5) -> list[Dag]:
+    """``n_graphs`` distinct seeded graphs of the ``n_vertices`` MLP space, each with a path.
+
+    ``skips=False``: block-only graphs (digits 0/2: zero or Linear edges), where the in-degree
+    init keeps every vertex's variance, as the path-law derivation assumes. ``skips=True``:
+    graphs from digits 0/1/2 with at least one end-to-end path through a skip edge. Both are
+    prefixes of one seeded draw, so the first k graphs of a larger call are the same k graphs.
+    """
+    n_graphs = validate.positive_int(n_graphs, "n_graphs")
+    skips = validate.boolean(skips, "skips")
+    digits = (0, 1, 2) if skips else (0, 2)
+    draw = n_graphs
+    while True:
+        try:
+            pool = Dag.sample(n_vertices, draw, seed, digits=digits)
+        except DagError as err:
+            kind = "skip-carrying" if skips else "block-only"
+            raise ArchscaleError(f"could not draw {n_graphs} {kind} graphs with a path from the "
+                                 f"{n_vertices}-vertex space; ask for fewer") from err
+        keep = [d for d in pool if has_skip_path(d) == skips]
+        if len(keep) >= n_graphs:
+            return keep[:n_graphs]
+        draw = 2 * draw
 
 
 def delta_z_spread(table: pd.DataFrame, *, kind: str = "last", min_params: int = 0, arch: str = "mlp"

@@ -185,3 +185,86 @@ def test_sweep_figure_facets_by_kernel(tmp_path):
     assert "recipe: layout paper, init archscale, readout mean_field" in fig._suptitle.get_text()
     assert [ax.get_title() for ax in fig.axes[:2]] == ["kernel_size = 3", "kernel_size = 5"]
     assert [p.name for p in save_figure(fig, "fig3_test", tmp_path)] == ["fig3_test.png", "fig3_test.pdf"]
+
+
+# ---------------------------------------------------------------------- maximal-update figures (plots.mup)
+def _path_law_summary_rows():
+    rows = []
+    for series, bs in [("block-only", [1.5, 1.4, 1.3]), ("with skips", [1.8, 2.2, 2.0])]:
+        for width, b in zip([256, 1024, 4096], bs):
+            rows.append({"series": series, "width": width, "n_graphs": 40 // (1 + (width > 256)),
+                         "n_seeds": 1, "b_sumL3": b, "b_lo": b - 0.2, "b_hi": b + 0.25, "b_free": b - 0.5,
+                         "b_free_lo": b - 0.9, "b_free_hi": b - 0.1, "free_offset": 0.5,
+                         "offset_at_edge": width == 4096})
+    return pd.DataFrame(rows)
+
+
+def test_path_law_vs_width_figure_draws_both_series_with_intervals_and_n(tmp_path):
+    from archscale.plots.mup import plot_path_law_vs_width
+
+    summary = _path_law_summary_rows()
+    reference = {"label": "earlier setting", "width": 256, "n_graphs": 100, "n_seeds": 3, "b_sumL3": 1.58,
+                 "b_lo": 1.38, "b_hi": 1.78, "b_free": 1.75, "b_free_lo": 1.53, "b_free_hi": 1.99,
+                 "free_offset": 4.5}
+    fig = plot_path_law_vs_width(summary, reference)
+    left, right = fig.axes[:2]
+    for ax in (left, right):
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert ticks == ["256\nn = 40×1 | 40×1", "1024\nn = 20×1 | 20×1", "4096\nn = 20×1 | 20×1"]
+        assert ax.get_xlabel().startswith("width n")
+        lo, hi = ax.get_ylim()
+        assert lo <= 0.0 and hi >= 2.2 + 0.5  # every point estimate shown, with room above
+        assert any(np.allclose(line.get_ydata(), 1.0) for line in ax.get_lines())  # eq. 8's b = 1
+    assert "offset fixed at 3" in left.get_title() and "offset fitted" in right.get_title()
+    assert any("(edge)" in t.get_text() for t in right.texts)
+    assert "Σ_p L_p³" in left.get_ylabel() and "95%" in left.get_ylabel()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"block-only", "with skips", "earlier setting (n = 100×3)", "b = 1 (eq. 8)"} <= set(labels)
+    # the drawn error bars span each interval
+    bars = [c for c in left.containers if c.lines[1]]
+    segs = bars[0].lines[2][0].get_segments()
+    assert [tuple(np.round(s[:, 1], 6)) for s in segs] == [(1.3, 1.75), (1.2, 1.65), (1.1, 1.55)]
+    # an interval running past the y-range gets its end written at the edge
+    wide = summary.assign(b_lo=summary["b_lo"].where(summary["width"] != 4096, -2.5))
+    capped = plot_path_law_vs_width(wide)
+    assert capped.axes[0].get_ylim()[0] > -2.5
+    assert sum("▼ -2.50" in t.get_text() for t in capped.axes[0].texts) == 2
+    assert {p.name for p in save_figure(fig, "fig_mup_path_law_clean", tmp_path)} == \
+        {"fig_mup_path_law_clean.png", "fig_mup_path_law_clean.pdf"}
+    with pytest.raises(ValueError, match="path_law_by_width"):
+        plot_path_law_vs_width(summary.drop(columns="b_free"))
+
+
+def test_delta_z_vs_lr_caps_exploding_values_and_says_so():
+    from archscale.plots.mup import plot_delta_z_vs_lr
+
+    lrs = np.geomspace(1e-3, 10, 5)
+    rows = [(w, lr, 0, 3, "vertex", 1e3 * w * lr**4) for w in (64, 256) for lr in lrs]
+    table = pd.DataFrame(rows, columns=["width", "lr", "seed", "vertex", "kind", "delta_z2"])
+    fig = plot_delta_z_vs_lr({"standard param.": table}, target=1e-2, y_max=1e3)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[1] == pytest.approx(2e3)
+    assert max(float(np.max(line.get_ydata())) for line in ax.get_lines()) <= 1e3
+    assert any(line.get_marker() == "^" for line in ax.get_lines())
+    assert any("above 1000" in t.get_text() for t in ax.texts)
+    title = fig.get_suptitle()
+    assert "one line per width" in title and "independent" not in title  # what is plotted, no verdict
+    assert "that η against width" in fig.axes[-1].get_title()
+    uncapped = plot_delta_z_vs_lr({"sp": table}, target=1e-2, y_max=None)
+    assert max(float(np.max(line.get_ydata())) for line in uncapped.axes[0].get_lines()) > 1e3
+    assert not uncapped.axes[0].texts
+
+
+def test_width_transfer_labels_the_loss_in_words_and_marks_diverged_seeds():
+    from archscale.plots.mup import plot_width_transfer
+
+    rows = [{"width": w, "lr": lr, "seed": s, "train_loss": (np.log2(lr) + 4) ** 2 / 10 + 1 + w / 1e4,
+             "diverged": False} for w in (64, 128) for lr in 2.0 ** np.arange(-7, 1) for s in (0, 1)]
+    rows[-1].update(train_loss=float("nan"), diverged=True)
+    fig = plot_width_transfer({"mean-field": pd.DataFrame(rows)}, loss="ce")
+    ylabel = fig.axes[0].get_ylabel()
+    assert "training loss" in ylabel and "cross-entropy, nats" in ylabel and "train_loss" not in ylabel
+    assert any(line.get_marker() == "x" for line in fig.axes[0].get_lines())
+    assert any("diverged" in t.get_text() for t in fig.texts)
+    bare = plot_width_transfer({"mean-field": pd.DataFrame(rows)}, metric="train_loss")
+    assert "nats" not in bare.axes[0].get_ylabel()  # no unit claimed when the loss is not given

@@ -22,6 +22,7 @@ from archscale.probe import (
     delta_z,
     delta_z_graphs,
     delta_z_vs_lr,
+    delta_z_widths,
     forward_second_moments,
     parameter_groups,
 )
@@ -378,6 +379,48 @@ def test_delta_z_graphs_shared_and_scaled_lr():
     assert got["output_no_readout"] == pytest.approx(frozen.output, rel=1e-6)
     with pytest.raises(ArchscaleError, match="graphs is empty"):
         delta_z_graphs([], lambda d: DagMLP(d, 12, 16, 5), x, y, 0.1, progress=False)
+
+
+def test_delta_z_graphs_rules_and_readout_frozen_options():
+    x, y = _batch(dtype=torch.float32)
+    make = lambda d: DagMLP(d, 12, 16, 5)  # noqa: E731
+    full = delta_z_graphs(["2_02", "2_22"], make, x, y, 0.1, seeds=[0, 1], progress=False)
+    lean = delta_z_graphs(["2_02", "2_22"], make, x, y, 0.1, seeds=[0, 1], rules=("shared",),
+                          readout_frozen=False, progress=False)
+    assert set(lean["lr_rule"]) == {"shared"} and set(lean["kind"]) == {"last", "output"}
+    keep = full[(full["lr_rule"] == "shared") & full["kind"].isin(["last", "output"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(lean, keep)
+    scaled = delta_z_graphs(["2_02"], make, x, y, 0.1, rules="scaled", progress=False)
+    assert set(scaled["lr_rule"]) == {"scaled"}
+    with pytest.raises(ArchscaleError, match="lr rule"):
+        delta_z_graphs(["2_02"], make, x, y, 0.1, rules=("fixed",), progress=False)
+    with pytest.raises(ArchscaleError, match="rules is empty"):
+        delta_z_graphs(["2_02"], make, x, y, 0.1, rules=(), progress=False)
+
+
+def test_delta_z_widths_matches_delta_z_per_width_and_seed():
+    x, y = _batch(n=1, dtype=torch.float32)
+    graphs = {8: ["2", "2_02"], 32: ["2"]}
+    table = delta_z_widths(graphs, lambda d, n: DagMLP(d, 12, n, 5), x, y, 0.05,
+                           seeds={8: [0, 1], 32: [3]}, progress=False)
+    assert list(table.columns) == ["width", "graph", "seed", "lr_rule", "lr", "vertex", "kind", "delta_z2"]
+    assert sorted(set(zip(table["width"], table["graph"], table["seed"]))) == \
+        [(8, "2", 0), (8, "2", 1), (8, "2_02", 0), (8, "2_02", 1), (32, "2", 3)]
+    assert set(table["kind"]) == {"last", "output"} and set(table["lr_rule"]) == {"shared"}
+    for width, code, seed in [(8, "2_02", 1), (32, "2", 3)]:
+        torch.manual_seed(seed)
+        ref = delta_z(DagMLP(code, 12, width, 5), x, y, 0.05, "mse", contributions=False)
+        row = table[(table["width"] == width) & (table["graph"] == code) & (table["seed"] == seed)]
+        got = row.set_index("kind")["delta_z2"]
+        assert got["last"] == pytest.approx(ref.last_vertex, rel=1e-6)
+        assert got["output"] == pytest.approx(ref.output, rel=1e-6)
+    same = delta_z_widths({8: ["2"]}, lambda d, n: DagMLP(d, 12, n, 5), x, y, 0.05, seeds=[0], progress=False)
+    assert same["delta_z2"].tolist() == table[(table["width"] == 8) & (table["graph"] == "2")
+                                              & (table["seed"] == 0)]["delta_z2"].tolist()
+    with pytest.raises(ArchscaleError, match="map each width"):
+        delta_z_widths(["2"], lambda d, n: DagMLP(d, 12, n, 5), x, y, 0.05, progress=False)
+    with pytest.raises(ArchscaleError, match="width"):
+        delta_z_widths({0: ["2"]}, lambda d, n: DagMLP(d, 12, n, 5), x, y, 0.05, progress=False)
 
 
 # ---------------------------------------------------------------------- figures

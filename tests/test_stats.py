@@ -18,9 +18,13 @@ from archscale.stats import (
     coord_slopes,
     delta_z_spread,
     fit_path_law,
+    has_skip_path,
     lr_at_target,
     lr_optimum_drift,
     min_path_params,
+    path_law_by_width,
+    path_law_graphs,
+    path_law_profile,
     path_law_summary,
     update_lr_table,
     width_slope,
@@ -194,3 +198,80 @@ def test_figures_draw_from_the_fits():
     for fig in figs:
         assert fig.axes and fig.get_suptitle() or fig.axes[0].get_title()
         plt.close(fig)
+
+
+# ---------------------------------------------------------------------- the path law on clean graphs
+def test_path_law_graphs_block_only_and_skip_series():
+    blocks = path_law_graphs(30, seed=3)
+    assert len({d.code for d in blocks}) == 30
+    for d in blocks:
+        assert d.has_path and not has_skip_path(d)
+        assert all(e.is_parameterized for e in d.edges), f"{d.code} has a skip edge"
+        assert set(d.code.replace("_", "")) <= {"0", "2"}
+    skips = path_law_graphs(30, seed=3, skips=True)
+    assert all(d.has_path and has_skip_path(d) for d in skips)
+    # prefixes of one seeded draw: a smaller call gives the same first graphs, another seed others
+    assert path_law_graphs(10, seed=3) == blocks[:10]
+    assert path_law_graphs(10, seed=3, skips=True) == skips[:10]
+    assert path_law_graphs(10, seed=4) != blocks[:10]
+    assert has_skip_path(Dag.parse("2_12")) and not has_skip_path(Dag.parse("2_02"))
+    assert not has_skip_path(Dag.parse("0_21_002"))  # vertex 1 gets no input: its skip 1->2 is on no path
+    with pytest.raises(ArchscaleError, match="could not draw"):
+        path_law_graphs(1000, seed=0)  # the block-only space holds 841 graphs with a path
+    with pytest.raises(ArchscaleError, match="skips"):
+        path_law_graphs(5, seed=0, skips="no")
+
+
+def _width_table(b_by_width, offset=3.0, noise=0.05, n=30, seeds=(0, 1), series="block-only"):
+    """Synthetic delta_z_widths rows: delta_z2 = 1e-4 (sum_p (offset + blocks)^3)^b, log-normal noise."""
+    graphs = path_law_graphs(n, seed=0)
+    rng = np.random.default_rng(1)
+    rows = []
+    for width, b in b_by_width.items():
+        for g in graphs:
+            for s in seeds:
+                law = 1e-4 * float(g.path_power_sum(3, offset)) ** b
+                value = law * math.exp(noise * rng.standard_normal())
+                rows.append((series, width, g.code, s, "shared", 0.05, 4, "last", value))
+    return pd.DataFrame(rows, columns=["series", "width", "graph", "seed", "lr_rule", "lr", "vertex", "kind",
+                                       "delta_z2"])
+
+
+def test_path_law_by_width_recovers_known_exponents_within_their_intervals():
+    table = pd.concat([_width_table({256: 1.0, 1024: 1.5}),
+                       _width_table({256: 2.0}, series="with skips", n=20, seeds=(0,))])
+    offsets = np.arange(-0.75, 8.01, 0.25)
+    summary, fits = path_law_by_width(table, n_boot=300, seed=2, offsets=offsets)
+    assert list(summary[["series", "width"]].itertuples(index=False, name=None)) == \
+        [("block-only", 256), ("block-only", 1024), ("with skips", 256)]
+    assert list(summary["n_graphs"]) == [30, 30, 20] and list(summary["n_seeds"]) == [2, 2, 1]
+    for b_true, row in zip([1.0, 1.5, 2.0], summary.itertuples()):
+        assert row.b_lo <= b_true <= row.b_hi, row
+        assert abs(row.b_sumL3 - b_true) < 0.05
+        assert row.b_free_lo <= b_true <= row.b_free_hi, row
+        assert row.offset_lo <= 3.0 <= row.offset_hi
+    assert list(summary["b=1 in CI"]) == [True, False, False]
+    assert set(fits) == {("block-only", 256), ("block-only", 1024), ("with skips", 256)}
+    # the bootstrap is seeded: the same call gives the same intervals
+    again, _ = path_law_by_width(table, n_boot=300, seed=2, offsets=offsets)
+    pd.testing.assert_frame_equal(summary, again)
+    with pytest.raises(ArchscaleError, match="no column"):
+        path_law_by_width(table.drop(columns="series"), n_boot=50)
+
+
+def test_negative_offsets_only_where_every_path_has_a_block():
+    table = _width_table({256: 1.0}, offset=0.5, noise=0.0).drop(columns=["series", "width"])
+    fit = fit_path_law(table, offsets=[-0.5, 0.0, 0.5, 1.0, 3.0], n_boot=50)
+    assert fit.law("sum L^3, free b and offset").offset == 0.5
+    profile = path_law_profile(fit).set_index("offset")
+    assert profile.loc[0.5, "b"] == pytest.approx(1.0)
+    assert profile.loc[0.5, "rmse"] == pytest.approx(0.0, abs=1e-9)
+    assert profile["rmse"].idxmin() == 0.5 and list(profile.index) == [-0.5, 0.0, 0.5, 1.0, 3.0]
+    with_skip = _synthetic_graph_table(lambda g: 1e-4 * g.path_power_sum(3, 3))
+    assert min(min_path_params(g) for g in with_skip["graph"]) == 0
+    with pytest.raises(ArchscaleError, match="must exceed 0"):
+        fit_path_law(with_skip, offsets=[0.0, 1.0], n_boot=50)
+    with pytest.raises(ArchscaleError, match="must exceed -1"):
+        fit_path_law(table, offsets=[-1.0, 1.0], n_boot=50)
+    with pytest.raises(ArchscaleError, match="no sum L\\^4"):
+        path_law_profile(fit, power=4)

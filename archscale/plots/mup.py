@@ -29,6 +29,7 @@ __all__ = [
     "plot_contributions",
     "plot_coord_check",
     "plot_delta_z_vs_lr",
+    "plot_path_law_vs_width",
     "plot_path_sum_fit",
     "plot_spread",
     "plot_width_transfer",
@@ -103,17 +104,30 @@ def plot_coord_check(tables: pd.DataFrame | Mapping[str, pd.DataFrame], value: s
     return fig
 
 
+def _clipped_curve(ax, x, y, y_max: float | None, **kw) -> bool:
+    """Plot ``y`` against ``x`` capped at ``y_max``; capped points become up-triangles. True if any was."""
+    y = np.asarray(y, float)
+    over = np.zeros(len(y), bool) if y_max is None else y > y_max
+    shown = np.where(over, y_max, y) if over.any() else y
+    ax.plot(x, shown, **kw)
+    if over.any():
+        ax.plot(np.asarray(x)[over], shown[over], ls="none", marker="^", ms=7, color=kw.get("color"), mec="k")
+    return bool(over.any())
+
+
 def plot_delta_z_vs_lr(tables: pd.DataFrame | Mapping[str, pd.DataFrame], *, vertex: int | None = None,
-                       kind: str = "vertex", target: float | None = 1e-2, title: str | None = None):
+                       kind: str = "vertex", target: float | None = 1e-2, y_max: float | None = 1e3,
+                       title: str | None = None):
     """One-step ``delta_z2`` against LR, one line per width and one panel per setup.
 
-    ``tables`` maps a setup label to a :func:`~archscale.probe.delta_z_vs_lr` table. With
-    ``target``, a last panel shows the LR that reaches ``delta_z2 = target`` against width,
-    with the fitted log-log slope (0 = width-independent LR) in the legend.
+    ``tables`` maps a setup label to a :func:`~archscale.probe.delta_z_vs_lr` table. Values above
+    ``y_max`` (None: no cap) are drawn at ``y_max`` as up-triangles, and the panel says so, so one
+    exploding setup does not squash the others. With ``target``, a last panel shows the LR that
+    reaches ``delta_z2 = target`` against width, with the fitted log-log slope in the legend.
     """
     setups = _as_setups(tables)
     n_panels = len(setups) + (target is not None)
-    fig, axes = plt.subplots(1, n_panels, figsize=(4.4 * n_panels, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, n_panels, figsize=(4.4 * n_panels, 4.0), squeeze=False)
     axes = axes[0]
     for ax, (label, df) in zip(axes, setups.items()):
         sel = df[df["kind"] == kind]
@@ -121,17 +135,23 @@ def plot_delta_z_vs_lr(tables: pd.DataFrame | Mapping[str, pd.DataFrame], *, ver
         sel = sel[sel["vertex"] == v]
         widths = sorted(sel["width"].unique())
         colors = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
+        clipped = False
         for color, (w, grp) in zip(colors, sel.groupby("width")):
             curve = grp.groupby("lr")["delta_z2"].mean()
-            ax.plot(curve.index, curve.to_numpy(), marker="o", ms=3, color=color, label=f"n={w}")
+            clipped |= _clipped_curve(ax, curve.index, curve.to_numpy(), y_max, marker="o", ms=3, color=color,
+                                      label=f"n={w}")
         if target is not None:
-            ax.axhline(target, color="grey", ls=":", lw=1)
+            ax.axhline(target, color="grey", ls=":", lw=1, label=f"target {target:g}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        if clipped:
+            ax.set_ylim(top=2 * y_max)
+            ax.text(0.98, 0.02, f"▲ = above {y_max:g}, drawn at {y_max:g}", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=8, bbox=dict(fc="white", ec="0.7", alpha=0.9))
         ax.set_xlabel("learning rate η (one SGD step)")
         ax.set_ylabel(f"mean (Δ{_vertex_label(v, kind)})² on the probe batch")
         ax.set_title(label or "one-step change")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
     if target is not None:
         ax = axes[-1]
         for label, df in setups.items():
@@ -145,10 +165,12 @@ def plot_delta_z_vs_lr(tables: pd.DataFrame | Mapping[str, pd.DataFrame], *, ver
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("width n")
-        ax.set_ylabel(f"η that gives (Δz)² = {target:g}")
-        ax.set_title("maximal-update LR against width")
-        ax.legend(fontsize=8)
-    fig.suptitle(title or "One-step Δz² against learning rate at several widths")
+        ax.set_ylabel(f"η at which (Δz)² = {target:g}")
+        ax.set_title("that η against width", fontsize="medium")
+        ax.legend(fontsize=8, title="log-log slope (0 = width independent)", title_fontsize=8,
+                  loc="upper center", bbox_to_anchor=(0.5, -0.27))
+    fig.suptitle(title or "One-step Δz² against learning rate, one line per width"
+                 + ("; last panel: the η that reaches the target" if target is not None else ""))
     return fig
 
 
@@ -187,6 +209,93 @@ def plot_path_sum_fit(fit: PathLawFit, title: str | None = None):
     return fig
 
 
+def _capped_bar_notes(ax, x, lo, hi, y_lo: float, y_hi: float, color) -> None:
+    """Write the value of every interval end that runs past the axis limits at that edge."""
+    for xi, a, b in zip(x, lo, hi):
+        if a < y_lo:
+            ax.annotate(f"▼ {a:.2f}", (xi, y_lo), textcoords="offset points", xytext=(4, 3), ha="left",
+                        va="bottom", fontsize=7, color=color)
+        if b > y_hi:
+            ax.annotate(f"▲ {b:.2f}", (xi, y_hi), textcoords="offset points", xytext=(4, -3), ha="left",
+                        va="top", fontsize=7, color=color)
+
+
+def plot_path_law_vs_width(summary: pd.DataFrame, reference: Mapping[str, object] | None = None,
+                           title: str | None = None):
+    """The path-law exponent b against width, one series per graph set, with 95% bootstrap bars.
+
+    ``summary`` comes from :func:`~archscale.stats.path_law_by_width` (columns series, width,
+    n_graphs, n_seeds, b_sumL3 / b_lo / b_hi, b_free / b_free_lo / b_free_hi, free_offset,
+    offset_at_edge). Left: b at the fixed offset (3, eq. 8's); right: b with the offset fitted,
+    the offset written beside each point (``edge`` when it sits at the end of the grid). The
+    tick labels give each width's n (graphs x seeds per graph, series in legend order). The
+    y-range follows the point estimates; an interval that runs past it has its end written at
+    the edge (▼/▲). ``reference``: one more labelled point (a
+    :func:`~archscale.stats.path_law_summary` row plus ``label`` and ``width``), e.g. the
+    setting of an earlier fit. The dashed line is eq. 8's b = 1.
+    """
+    need = {"series", "width", "n_graphs", "n_seeds", "b_sumL3", "b_lo", "b_hi", "b_free", "b_free_lo",
+            "b_free_hi", "free_offset", "offset_at_edge"}
+    if not need <= set(summary.columns):
+        raise ArchscaleError(f"summary needs columns {sorted(need)} (from path_law_by_width), "
+                             f"got {list(summary.columns)}")
+    series = list(dict.fromkeys(summary["series"]))
+    widths = sorted(summary["width"].unique())
+    points = [float(v) for v in summary[["b_sumL3", "b_free"]].to_numpy().ravel()]
+    if reference is not None:
+        points += [float(reference["b_sumL3"]), float(reference["b_free"])]
+    y_lo, y_hi = min(0.0, min(points)) - 0.3, max(max(points), 1.0) + 0.9
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.8), sharey=True)
+    shift = {s: 2 ** (0.14 * (i - (len(series) - 1) / 2)) for i, s in enumerate(series)}
+    panels = [("b_sumL3", "b_lo", "b_hi", "offset fixed at 3 (eq. 8's depth convention)"),
+              ("b_free", "b_free_lo", "b_free_hi", "offset fitted (its value beside each point)")]
+    for ax, (col, lo, hi, what) in zip(axes, panels):
+        for i, name in enumerate(series):
+            rows = summary[summary["series"] == name].sort_values("width")
+            x = rows["width"].to_numpy(float) * shift[name]
+            y = rows[col].to_numpy(float)
+            los, his = rows[lo].to_numpy(float), rows[hi].to_numpy(float)
+            ax.errorbar(x, y, yerr=np.vstack([y - los, his - y]), marker="os^D"[i % 4], ms=7, capsize=4,
+                        lw=1.5, color=f"C{i}", label=name)
+            _capped_bar_notes(ax, x, los, his, y_lo, y_hi, f"C{i}")
+            if col == "b_free":
+                left = i == 0 and len(series) > 1  # the first series is labelled on its left, others right
+                for xi, r in zip(x, rows.itertuples()):
+                    note = f"offset {r.free_offset:g}" + (" (edge)" if r.offset_at_edge else "")
+                    ax.annotate(note, (xi, r.b_free),
+                                textcoords="offset points", xytext=(-8 if left else 8, 0),
+                                ha="right" if left else "left", va="center", fontsize=7, color=f"C{i}",
+                                bbox=dict(fc="white", ec="none", alpha=0.8, pad=0.5))
+        if reference is not None:
+            ref = dict(reference)
+            xr, yr = float(ref["width"]) / 2 ** 0.55, float(ref[col])
+            ax.errorbar([xr], [yr], yerr=[[yr - float(ref[lo])], [float(ref[hi]) - yr]], marker="D", ms=7,
+                        capsize=4, color="0.45", mfc="white",
+                        label=f"{ref.get('label', 'reference')} (n = {ref['n_graphs']}×{ref['n_seeds']})")
+            if col == "b_free":
+                ax.annotate(f"offset {ref['free_offset']:g}", (xr, yr), textcoords="offset points",
+                            xytext=(-8, 0), ha="right", va="center", fontsize=7, color="0.35")
+        ax.axhline(1.0, color="k", ls="--", lw=1, label="b = 1 (eq. 8)")
+        ax.set_xscale("log", base=2)
+        ticks = []
+        for w in widths:
+            at = summary[summary["width"] == w].set_index("series")
+            ticks.append(f"{int(w)}\nn = " + " | ".join(f"{at.loc[s, 'n_graphs']}×{at.loc[s, 'n_seeds']}"
+                                                        for s in series if s in at.index))
+        ax.set_xticks(widths, ticks)
+        ax.minorticks_off()
+        ax.set_xlim(widths[0] / 2 ** (1.2 if reference is not None else 0.7), widths[-1] * 2 ** 0.7)
+        ax.set_xlabel("width n   (n = graphs × seeds per graph, series in legend order)", fontsize="small")
+        ax.set_title(what, fontsize="medium")
+    axes[0].set_ylim(y_lo, y_hi)
+    axes[0].set_ylabel("exponent b in Δz² ∝ (Σ_p L_p³)^b\n(bars: 95% bootstrap interval over graphs)")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8,
+               frameon=False)
+    fig.suptitle(title or "Exponent of the one-step Δz² in the path sum Σ_p L_p³, against width")
+    return fig
+
+
 def plot_spread(table: pd.DataFrame, *, kind: str = "last", min_params: int = 0, title: str | None = None):
     """Per-graph ``delta_z2`` under one shared LR and under the eq. 8 scaled LR (log scale).
 
@@ -211,31 +320,54 @@ def plot_spread(table: pd.DataFrame, *, kind: str = "last", min_params: int = 0,
     return fig
 
 
+#: What each sweep metric is, for axis labels.
+METRIC_LABELS = {
+    "train_loss": "training loss (epoch mean of minibatch losses)",
+    "train_loss_final": "training loss after the last step (full set)",
+    "test_loss": "test loss",
+}
+#: The unit of each loss.
+LOSS_UNITS = {"ce": "cross-entropy, nats", "mse": "mean squared error"}
+
+
 def plot_width_transfer(results: pd.DataFrame | Mapping[str, pd.DataFrame], metric: str = "train_loss",
-                        title: str | None = None):
+                        title: str | None = None, *, loss: str | None = None):
     """Loss against LR, one line per width (seed mean, band = seed range); stars mark each optimum.
 
     One panel per setup ({label: sweep results}); the optimum drift (from
-    :func:`~archscale.stats.lr_optimum_drift`) is in each panel's title.
+    :func:`~archscale.stats.lr_optimum_drift`) is in each panel's title. ``loss`` ("ce" or
+    "mse", as trained) puts the loss's unit in the y-label.
     """
     setups = _as_setups(results)
-    fig, axes = plt.subplots(1, len(setups), figsize=(5.2 * len(setups), 4.2), squeeze=False, sharey=True)
-    finite_all = []
+    fig, axes = plt.subplots(1, len(setups), figsize=(5.2 * len(setups), 4.4), squeeze=False, sharey=True)
+    clean, failed = {}, {}
+    for label, df in setups.items():
+        bad = ~np.isfinite(df[metric].astype(float))
+        if "diverged" in df.columns:
+            bad |= df["diverged"].astype(bool)
+        clean[label] = df.assign(**{metric: df[metric].where(~bad)})
+        failed[label] = df[bad]
+    finite = pd.concat([c[metric].dropna() for c in clean.values()])
+    y_top = None
+    if len(finite):  # keep exploding runs from flattening the curves; capped points are marked
+        low, y_top = float(finite.min()), min(float(finite.max()), 3 * float(finite.median()))
+        axes[0][0].set_ylim(0.9 * low, 1.08 * y_top)
+    marks = []
     for ax, (label, df) in zip(axes[0], setups.items()):
         table, summary = lr_optimum_drift(df, metric=metric)
         widths = sorted(df["width"].unique())
         colors = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
-        clean = df.copy()
-        bad = ~np.isfinite(clean[metric].astype(float))
-        if "diverged" in clean.columns:
-            bad |= clean["diverged"].astype(bool)
-        clean.loc[bad, metric] = np.nan
-        finite_all.append(clean[metric].dropna())
         for color, w in zip(colors, widths):
-            grp = clean[clean["width"] == w].groupby("lr")[metric]
+            grp = clean[label][clean[label]["width"] == w].groupby("lr")[metric]
             mean, lo, hi = grp.mean(), grp.min(), grp.max()
-            ax.plot(mean.index, mean.to_numpy(), marker="o", ms=3, color=color, label=f"n={w}")
+            if _clipped_curve(ax, mean.index, mean.to_numpy(), y_top, marker="o", ms=3, color=color,
+                              label=f"n={w}"):
+                marks.append(f"▲ mean above {y_top:.3g}, drawn at the top")
             ax.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color=color, alpha=0.15)
+            lost = failed[label][failed[label]["width"] == w]["lr"].unique()
+            if len(lost) and y_top is not None:
+                ax.plot(lost, np.full(len(lost), 1.05 * y_top), ls="none", marker="x", ms=7, color=color)
+                marks.append("× a seed diverged (left out of the line)")
             best = table[table["width"] == w].iloc[0]
             ax.plot(best.best_lr, best.best_loss, marker="*", ms=13, color=color, mec="k")
         ax.set_xscale("log")
@@ -243,11 +375,12 @@ def plot_width_transfer(results: pd.DataFrame | Mapping[str, pd.DataFrame], metr
         ax.set_title(f"{label}\noptimum drift: ×{summary['ratio']:.2g} from n={widths[0]} to n={widths[-1]}"
                      f" (slope {summary['slope']:+.2f})" + (", an optimum at the grid edge"
                                                             if summary["any_at_edge"] else ""))
-        ax.legend(fontsize=8, title="width")
-    finite = pd.concat(finite_all)
-    if len(finite):  # keep exploding runs from flattening the curves
-        low, top = float(finite.min()), min(float(finite.max()), 3 * float(finite.median()))
-        axes[0][0].set_ylim(0.9 * low, 1.05 * top)
-    axes[0][0].set_ylabel(f"{metric} (seed mean; band = seed range)")
+        ax.legend(fontsize=8, title="width", loc="upper left")
+    if marks:
+        fig.text(0.5, -0.01, "; ".join(dict.fromkeys(marks)) + "; ★ the optimum of the seed-mean loss",
+                 ha="center", va="top", fontsize=9)
+    unit = f"\n[{LOSS_UNITS[loss]}]" if loss in LOSS_UNITS else ""
+    axes[0][0].set_ylabel(f"{METRIC_LABELS.get(metric, metric)}{unit}\nline: seed mean; band: seed range",
+                          fontsize="small")
     fig.suptitle(title or "Width transfer: loss against LR for each width (star = optimum)")
     return fig
