@@ -13,12 +13,10 @@ The symbolic and tabular parts import no torch; :func:`init_second_moments` impo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from .dag import Dag
@@ -28,12 +26,9 @@ from .scaling import INIT_SCHEMES, convention, lr_scale, second_moments
 __all__ = [
     "InDegreeDerivation",
     "LrRule",
-    "fit_offset",
     "in_degree_rule",
-    "init_second_moments",
     "lr_rule",
     "offset_predictions",
-    "predicted_second_moments",
     "second_moment_recursion",
     "space_table",
 ]
@@ -91,62 +86,6 @@ def second_moment_recursion(dag: Dag | str, init: str = "archscale", q0: sp.Expr
 
     K = second_moments(dag, init)
     return sp.sympify(q0) * sp.Matrix([[sp.Rational(x.numerator, x.denominator) for x in row] for row in K])
-
-
-def predicted_second_moments(dag: Dag | str, init: str = "archscale") -> np.ndarray:
-    """Per-vertex ``E[z_v^2] / E[z_0^2]`` predicted by :func:`archscale.scaling.second_moments`."""
-    K = second_moments(dag, init)
-    return np.array([float(K[v][v]) for v in range(len(K))])
-
-
-def init_second_moments(
-    codes: Iterable[str | Dag],
-    inits: Sequence[str] = ("he", "source", "archscale"),
-    layouts: Sequence[str] = ("paper",),
-    *,
-    width: int = 512,
-    n_samples: int = 512,
-    in_dim: int = 64,
-    seeds: Sequence[int] = (0,),
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Measure ``E[z_v^2]`` at every vertex of freshly initialized ``DagMLP`` s on Gaussian inputs.
-
-    Returns a tidy table (code, init, layout, seed, vertex, in_degree, second_moment, ratio,
-    predicted): ``ratio`` is relative to vertex 0 and ``predicted`` is the infinite-width
-    value of :func:`predicted_second_moments` (paper layout only; NaN otherwise).
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    from .models import DagMLP
-    from .probe import forward_second_moments
-
-    dags = [Dag.parse(c) if isinstance(c, str) else c for c in codes]
-    for dag in dags:
-        dag.require_path()
-    jobs = [(dag, init, layout, seed) for dag in dags for init in inits for layout in layouts
-            for seed in seeds]
-    rows = []
-    predicted_cache: dict[tuple[str, str], np.ndarray] = {}
-    for dag, init, layout, seed in tqdm(jobs, desc="second moments", disable=not progress):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            x = torch.randn(n_samples, in_dim)
-            model = DagMLP(dag, in_dim, width, 10, layout=layout, init=init)
-            moments = forward_second_moments(model, x)
-        if layout == "paper":
-            key = (dag.code, init)
-            if key not in predicted_cache:
-                predicted_cache[key] = predicted_second_moments(dag, init)
-            predicted = predicted_cache[key]
-        else:
-            predicted = np.full(dag.n_vertices, np.nan)
-        for v, m in enumerate(moments):
-            rows.append({"code": dag.code, "init": init, "layout": layout, "seed": seed, "vertex": v,
-                         "in_degree": dag.live_in_degrees[v], "second_moment": m,
-                         "ratio": m / moments[0], "predicted": predicted[v]})
-    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------- learning rate
@@ -228,35 +167,4 @@ def offset_predictions(codes: Iterable[str], offsets: Iterable[int] = (1, 2, 3, 
                          "scale": lr_scale(dag, "mlp" if arch == "cnn" else arch, offset=int(off),
                                            base=base_dag),
                          "longest": max(dag.depth_counts(0))})
-    return pd.DataFrame(rows)
-
-
-def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6), *, base: str = "1"
-               ) -> pd.DataFrame:
-    """How well each depth offset predicts measured maximal LRs (uses ``archscale.sweep.compare``).
-
-    One row per offset: ``pearson_r`` and ``pearson_r_log`` of measured vs predicted, ``log_rmse``
-    (natural-log error of the recipe's prediction, anchored at the measured base LR) and
-    ``log_rmse_fit`` (the same after the best constant factor, which removes the base network's
-    own measurement noise), and ``n`` graphs. The best offset minimises ``log_rmse_fit``.
-    """
-    from .analysis import compare  # the analysis sits above this module's pure parts
-
-    rows = []
-    for off in offsets:
-        if off < 1:
-            raise ArchscaleError(f"offsets must be >= 1; got {off}")
-        try:
-            comp = compare(results, base=base, offset=int(off))
-        except ArchscaleError as err:
-            raise ArchscaleError(f"offset {off}: {err}") from None
-        t = comp.table
-        t = t[np.isfinite(t["measured"]) & np.isfinite(t["predicted"]) & (t["measured"] > 0)]
-        resid = np.log(t["measured"].to_numpy()) - np.log(t["predicted"].to_numpy())
-        rows.append({
-            "offset": int(off), "pearson_r": comp.pearson_r_with_base, "pearson_r_log": comp.pearson_r_log,
-            "log_rmse": float(np.sqrt(np.mean(resid**2))) if len(resid) else math.nan,
-            "log_rmse_fit": float(np.std(resid)) if len(resid) else math.nan,
-            "n": int(len(t)),
-        })
     return pd.DataFrame(rows)

@@ -10,17 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archscale import Dag, lr_scale
+from archscale.analysis.calibrate import fit_offset
 from archscale.derivations import (
-    ArchscaleError,
-    fit_offset,
     in_degree_rule,
-    init_second_moments,
     lr_rule,
     offset_predictions,
-    predicted_second_moments,
     second_moment_recursion,
     space_table,
 )
+from archscale.errors import ArchscaleError
+from archscale.probe import init_second_moments, predicted_second_moments
 
 
 def test_in_degree_rule_solves_for_two_over_d():

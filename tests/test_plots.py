@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from archscale import ArchscaleError, Dag, lr_scale  # noqa: E402
 from archscale.analysis import clean_losses, compare, max_lr  # noqa: E402
-from archscale.derivations import init_second_moments, offset_predictions, space_table  # noqa: E402
+from archscale.derivations import offset_predictions, space_table  # noqa: E402
 from archscale.plots import save_figure  # noqa: E402
 from archscale.plots.dags import (  # noqa: E402
     draw_dag,
@@ -28,6 +28,7 @@ from archscale.plots.sweeps import (  # noqa: E402
     measured_vs_predicted,
     sweep_figure,
 )
+from archscale.probe import init_second_moments  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ predict nearly the same ratios), so read the held-out predictions, not the param
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,7 @@ from ..errors import ArchscaleError
 from ..scaling import convention
 from .compare import Comparison, Measured, Rule, compare, measure
 
-__all__ = ["Calibration", "PathLaw", "calibrate", "split_graphs"]
+__all__ = ["Calibration", "PathLaw", "calibrate", "fit_offset", "split_graphs"]
 
 #: Depth offsets and path exponents the fit searches.
 OFFSETS = tuple(x / 2 for x in range(0, 17))
@@ -173,3 +173,32 @@ def calibrate(results: pd.DataFrame | Measured, base: str = "1", metric: str = "
     searched = (("offset", law.offset, offsets), ("path exponent", law.power, powers))
     edges = tuple(name for name, value, grid in searched if value in (min(grid), max(grid)))
     return Calibration(law, rmse, n_fit, fit_graphs, test_graphs, calibrated, eq8, holdout, seed, edges)
+
+
+def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6), *, base: str = "1"
+               ) -> pd.DataFrame:
+    """How well each depth offset predicts measured maximal LRs (each offset through :func:`compare`).
+
+    One row per offset: ``pearson_r`` and ``pearson_r_log`` of measured vs predicted, ``log_rmse``
+    (natural-log error of the recipe's prediction, anchored at the measured base LR) and
+    ``log_rmse_fit`` (the same after the best constant factor, which removes the base network's
+    own measurement noise), and ``n`` graphs. The best offset minimises ``log_rmse_fit``.
+    """
+    rows = []
+    for off in offsets:
+        if off < 1:
+            raise ArchscaleError(f"offsets must be >= 1; got {off}")
+        try:
+            comp = compare(results, base=base, offset=int(off))
+        except ArchscaleError as err:
+            raise ArchscaleError(f"offset {off}: {err}") from None
+        t = comp.table
+        t = t[np.isfinite(t["measured"]) & np.isfinite(t["predicted"]) & (t["measured"] > 0)]
+        resid = np.log(t["measured"].to_numpy()) - np.log(t["predicted"].to_numpy())
+        rows.append({
+            "offset": int(off), "pearson_r": comp.pearson_r_with_base, "pearson_r_log": comp.pearson_r_log,
+            "log_rmse": float(np.sqrt(np.mean(resid**2))) if len(resid) else math.nan,
+            "log_rmse_fit": float(np.std(resid)) if len(resid) else math.nan,
+            "n": int(len(t)),
+        })
+    return pd.DataFrame(rows)

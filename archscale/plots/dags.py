@@ -205,7 +205,7 @@ def lr_scale_distribution(table: pd.DataFrame, highlight: dict[str, str] | None 
 
 
 def init_moments_figure(moments: pd.DataFrame, example: str, *, title: str | None = None):
-    """Three panels from :func:`archscale.derivations.init_second_moments` output.
+    """Three panels from :func:`archscale.probe.init_second_moments` output.
 
     (a) per-vertex ``E[z_v^2] / E[z_0^2]`` on ``example`` for each init with the infinite-width
     prediction; (b) the output vertex over all graphs per init; (c) paper vs reference layout
@@ -274,7 +274,7 @@ def lr_offset_figure(predictions: pd.DataFrame, fit: pd.DataFrame | None = None,
     ``predictions`` comes from :func:`archscale.derivations.offset_predictions`: (a) chains (listed
     in ``chain_codes``) against their number of blocks, one line per offset; (b) other graphs
     (``topology_codes``, default: the rest) against the offset, where crossing lines are graphs
-    the offset reorders; (c) ``fit`` from :func:`archscale.derivations.fit_offset`. Returns the figure.
+    the offset reorders; (c) ``fit`` from :func:`archscale.analysis.calibrate.fit_offset`. Returns the figure.
     """
     ncols = 3 if fit is not None and not fit.empty else 2
     fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols + 1.5, 4.6))

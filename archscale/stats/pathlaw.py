@@ -1,18 +1,4 @@
-"""Statistics on the probes' tables: path-law fits, spreads, LR-at-target and width slopes.
-
-The measurements of :mod:`archscale.probe` (and a sweep's rows) come in as tidy tables; these
-functions fit and summarize them, with numpy and pandas only (no torch):
-
-* :func:`fit_path_law` — exponent and depth offset of ``delta_z2 ∝ (sum_p L_p^k)^b`` across
-  graphs, by least squares with percentile-bootstrap intervals over graphs (:class:`PathLawFit`),
-  :func:`path_law_summary` over several fits, :func:`path_law_by_width` per (series, width),
-  :func:`path_law_profile` (b and fit quality at each depth offset) and :func:`path_law_graphs`,
-  the block-only or skip-carrying graph sets those fits compare;
-* :func:`delta_z_spread` — how far per-graph ``delta_z2`` spreads under a shared and a scaled LR;
-* :func:`lr_at_target`, :func:`width_slope`, :func:`update_lr_table`, :func:`coord_slopes` —
-  how the one-step update and the coordinate check move with width;
-* :func:`lr_optimum_drift` — where a sweep's loss-vs-LR optimum sits at each width.
-"""
+"""How the one-step change grows with the path sum across graphs: fits of delta_z2 ∝ (sum_p L_p^k)^b."""
 
 from __future__ import annotations
 
@@ -23,25 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import validate
-from .dag import Dag
-from .errors import ArchscaleError, DagError
+from .. import validate
+from ..dag import Dag
+from ..errors import ArchscaleError, DagError
 
 __all__ = [
-    "PathLawFit",
-    "has_skip_path",
-    "coord_slopes",
-    "delta_z_spread",
-    "fit_path_law",
-    "lr_at_target",
-    "lr_optimum_drift",
-    "min_path_params",
-    "path_law_by_width",
-    "path_law_graphs",
-    "path_law_profile",
-    "path_law_summary",
-    "update_lr_table",
-    "width_slope",
+    "PathLawFit", "delta_z_spread", "fit_path_law", "has_skip_path", "min_path_params",
+    "path_law_by_width", "path_law_graphs", "path_law_profile", "path_law_summary",
 ]
 
 
@@ -397,154 +371,3 @@ def delta_z_spread(table: pd.DataFrame, *, kind: str = "last", min_params: int =
         shared = out.loc[out["lr_rule"] == "shared", "max_min_ratio"].iloc[0]
         out["narrowing"] = shared / out["max_min_ratio"]
     return out
-
-
-def lr_at_target(table: pd.DataFrame, target: float = 1.0, *, kind: str = "vertex",
-                 vertex: int | None = None, by: Sequence[str] = ("width",)) -> pd.DataFrame:
-    """The learning rate at which seed-averaged ``delta_z2`` reaches ``target``, per group.
-
-    Interpolates linearly in log-log between the two grid LRs that bracket ``target`` (NaN when
-    the grid does not reach it). ``table`` comes from :func:`delta_z_vs_lr`; ``vertex`` picks one
-    vertex (default: the last row of ``kind``). Columns: ``by`` columns, vertex, lr_at_target.
-    """
-    target = validate.learning_rate(target, "target")
-    sel = table[table["kind"] == kind]
-    if sel.empty:
-        raise ArchscaleError(f"no rows with kind={kind!r}")
-    if vertex is None:
-        vertex = int(sel["vertex"].max())
-    sel = sel[sel["vertex"] == vertex]
-    rows = []
-    for key, grp in sel.groupby(list(by)):
-        curve = grp.groupby("lr")["delta_z2"].mean().sort_index()
-        lx, ly = np.log(curve.index.to_numpy(float)), np.log(np.maximum(curve.to_numpy(), 1e-300))
-        lt, value = math.log(target), float("nan")
-        for i in range(len(lx) - 1):
-            if (ly[i] - lt) * (ly[i + 1] - lt) <= 0 and ly[i] != ly[i + 1]:
-                value = math.exp(lx[i] + (lt - ly[i]) * (lx[i + 1] - lx[i]) / (ly[i + 1] - ly[i]))
-                break
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), "vertex": vertex, "lr_at_target": value})
-    return pd.DataFrame(rows)
-
-
-def width_slope(table: pd.DataFrame, x: str = "width", y: str = "lr_at_target", *,
-                x_min: float | None = None) -> tuple[float, float]:
-    """Slope and intercept of ``log y`` against ``log x`` (rows with a finite positive y, x >= x_min).
-
-    ``x_min`` restricts the fit to wide networks, where finite-width corrections have faded.
-    """
-    sel = table[np.isfinite(table[y].astype(float)) & (table[y] > 0)]
-    if x_min is not None:
-        sel = sel[sel[x] >= x_min]
-    if sel[x].nunique() < 2:
-        raise ArchscaleError(f"need {y} at two or more distinct {x} values to fit a slope"
-                         + (f" (with {x} >= {x_min:g})" if x_min is not None else ""))
-    slope, intercept = np.polyfit(np.log(sel[x].to_numpy(float)), np.log(sel[y].to_numpy(float)), 1)
-    return float(slope), float(intercept)
-
-
-def update_lr_table(tables: Mapping[str, pd.DataFrame], target: float = 1e-2, *, kind: str = "vertex",
-                    vertex: int | None = None, wide_from: int | None = None) -> pd.DataFrame:
-    """Per setup, the LR at which ``delta_z2`` reaches ``target`` at each width, and its width slope.
-
-    ``tables`` maps a label to a :func:`delta_z_vs_lr` table. Columns: one ``n=<width>`` per width,
-    ``slope_all`` (log-log slope over every width), ``slope_wide`` (over widths >= ``wide_from``,
-    default the upper half; lowered to the second-widest width if needed) and ``wide_from``.
-    Slope 0 = a width-independent maximal-update LR; standard parameterization predicts -0.5.
-    """
-    rows = []
-    for label, table in tables.items():
-        at = lr_at_target(table, target, kind=kind, vertex=vertex)
-        widths = sorted(at["width"].unique())
-        wide = widths[len(widths) // 2] if wide_from is None else wide_from
-        wide = min(wide, widths[-2]) if len(widths) >= 2 else wide
-        row = {"setup": label, **{f"n={w}": v for w, v in zip(at["width"], at["lr_at_target"])}}
-        finite = at[np.isfinite(at["lr_at_target"])]
-        row["slope_all"] = width_slope(finite)[0] if finite["width"].nunique() >= 2 else np.nan
-        wide_ok = finite[finite["width"] >= wide]
-        row["slope_wide"] = width_slope(wide_ok)[0] if wide_ok["width"].nunique() >= 2 else np.nan
-        row["wide_from"] = wide
-        rows.append(row)
-    out = pd.DataFrame(rows).set_index("setup")
-    width_cols = sorted((c for c in out.columns if c.startswith("n=")), key=lambda c: int(c[2:]))
-    return out[width_cols + ["slope_all", "slope_wide", "wide_from"]]
-
-
-def coord_slopes(table: pd.DataFrame, value: str = "mean_abs_delta_z", step: int | None = None, *,
-                 x_min: float | None = None) -> pd.DataFrame:
-    """Per vertex, the log-log slope of seed-averaged ``value`` against width at one ``step``.
-
-    ``table`` comes from :func:`coord_check` (default step: the last). Slope 0 = width
-    independent, the maximal-update ideal; also the ratio of the widest to the narrowest width.
-    Columns: vertex, kind, slope, ratio.
-    """
-    if value not in ("mean_abs_delta_z", "mean_abs_z"):
-        raise ArchscaleError(f"value must be 'mean_abs_delta_z' or 'mean_abs_z', got {value!r}")
-    t = int(table["step"].max()) if step is None else step
-    sel = table[table["step"] == t]
-    if sel.empty:
-        raise ArchscaleError(f"no rows at step {t}; steps in the table: {sorted(table['step'].unique())}")
-    rows = []
-    for (vertex, kind), grp in sel.groupby(["vertex", "kind"]):
-        curve = grp.groupby("width", as_index=False)[value].mean()
-        ok = curve[np.isfinite(curve[value]) & (curve[value] > 0)]
-        slope = width_slope(ok, "width", value, x_min=x_min)[0] if ok["width"].nunique() >= 2 else np.nan
-        ratio = float(curve[value].iloc[-1] / curve[value].iloc[0]) if curve[value].iloc[0] > 0 else np.nan
-        rows.append({"vertex": vertex, "kind": kind, "slope": slope, "ratio": ratio})
-    return pd.DataFrame(rows)
-
-
-def lr_optimum_drift(results: pd.DataFrame, metric: str = "train_loss", by: str = "width",
-                     ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Where the loss-vs-LR optimum sits for each ``by`` value, and how far it drifts.
-
-    ``results`` is a sweep table (columns lr, seed, ``by``, ``metric``; ``diverged`` if present).
-    Non-finite or diverged runs count as +inf. Per ``by`` value: ``best_lr`` (grid argmin of the
-    seed-mean), ``best_lr_interp`` (vertex of a parabola through the minimum and its neighbours
-    in log2 lr), ``best_loss``, ``best_lr_lo``/``best_lr_hi`` (range of each seed's own best LR),
-    ``at_edge`` (the optimum is the grid's smallest or largest LR: the true one may lie beyond).
-    Summary: ``slope`` of log2 best_lr_interp against log2 ``by`` (0 = perfect transfer),
-    ``ratio`` best_lr_interp at the largest over the smallest ``by``, ``grid_steps`` (the
-    drift of the grid argmin in grid steps), ``grid_factor`` (ratio of neighbouring LRs) and
-    ``any_at_edge`` (then the drift is only a bound: widen the grid).
-    """
-    need = {"lr", "seed", by, metric}
-    if not need <= set(results.columns):
-        raise ArchscaleError(f"results need columns {sorted(need)}, got {list(results.columns)}")
-    df = results.copy()
-    bad = ~np.isfinite(df[metric].astype(float))
-    if "diverged" in df.columns:
-        bad |= df["diverged"].astype(bool)
-    df.loc[bad, metric] = np.inf
-    grid = np.sort(df["lr"].unique())
-    if len(grid) < 2:
-        raise ArchscaleError("need at least two learning rates to locate an optimum")
-    rows = []
-    for key, grp in df.groupby(by):
-        curve = grp.groupby("lr")[metric].mean().reindex(grid)
-        vals = curve.to_numpy(float)
-        i = int(np.argmin(np.where(np.isnan(vals), np.inf, vals)))
-        best = float(grid[i])
-        interp = best
-        if 0 < i < len(grid) - 1 and np.all(np.isfinite(vals[i - 1:i + 2])):
-            lx = np.log2(grid[i - 1:i + 2])
-            c2, c1, _ = np.polyfit(lx, vals[i - 1:i + 2], 2)
-            if c2 > 0:
-                interp = float(2 ** np.clip(-c1 / (2 * c2), lx[0], lx[2]))
-        per_seed = grp.loc[grp.groupby("seed")[metric].idxmin(), "lr"]
-        rows.append({by: key, "best_lr": best, "best_lr_interp": interp, "best_loss": float(vals[i]),
-                     "best_lr_lo": float(per_seed.min()), "best_lr_hi": float(per_seed.max()),
-                     "at_edge": i in (0, len(grid) - 1)})
-    table = pd.DataFrame(rows).sort_values(by).reset_index(drop=True)
-    idx = {v: j for j, v in enumerate(grid)}
-    summary = {"ratio": float(table["best_lr_interp"].iloc[-1] / table["best_lr_interp"].iloc[0]),
-               "grid_steps": float(idx[table["best_lr"].iloc[-1]] - idx[table["best_lr"].iloc[0]]),
-               "grid_factor": float(np.exp(np.mean(np.diff(np.log(grid))))),
-               "any_at_edge": bool(table["at_edge"].any())}
-    if len(table) >= 2:
-        summary["slope"] = float(np.polyfit(np.log2(table[by].to_numpy(float)),
-                                            np.log2(table["best_lr_interp"].to_numpy(float)), 1)[0])
-    else:
-        summary["slope"] = float("nan")
-    return table, summary
