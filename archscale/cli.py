@@ -244,13 +244,7 @@ def _cmd_maxlr(args: argparse.Namespace) -> int:
     run = _load_run(args)
     offset = None if args.offset is None else validate.integer(args.offset, "--offset", minimum=0)
     comp = compare(run.df, base=_base_of(args, run), offset=offset, metric=args.metric, seed=args.seed)
-    if args.json:
-        print(json.dumps({**comp.to_dict(), "rows_present": run.present, "rows_expected": run.expected,
-                          "partial": run.partial}))
-    else:
-        print(f"PARTIAL: {run.coverage()} (--partial)" if run.partial else f"rows: {run.coverage()}")
-        print(comp.format())
-    return 0
+    return _print_report(args, run, comp)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -259,12 +253,17 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     run = _load_run(args)
     cal = calibrate(run.df, base=_base_of(args, run), metric=args.metric, holdout=args.holdout,
                     seed=args.seed)
+    return _print_report(args, run, cal)
+
+
+def _print_report(args: argparse.Namespace, run: _Run, report) -> int:
+    """A report (``.to_dict()``/``.format()``) as JSON or text, with how complete the run's grid is."""
     if args.json:
-        print(json.dumps({**cal.to_dict(), "rows_present": run.present, "rows_expected": run.expected,
+        print(json.dumps({**report.to_dict(), "rows_present": run.present, "rows_expected": run.expected,
                           "partial": run.partial}))
     else:
         print(f"PARTIAL: {run.coverage()} (--partial)" if run.partial else f"rows: {run.coverage()}")
-        print(cal.format())
+        print(report.format())
     return 0
 
 

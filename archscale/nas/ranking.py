@@ -198,11 +198,8 @@ def rank_stability(results: pd.DataFrame, ks: Sequence[float] = (100, 50, 20, 10
                 raise ArchscaleError(f"recipe {name!r} is not in the results; "
                                      f"found {', '.join(mean.columns)}")
         both = mean[[reference, other]].dropna()
-        df = topk_kendall(both[reference], both[other], ks, min_n=min_n)
-        df.insert(0, "recipe", other)
-        df.insert(0, "kind", "across recipes")
-        df.insert(0, "comparison", f"{other} vs {reference} (seed mean)")
-        frames.append(df)
+        frames.append(topk_kendall(both[reference], both[other], ks, min_n=min_n).assign(
+            comparison=f"{other} vs {reference} (seed mean)", kind="across recipes", recipe=other))
     seeds = sorted(results["seed"].unique())
     for recipe in (reference, *others):
         sub = results[results["recipe"] == recipe]
@@ -211,14 +208,13 @@ def rank_stability(results: pd.DataFrame, ks: Sequence[float] = (100, 50, 20, 10
             if s1 not in per_seed.columns or s2 not in per_seed.columns:
                 continue
             pair = per_seed[[s1, s2]].dropna()
-            df = topk_kendall(pair[s1], pair[s2], ks, min_n=min_n)
-            df.insert(0, "recipe", recipe)
-            df.insert(0, "kind", "across seeds")
-            df.insert(0, "comparison", f"{recipe}: seed {s1} vs {s2}")
-            frames.append(df)
+            frames.append(topk_kendall(pair[s1], pair[s2], ks, min_n=min_n).assign(
+                comparison=f"{recipe}: seed {s1} vs {s2}", kind="across seeds", recipe=recipe))
     if not frames:
         raise ArchscaleError("no comparisons could be made; the results need two recipes or two seeds")
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    labels = ["comparison", "kind", "recipe"]
+    return out[labels + [c for c in out.columns if c not in labels]]
 
 
 @dataclass(frozen=True)
