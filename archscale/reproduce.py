@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ArchscaleError
+from .frontend import STATIC_ENV
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,7 +30,6 @@ PRESETS = ("smoke", "quick", "full")
 DEVICES = ("cpu", "cuda")
 KERNEL_NAME = "python3"
 #: Environment variable the widgets read to draw static figures instead of live widgets.
-STATIC_ENV = "ARCHSCALE_STATIC_WIDGETS"
 
 
 

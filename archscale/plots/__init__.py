@@ -29,12 +29,12 @@ def use_style() -> None:
 
     In a headless kernel (papermill, ``archscale reproduce``) it also switches ``tqdm.auto`` to
     text bars, so executed notebooks keep progress bars that end at 100%
-    (:func:`archscale.widgets.text_progress_when_headless`).
+    (:func:`archscale.frontend.text_progress_when_headless`).
     """
     import matplotlib as mpl
     import seaborn as sns
 
-    from ..widgets import text_progress_when_headless
+    from ..frontend import text_progress_when_headless
 
     text_progress_when_headless()
 
