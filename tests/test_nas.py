@@ -328,7 +328,15 @@ def test_compare_recipes_and_rank_stability_tables():
     assert cmp.gain.mean == pytest.approx(1.0, abs=0.5) and cmp.gain.lo < cmp.gain.mean < cmp.gain.hi
     assert list(cmp.topk["k"]) == [100, 50, 10] and list(cmp.topk["n"]) == [12, 6, 3]
     assert set(cmp.gaps.columns) == {"k", "ks", "n", "fixed", "archscale"}
-    assert "percentage points" in cmp.summary()
+    assert "percentage points" in cmp.summary() and "seed-vs-seed" in cmp.summary()
+    assert list(cmp.per_cell.columns) == ["graph", "fixed", "archscale", "diff", "lo", "hi", "n_seeds"]
+    assert (cmp.per_cell["n_seeds"] == 2).all() and (cmp.per_cell["lo"] <= cmp.per_cell["diff"]).all()
+    assert cmp.per_cell["fixed"].is_monotonic_increasing
+    one = cmp.per_cell.iloc[0]
+    cell = results[results["graph"] == one["graph"]]
+    rows = cell.pivot_table(index="seed", columns="recipe", values="test_acc")
+    assert one["diff"] == pytest.approx(100 * (rows["archscale"] - rows["fixed"]).mean())
+    assert list(cmp.noise["ks"]) == list(cmp.topk["ks"]) and (cmp.noise["pairs"] == 1).all()
     stab = nas.rank_stability(results, ks=(100, 50), others=("archscale",))
     assert set(stab["comparison"]) == {"archscale vs fixed (seed mean)", "fixed: seed 0 vs 1",
                                        "archscale: seed 0 vs 1"}

@@ -21,9 +21,11 @@ from .ranking import (
     comparison_table,
     kendall_tau,
     mean_gain,
+    paired_differences,
     pairwise_gaps,
     rank_stability,
     recipe_summary,
+    seed_noise,
     topk_kendall,
     topk_pairwise_gap,
 )
@@ -36,6 +38,6 @@ __all__ = [
     "ReLUConvBN", "Recipe", "RecipeComparison", "ReductionBlock", "TrainConfig", "accuracy_table",
     "apply_mup", "as_cell", "as_recipe", "build_cell_net", "compare_recipes", "comparison_table",
     "describe_cells", "find_base_lr", "kendall_tau", "load_nas_results", "mean_gain", "mup_infshapes",
-    "mup_param_groups", "pairwise_gaps", "rank_stability", "recipe_lr", "recipe_summary", "run_nas_study",
-    "topk_kendall", "topk_pairwise_gap", "train_cell_net",
+    "mup_param_groups", "paired_differences", "pairwise_gaps", "rank_stability", "recipe_lr",
+    "recipe_summary", "run_nas_study", "seed_noise", "topk_kendall", "topk_pairwise_gap", "train_cell_net",
 ]

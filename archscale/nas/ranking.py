@@ -15,8 +15,8 @@ from ..errors import ArchscaleError
 from .study import accuracy_table
 
 __all__ = ["GainEstimate", "RecipeComparison", "compare_recipes", "comparison_table", "kendall_tau",
-           "mean_gain", "pairwise_gaps", "rank_stability", "recipe_summary", "tie_ranks",
-           "topk_kendall", "topk_pairwise_gap"]
+           "mean_gain", "paired_differences", "pairwise_gaps", "rank_stability", "recipe_summary",
+           "seed_noise", "tie_ranks", "topk_kendall", "topk_pairwise_gap"]
 
 
 def _pair_arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -217,14 +217,64 @@ def rank_stability(results: pd.DataFrame, ks: Sequence[float] = (100, 50, 20, 10
     return out[labels + [c for c in out.columns if c not in labels]]
 
 
+def paired_differences(results: pd.DataFrame, new: str, old: str, metric: str = "test_acc", *,
+                       confidence: float = 0.95) -> pd.DataFrame:
+    """Per cell, ``new - old`` in percentage points over the seeds both recipes trained.
+
+    Columns: graph, ``old`` and ``new`` (seed-mean accuracy, %), ``diff`` (mean paired
+    difference), ``lo``/``hi`` (Student-t interval over the seeds; NaN with one seed), ``n_seeds``.
+    Rows are sorted by ``old``'s accuracy.
+    """
+    from scipy import stats
+
+    sub = results[results["recipe"].isin([new, old])]
+    wide = sub.pivot_table(index=["graph", "seed"], columns="recipe", values=metric, aggfunc="mean")
+    if new not in wide.columns or old not in wide.columns:
+        raise ArchscaleError(f"recipes {new!r} and {old!r} must both be in the results; "
+                             f"found {', '.join(sorted(results['recipe'].unique()))}")
+    wide = (wide[[old, new]] * 100).dropna()
+    wide["d"] = wide[new] - wide[old]
+    rows = []
+    for graph, g in wide.groupby(level="graph"):
+        d = g["d"].to_numpy()
+        n = d.size
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 \
+            else math.nan
+        rows.append({"graph": graph, old: float(g[old].mean()), new: float(g[new].mean()),
+                     "diff": float(d.mean()), "lo": float(d.mean()) - half, "hi": float(d.mean()) + half,
+                     "n_seeds": n})
+    return pd.DataFrame(rows).sort_values(old).reset_index(drop=True)
+
+
+def seed_noise(results: pd.DataFrame, recipe: str, ks: Sequence[float], *, metric: str = "test_acc",
+               min_n: int = 3) -> pd.DataFrame:
+    """The noise floor of a ranking: Kendall tau between every pair of one recipe's seeds, per top-K% set.
+
+    Columns: ``k``, ``ks``, ``n``, ``tau_mean``, ``tau_min``, ``tau_max``, ``pairs`` (seed pairs
+    with a defined tau). A recipe-vs-recipe tau inside this band is as far as changing the seed goes.
+    """
+    per_seed = results[results["recipe"] == recipe].pivot_table(index="graph", columns="seed", values=metric,
+                                                                  aggfunc="mean")
+    pairs = [per_seed[[a, b]].dropna() for a, b in itertools.combinations(per_seed.columns, 2)]
+    frames = [topk_kendall(p.iloc[:, 0], p.iloc[:, 1], ks, min_n=min_n) for p in pairs if len(p) >= 2]
+    if not frames:
+        return pd.DataFrame(columns=["k", "ks", "n", "tau_mean", "tau_min", "tau_max", "pairs"])
+    both = pd.concat(frames)
+    out = both.groupby(["k", "ks", "n"], sort=False)["tau"].agg(
+        tau_mean="mean", tau_min="min", tau_max="max", pairs="count").reset_index()
+    return out
+
+
 @dataclass(frozen=True)
 class RecipeComparison:
     """Everything Fig. 4 (or Fig. 8) shows about recipe ``new`` against recipe ``old``.
 
     ``accuracy``: per cell, seed-mean test accuracy in percent (columns ``old``, ``new``);
-    ``gain``: mean paired gain in percentage points; ``topk``: Kendall tau for the top K% by
-    ``old`` (columns k, n, tau); ``gaps``: mean pairwise gap among each recipe's own top K%
-    (columns k, n, and one per recipe); ``diverged``: diverged runs per recipe.
+    ``per_cell``: :func:`paired_differences`; ``gain``: mean paired gain in percentage points over
+    cells (bootstrap interval); ``topk``: Kendall tau for the top K% by ``old`` (columns k, ks, n,
+    tau, note); ``noise``: :func:`seed_noise` of ``old`` (its own seed-vs-seed taus, the floor a
+    re-ranking must clear); ``gaps``: mean pairwise gap among each recipe's own top K%;
+    ``diverged``: diverged runs per recipe.
     """
 
     new: str
@@ -234,18 +284,31 @@ class RecipeComparison:
     topk: pd.DataFrame
     gaps: pd.DataFrame
     diverged: dict
+    per_cell: pd.DataFrame
+    noise: pd.DataFrame
 
     def summary(self) -> str:
-        taus = ", ".join(f"top {r.ks}% (n={r.n}): " + (f"{r.tau:+.2f}" if np.isfinite(r.tau) else r.note)
-                         for r in self.topk.itertuples())
+        noise = self.noise.set_index("ks")
+        parts = []
+        for r in self.topk.itertuples():
+            tau = f"{r.tau:+.2f}" if np.isfinite(r.tau) else r.note
+            floor = (f" (seed-vs-seed {noise.loc[r.ks, 'tau_mean']:+.2f} [{noise.loc[r.ks, 'tau_min']:+.2f}, "
+                     f"{noise.loc[r.ks, 'tau_max']:+.2f}])" if r.ks in noise.index else "")
+            parts.append(f"top {r.ks}% (n={r.n}): {tau}{floor}")
+        better = int((self.per_cell["lo"] > 0).sum())
+        worse = int((self.per_cell["hi"] < 0).sum())
         return (f"{self.new} vs {self.old} on {len(self.accuracy)} cells: mean test-accuracy gain "
-                f"{self.gain} percentage points; Kendall tau {taus}")
+                f"{self.gain} percentage points; per cell (t-interval over seeds): {better} better, "
+                f"{worse} worse, "
+                f"{len(self.per_cell) - better - worse} indistinguishable; Kendall tau "
+                + "; ".join(parts))
 
 
 def compare_recipes(results: pd.DataFrame, new: str = "archscale", old: str = "fixed", *,
                     ks: Sequence[float] = (100, 50, 20, 10, 5, 1), min_n: int = 3, confidence: float = 0.95,
                     n_boot: int = 10_000, seed: int = 0) -> RecipeComparison:
-    """Compare two recipes on the cells both trained: gain with a bootstrap CI, top-K% taus, gaps."""
+    """Compare two recipes on the cells both trained: gains per cell and overall, top-K% taus beside
+    ``old``'s own seed-vs-seed taus, and pairwise gaps."""
     table = accuracy_table(results) * 100
     for name in (new, old):
         if name not in table.columns:
@@ -257,11 +320,13 @@ def compare_recipes(results: pd.DataFrame, new: str = "archscale", old: str = "f
     topk = topk_kendall(acc[old], acc[new], ks, by="a", min_n=min_n)
     gap_old = topk_pairwise_gap(acc[old], ks)
     gap_new = topk_pairwise_gap(acc[new], ks)
-    gaps = pd.DataFrame({"k": gap_old["k"], "ks": gap_old["ks"], "n": gap_old["n"], old: gap_old["mean_gap"],
-                         new: gap_new["mean_gap"]})
+    gaps = pd.DataFrame({"k": gap_old["k"], "ks": gap_old["ks"], "n": gap_old["n"],
+                         old: gap_old["mean_gap"], new: gap_new["mean_gap"]})
     div = results.groupby("recipe")["diverged"].sum()
     diverged = {r: int(div.get(r, 0)) for r in (old, new)}
-    return RecipeComparison(new, old, acc, gain, topk, gaps, diverged)
+    per_cell = paired_differences(results, new, old, confidence=confidence)
+    noise = seed_noise(results[results["graph"].isin(acc.index)], old, ks, min_n=min_n)
+    return RecipeComparison(new, old, acc, gain, topk, gaps, diverged, per_cell, noise)
 
 
 def comparison_table(comparisons: Sequence[RecipeComparison]) -> pd.DataFrame:

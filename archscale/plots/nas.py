@@ -1,7 +1,7 @@
 """Figures of the NAS re-ranking study (paper Fig. 4, 8, 9) from :mod:`archscale.nas` results.
 
-Each function returns a new figure whose titles carry the measured numbers; saving is left to
-:func:`archscale.plots.save_figure`.
+Each function returns a new figure whose titles carry the measured numbers with their
+intervals and n; saving is left to :func:`archscale.plots.save_figure`.
 """
 
 from __future__ import annotations
@@ -14,123 +14,135 @@ from ..nas import RecipeComparison
 
 __all__ = ["mup_vs_archscale_figure", "rank_stability_figure", "scaled_vs_fixed_figure"]
 
-_LABELS = {"fixed": "fixed recipe (benchmark)", "archscale": "archscale (scaled LR + in-degree init)",
-           "mup": "muP (MuReadout + MuSGD)",
-           "archscale_searched": "archscale (searched base LR)"}
-_COLORS = {"fixed": "tab:red", "archscale": "tab:blue", "mup": "tab:green",
-           "archscale_searched": "tab:purple"}
+_COLORS = {"fixed": "tab:red", "archscale": "tab:blue", "mup": "tab:green"}
 
 
-def _label(recipe: str) -> str:
-    return _LABELS.get(recipe, recipe)
+def _color(recipe: str) -> str:
+    for kind, color in _COLORS.items():
+        if recipe.startswith(kind):
+            return color
+    return "tab:purple"
 
 
-def _identity_scatter(ax, cmp: RecipeComparison) -> None:
+def _k_axis(ax, labels, ns) -> None:
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels([f"{k}\n(n={n})" for k, n in zip(labels, ns)])
+    ax.set_xlabel("top-K% cells by the first ranking (K, and the n cells in the set)")
+
+
+def _per_cell(ax, cmp: RecipeComparison) -> None:
+    """Per-cell paired differences with their seed intervals, and the mean gain with its interval."""
+    t = cmp.per_cell
+    x = np.arange(len(t))
+    lo = (t["diff"] - t["lo"]).fillna(0).clip(lower=0)
+    hi = (t["hi"] - t["diff"]).fillna(0).clip(lower=0)
+    ax.errorbar(x, t["diff"], yerr=[lo, hi], fmt="o", color=_color(cmp.new), ms=4, capsize=2, lw=1,
+                label=f"one cell: mean over {int(t['n_seeds'].max())} seeds, t-interval")
+    g = cmp.gain
+    ax.axhspan(g.lo, g.hi, color=_color(cmp.new), alpha=0.15,
+               label=f"mean over cells {g.mean:+.2f} pp, {round(100 * g.confidence)}% bootstrap CI")
+    ax.axhline(g.mean, color=_color(cmp.new), lw=1)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x)
+    ax.set_xticklabels(t["graph"], rotation=90, fontsize=6)
+    ax.set_xlabel(f"cell (sorted by {cmp.old}'s accuracy, left = lowest)")
+    ax.set_ylabel(f"test accuracy {cmp.new} − {cmp.old} (percentage points)")
+    better, worse = int((t["lo"] > 0).sum()), int((t["hi"] < 0).sum())
+    ax.set_title(f"{cmp.new} − {cmp.old}, per cell: {better} better, {worse} worse, "
+                 f"{len(t) - better - worse} within seed noise\nmean gain {g.mean:+.2f} pp "
+                 f"[{g.lo:+.2f}, {g.hi:+.2f}], n = {g.n} cells", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+
+
+def _scatter(ax, cmp: RecipeComparison) -> None:
     x, y = cmp.accuracy[cmp.old].to_numpy(), cmp.accuracy[cmp.new].to_numpy()
-    ax.scatter(x, y, s=28, alpha=0.75, color=_COLORS.get(cmp.new, "tab:blue"), edgecolor="white",
-               linewidth=0.5, label=f"{len(x)} cells (mean over seeds)")
+    ax.scatter(x, y, s=26, alpha=0.8, color=_color(cmp.new), edgecolor="white", linewidth=0.5,
+               label=f"{len(x)} cells (mean over seeds)")
     lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-    pad = 0.04 * (hi - lo + 1e-9)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="red", lw=1.2, label="identity y = x")
+    pad = 0.05 * (hi - lo + 1e-9)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="k", lw=1, ls="--", label="identity y = x")
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel(f"test accuracy (%), {_label(cmp.old)}")
-    ax.set_ylabel(f"test accuracy (%), {_label(cmp.new)}")
-    g = cmp.gain
-    above = int((cmp.accuracy[cmp.new] > cmp.accuracy[cmp.old]).sum())
-    ax.set_title(f"{cmp.new} vs {cmp.old}: mean gain {g.mean:+.2f} pp\n"
-                 f"{round(100 * g.confidence)}% CI [{g.lo:+.2f}, {g.hi:+.2f}]; "
-                 f"{above}/{len(x)} cells above y = x", fontsize=10)
-    ax.legend(loc="best", fontsize=8)
+    ax.set_xlabel(f"test accuracy (%), {cmp.old}")
+    ax.set_ylabel(f"test accuracy (%), {cmp.new}")
+    ax.set_title(f"accuracy per cell ({cmp.old}: {x.mean():.1f}% on average, range "
+                 f"{x.min():.1f}–{x.max():.1f}%)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
 
 
-def _k_axis(ax, ks, ns=None) -> None:
-    ax.set_xticks(range(len(ks)))
-    if ns is None:
-        ax.set_xticklabels([f"{k:g}" for k in ks])
-        ax.set_xlabel("top-K% architectures (K)")
-    else:
-        ax.set_xticklabels([f"{k:g}\n(n={n})" for k, n in zip(ks, ns)])
-        ax.set_xlabel("top-K% architectures (K, with the number n of cells)")
+def _taus(ax, cmp: RecipeComparison) -> None:
+    """Recipe-vs-recipe tau per top-K set beside the old recipe's own seed-vs-seed band."""
+    t = cmp.topk.reset_index(drop=True)
+    x = np.arange(len(t))
+    noise = cmp.noise.set_index("ks").reindex(t["ks"])
+    if noise["tau_mean"].notna().any():
+        ax.fill_between(x, noise["tau_min"], noise["tau_max"], color="grey", alpha=0.25, step="mid",
+                        label=f"{cmp.old}: seed vs seed (range over pairs)")
+        ax.plot(x, noise["tau_mean"], "s--", color="grey", ms=4, lw=1,
+                label=f"{cmp.old}: seed vs seed (mean)")
+    ok = np.isfinite(t["tau"])
+    ax.plot(x[ok], t["tau"][ok], "o-", color=_color(cmp.new), lw=2.2, label=f"{cmp.new} vs {cmp.old}")
+    for i in np.flatnonzero(~ok):
+        ax.plot([i], [-1.0], "x", color=_color(cmp.new), ms=8)
+        ax.annotate("tau undefined\n(" + t["note"].iloc[i].replace("undefined: ", "") + ")", (i, -1.0),
+                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=6)
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_ylim(-1.15, 1.1)
+    _k_axis(ax, t["ks"], t["n"])
+    ax.set_ylabel("Kendall tau-b")
+    ax.set_title("ranking agreement among the top K%: the recipe change against seed noise", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
 
 
-def scaled_vs_fixed_figure(cmp: RecipeComparison):
-    """Fig. 4: accuracy scatter with identity, top-K% Kendall tau, mean pairwise gap among top K%."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
-    _identity_scatter(axes[0], cmp)
-
-    ax = axes[1]
-    ks = cmp.topk["k"].to_numpy()
-    taus = cmp.topk["tau"].to_numpy()
-    ax.plot(range(len(ks)), taus, "o-", color=_COLORS.get(cmp.new, "tab:blue"),
-            label=f"{cmp.new} vs {cmp.old} rankings")
-    for i, t in enumerate(taus):
-        if np.isfinite(t):
-            ax.annotate(f"{t:+.2f}", (i, t), textcoords="offset points", xytext=(0, 7), ha="center",
-                        fontsize=8)
-    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_ylim(-1.1, 1.3)
-    _k_axis(ax, ks, cmp.topk["n"].tolist())
-    ax.set_ylabel("Kendall tau (tau-b)")
-    n_last = int(cmp.topk["n"].iloc[-1])
-    ax.set_title(f"Ranking agreement among the top K% (by {cmp.old})\n"
-                 f"all cells tau = {taus[0]:+.2f}; top {ks[-1]:g}% (n={n_last}) tau = {taus[-1]:+.2f}",
-                 fontsize=10)
-    ax.legend(loc="lower left", fontsize=8)
-
-    ax = axes[2]
-    gk = cmp.gaps["k"].to_numpy()
-    for recipe in (cmp.old, cmp.new):
-        ax.plot(range(len(gk)), cmp.gaps[recipe], "o-", color=_COLORS.get(recipe), label=_label(recipe))
-    _k_axis(ax, gk)
-    ax.set_ylabel("mean pairwise |accuracy gap| (pp)")
-    first = cmp.gaps.iloc[0]
-    ax.set_title(f"Pairwise accuracy gaps among each recipe's top K%\n"
-                 f"all cells: {cmp.old} {first[cmp.old]:.2f} pp, {cmp.new} {first[cmp.new]:.2f} pp",
-                 fontsize=10)
-    ax.legend(fontsize=8)
-    fig.suptitle("Re-training benchmark cells with architecture-aware LR and init (cf. paper Fig. 4)")
+def scaled_vs_fixed_figure(cmp: RecipeComparison, title: str | None = None):
+    """Fig. 4: per-cell paired differences, the accuracy scatter, and top-K% tau against seed noise."""
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.6), gridspec_kw={"width_ratios": [1.4, 1, 1.1]})
+    _per_cell(axes[0], cmp)
+    _scatter(axes[1], cmp)
+    _taus(axes[2], cmp)
+    fig.suptitle(title or f"Re-training cells with {cmp.new} against {cmp.old} (cf. paper Fig. 4)")
     return fig
 
 
 def mup_vs_archscale_figure(*comparisons: RecipeComparison):
-    """Fig. 8: per-cell accuracy of archscale (y) against muP (x), one panel per comparison."""
+    """Fig. 8: per-cell paired differences of archscale against muP, one panel per comparison."""
     if not comparisons:
         raise ValueError("pass at least one comparison, e.g. compare_recipes(results, 'archscale', 'mup')")
-    fig, axes = plt.subplots(1, len(comparisons), figsize=(6 * len(comparisons), 5.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(7.5 * len(comparisons), 5.4), squeeze=False)
     for ax, cmp in zip(axes[0], comparisons):
-        _identity_scatter(ax, cmp)
-    fig.suptitle("archscale versus muP on the same cells (cf. paper Fig. 8)")
+        _per_cell(ax, cmp)
+    fig.suptitle("archscale against muP on the same cells (cf. paper Fig. 8)")
     return fig
 
 
 def rank_stability_figure(stability: pd.DataFrame):
     """Fig. 9: top-K% Kendall tau across recipes (thick) against across seeds (thin, dashed).
 
-    ``stability`` is :func:`archscale.nas.rank_stability`'s table.
+    ``stability`` is :func:`archscale.nas.rank_stability`'s table. An undefined tau (a set in
+    which one ranking ties every cell) is drawn as a cross at the bottom, not left out.
     """
-    fig, ax = plt.subplots(figsize=(11, 5.2))
-    ks = list(dict.fromkeys(stability["k"]))
-    first = stability[stability["comparison"] == stability["comparison"].iloc[0]]
-    pos = {k: i for i, k in enumerate(ks)}
+    fig, ax = plt.subplots(figsize=(11, 5.4))
+    sets = list(dict.fromkeys(zip(stability["ks"], stability["n"])))
+    pos = {ks: i for i, (ks, _) in enumerate(sets)}
+    undefined = 0
     for name, df in stability.groupby("comparison", sort=False):
-        x = [pos[k] for k in df["k"]]
-        color = _COLORS.get(df["recipe"].iloc[0])
-        if df["kind"].iloc[0] == "across recipes":
-            ax.plot(x, df["tau"], "o-", lw=2.8, color=color, label=f"across recipes: {name}", zorder=3)
-        else:
-            ax.plot(x, df["tau"], "s--", lw=1.1, alpha=0.75, color=color, label=f"across seeds: {name}")
+        x = np.array([pos[k] for k in df["ks"]])
+        tau = df["tau"].to_numpy(float)
+        ok = np.isfinite(tau)
+        color = _color(df["recipe"].iloc[0])
+        across = df["kind"].iloc[0] == "across recipes"
+        ax.plot(x[ok], tau[ok], "o-" if across else "s--", lw=2.8 if across else 1.1,
+                alpha=1.0 if across else 0.7, color=color, zorder=3 if across else 2,
+                label=f"{'across recipes' if across else 'across seeds'}: {name}")
+        ax.plot(x[~ok], np.full((~ok).sum(), -1.05), "x", color=color, ms=7)
+        undefined += int((~ok).sum())
     ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_ylim(-1.1, 1.1)
-    _k_axis(ax, ks, first["n"].tolist())
-    ax.set_ylabel("Kendall tau (tau-b)")
-    across = stability[stability["kind"] == "across recipes"].groupby("k", sort=False)["tau"].mean()
-    seeds = stability[stability["kind"] == "across seeds"].groupby("k", sort=False)["tau"].mean()
-    k0 = ks[0]
-    ax.set_title("Rank stability: across recipes versus across seeds (cf. paper Fig. 9)\n"
-                 f"all cells: across recipes tau = {across.get(k0, np.nan):+.2f}, "
-                 f"mean across seeds tau = {seeds.get(k0, np.nan):+.2f}", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_ylim(-1.15, 1.1)
+    _k_axis(ax, [s for s, _ in sets], [n for _, n in sets])
+    ax.set_ylabel("Kendall tau-b")
+    note = (f"\n{undefined} undefined tau(s) drawn as × at the bottom (one ranking ties every cell of "
+            f"the set)" if undefined else "")
+    ax.set_title("Rank stability: across recipes versus across seeds (cf. paper Fig. 9)" + note, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
