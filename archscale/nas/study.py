@@ -141,14 +141,14 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1), c
 
     The base of the nb201 convention is one path of depth 1 (the all-skip cell ``1_01_001``).
     Each LR trains it with recipe ``kind``'s initialization (``"archscale"``: in-degree rule and
-    mean-field readout; ``"fixed"``: He and a standard readout, so the fixed recipe's one LR can
-    be searched the same way) for ``epochs`` epochs at a constant LR (the optimizer settings of
+    mean-field readout; ``"fixed"``: He and a standard readout; ``"mup"``: the muP model, so the
+    one LR of the fixed and muP recipes can be searched the same way) for ``epochs`` epochs at a constant LR (the optimizer settings of
     ``cfg`` otherwise); the maximal LR is :func:`archscale.analysis.best_lr` of the training loss.
     """
     from tqdm.auto import tqdm
 
     cfg = cfg or TrainConfig()
-    validate.choice(kind, "recipe kind", ("archscale", "fixed"))
+    validate.choice(kind, "recipe kind", ("archscale", "fixed", "mup"))
     lrs = [validate.learning_rate(lr, "grid learning rate") for lr in lrs]
     if not lrs:
         raise ArchscaleError("the LR grid is empty; pass e.g. lrs=np.geomspace(0.05, 3.2, 7)")
