@@ -142,8 +142,9 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1), c
     The base of the nb201 convention is one path of depth 1 (the all-skip cell ``1_01_001``).
     Each LR trains it with recipe ``kind``'s initialization (``"archscale"``: in-degree rule and
     mean-field readout; ``"fixed"``: He and a standard readout; ``"mup"``: the muP model, so the
-    one LR of the fixed and muP recipes can be searched the same way) for ``epochs`` epochs at a constant LR (the optimizer settings of
-    ``cfg`` otherwise); the maximal LR is :func:`archscale.analysis.best_lr` of the training loss.
+    one LR of the fixed and muP recipes can be searched the same way) for ``epochs`` epochs at a
+    constant LR (the optimizer settings of ``cfg`` otherwise); the maximal LR is
+    :func:`archscale.analysis.best_lr` of the training loss.
     """
     from tqdm.auto import tqdm
 
