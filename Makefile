@@ -15,7 +15,7 @@ APP_PORT ?= 8866
 # Jupyter refuses to run as root without --allow-root (containers, CI); a user needs nothing
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: setup test test-fast test-browser lint lab app reproduce bench clean
+.PHONY: setup test test-fast test-browser lint lab app reproduce bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,11 @@ reproduce: setup
 
 bench: setup
 	$(PY) benchmarks/sweep_throughput.py
+
+# On a GPU machine: CUDA benchmark, CUDA tests, full-preset depth and CNN sweeps (mnist, or CIFAR-10
+# with DATA_DIR) into gpu_check/ with device, versions and timings (about 8 minutes on one H100).
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py --device cuda --out gpu_check $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts

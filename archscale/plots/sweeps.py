@@ -264,7 +264,6 @@ def sweep_figure(results: pd.DataFrame, comparison, *, title: str, max_lrs: pd.D
     measured_vs_predicted(comparison, axes[n - 1], hue=hue_in_comparison, labels=short)
     fig.suptitle(f"{title}\nrecipe: {comparison.recipe_text()}; depth offset {comparison.offset}",
                  fontsize=11)
-    fig.tight_layout()
     return fig
 
 
@@ -293,5 +292,4 @@ def grouped_sweep_figure(results: pd.DataFrame, comparisons: dict, *, title: str
         measured_vs_predicted(comp, axes[1, col], labels=short, title=f"{name}: measured vs predicted max LR")
     recipe = next(iter(comparisons.values())).recipe_text()
     fig.suptitle(f"{title}\nrecipe: {recipe}", fontsize=11)
-    fig.tight_layout()
     return fig
