@@ -256,6 +256,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return _print_report(args, run, cal)
 
 
+def _cmd_laws(args: argparse.Namespace) -> int:
+    from .analysis.laws import compare_laws
+
+    run = _load_run(args)
+    report = compare_laws(run.df, base=_base_of(args, run), metric=args.metric, holdout=args.holdout,
+                          seed=args.seed)
+    return _print_report(args, run, report)
+
+
 def _print_report(args: argparse.Namespace, run: _Run, report) -> int:
     """A report (``.to_dict()``/``.format()``) as JSON or text, with how complete the run's grid is."""
     if args.json:
@@ -351,6 +360,15 @@ def _add_sweep_maxlr(sub: argparse._SubParsersAction) -> None:
     _add_run_args(p)
     p.add_argument("--holdout", type=float, default=0.5, help="share of the graphs held out (default 0.5)")
     p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser("laws", help="the published learning-rate laws head to head on a finished sweep",
+                       description="Score eq. 8, the effective-depth law, the longest path, the path count "
+                                   "and a constant LR on a finished sweep: zero-shot, and with each law's "
+                                   "power fitted on a random share of the graphs and scored on the held-out "
+                                   "rest; rank them and say whether the top two are distinguishable.")
+    _add_run_args(p)
+    p.add_argument("--holdout", type=float, default=0.5, help="share of the graphs held out (default 0.5)")
+    p.set_defaults(func=_cmd_laws)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:

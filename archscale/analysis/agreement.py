@@ -142,7 +142,9 @@ class Agreement:
 
     ``estimate[name]`` is the metric on the measured maximal LRs; ``lo``/``hi`` its 95%
     percentile interval; ``n`` the number of non-base configurations, ``n_seeds`` the seeds
-    per configuration, ``n_boot`` the replicates (``n_valid[name]`` of them gave a finite value).
+    per configuration, ``n_boot`` the replicates (``n_valid[name]`` of them gave a finite value)
+    and ``samples[name]`` their values (NaN where undefined). Two agreements computed with the
+    same ``seed`` on the same configurations share their resamples, so their ``samples`` pair up.
     """
 
     estimate: dict[str, float]
@@ -153,6 +155,7 @@ class Agreement:
     n_boot: int
     seed: int
     n_valid: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         metrics = {k: {"estimate": _none(self.estimate[k]), "lo": _none(self.lo[k]), "hi": _none(self.hi[k]),
@@ -218,10 +221,10 @@ def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of
         for k in METRIC_NAMES:
             samples[k].append(vals[k])
     lo, hi, valid = {}, {}, {}
+    kept = {k: np.asarray(samples[k], dtype=float) for k in METRIC_NAMES}
     for k in METRIC_NAMES:
-        arr = np.asarray(samples[k], dtype=float)
-        arr = arr[np.isfinite(arr)]
+        arr = kept[k][np.isfinite(kept[k])]
         valid[k] = int(arr.size)
         lo[k], hi[k] = (float(np.percentile(arr, 2.5)), float(np.percentile(arr, 97.5))) if arr.size \
             else (math.nan, math.nan)
-    return Agreement(estimate, lo, hi, int(len(targets)), s, int(n_boot), int(seed), valid)
+    return Agreement(estimate, lo, hi, int(len(targets)), s, int(n_boot), int(seed), valid, kept)

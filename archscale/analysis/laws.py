@@ -1,0 +1,157 @@
+"""The learning-rate laws of :mod:`archscale.laws`, head to head on one finished sweep.
+
+Every law is scored twice with the metrics of :mod:`~archscale.analysis.agreement` (log LRs, the
+base left out, bootstrap intervals over seeds and configurations):
+
+* **zero-shot** — the law as published, transferring the base's measured maximal LR;
+* **calibrated** — its one parameter (the power ``a`` of ``eta ∝ size^-a``) fitted by least
+  squares on a random share of the graphs and scored on the held-out rest.
+
+Laws are ranked by the held-out log-RMSE of their calibrated form. Whether the top two can be told
+apart is a paired bootstrap of the difference of their log-RMSEs (every law is scored on the
+same resamples of seeds and held-out configurations).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import validate
+from ..dag import Dag
+from ..laws import LAWS, Law
+from ..scaling import convention
+from .calibrate import split_graphs
+from .compare import Comparison, Measured, Rule, compare, measure
+
+__all__ = ["LawResult", "LawsReport", "compare_laws"]
+
+
+def _rule(law: Law, meas: Measured, exponent: float | None = None) -> Rule:
+    conv = convention(meas.arch)
+    off = conv.offset
+
+    def scale(dag: Dag, q: int | None, base: Dag, qb: int | None) -> float:
+        return law.scale(dag, base, offset=off, q=q if conv.uses_kernel else None,
+                         q_base=qb if conv.uses_kernel else None, exponent=exponent)
+    return scale
+
+
+def _fit_exponent(law: Law, meas: Measured, graphs: set[str]) -> float:
+    """Least-squares power ``a`` of ``ln m - ln m_base - kernel = -a ln(size/size_base)`` on ``graphs``."""
+    conv = convention(meas.arch)
+    t = meas.table
+    rows = t[t["graph"].isin(graphs) & ~t["is_base"] & np.isfinite(t["measured"])]
+    y = np.log(rows["measured"].to_numpy(float)) - np.log(t["measured"].to_numpy(float)[rows["base_row"]])
+    if conv.uses_kernel:
+        qb = np.array([meas.base_kernel[(w, a)] for w, a in zip(rows["width"], rows["act"])], dtype=float)
+        y = y - np.log(qb / rows["kernel_size"].to_numpy(float))
+    x = np.array([math.log(law.size(meas.dag(g), conv.offset) / law.size(meas.base, conv.offset))
+                  for g in rows["graph"]])
+    return float(-(x @ y) / (x @ x)) if np.any(x) else law.exponent
+
+
+@dataclass
+class LawResult:
+    """One law's scores: zero-shot on every non-base configuration, and on the held-out graphs
+    both as published and with its fitted power."""
+
+    name: str
+    summary: str
+    exponent: float
+    fitted_exponent: float
+    zero_shot: Comparison
+    held_out: Comparison
+    calibrated: Comparison
+
+
+@dataclass
+class LawsReport:
+    """Every law's results, the ranking and whether the top two are distinguishable at this n."""
+
+    laws: list[LawResult]
+    fit_graphs: list[str]
+    test_graphs: list[str]
+    holdout: float
+    seed: int
+    top_difference: tuple[float, float, float]  # log-RMSE of #2 minus #1: estimate, lo, hi
+
+    def ranking(self) -> pd.DataFrame:
+        """One row per law, best first: held-out calibrated and zero-shot metrics with intervals."""
+        rows = []
+        for r in self.laws:
+            z, c = r.zero_shot.agreement, r.calibrated.agreement
+            rows.append({"law": r.name, "a (published)": r.exponent,
+                         "a (fitted)": round(r.fitted_exponent, 3),
+                         "held-out log-RMSE": _ci(c, "log_rmse"),
+                         "held-out error factor": _ci(c, "error_factor"),
+                         "held-out spearman": _ci(c, "spearman"),
+                         "zero-shot error factor (all)": _ci(z, "error_factor"),
+                         "zero-shot log r (all)": _ci(z, "pearson_log"),
+                         "zero-shot bias (all)": _ci(z, "bias"), "n held out": c.n, "n all": z.n})
+        return pd.DataFrame(rows)
+
+    def verdict(self) -> str:
+        """A plain sentence: which law leads, and whether the runner-up can be told apart from it."""
+        first, second = self.laws[0], self.laws[1]
+        d, lo, hi = self.top_difference
+        n = first.calibrated.agreement.n
+        if lo > 0:
+            return (f"{first.name} predicts the held-out graphs best; {second.name}'s log-RMSE is larger by "
+                    f"{d:.3f} [{lo:.3f}, {hi:.3f}], an interval that excludes 0: the two are distinguishable "
+                    f"at n = {n} held-out configurations.")
+        return (f"{first.name} has the lowest held-out log-RMSE, but {second.name} is within "
+                f"{d:.3f} [{lo:.3f}, {hi:.3f}] of it, an interval that contains 0: at n = {n} held-out "
+                f"configurations the top two cannot be told apart.")
+
+    def format(self) -> str:
+        return "\n".join([
+            f"laws on {len(self.fit_graphs)} fitting and {len(self.test_graphs)} held-out graphs (share "
+            f"{self.holdout:g}, seed {self.seed}); metrics on log LRs without the base, 95% bootstrap "
+            f"intervals over seeds and configurations",
+            self.ranking().to_string(index=False), self.verdict()])
+
+    def to_dict(self) -> dict:
+        return {"laws": [{"name": r.name, "summary": r.summary, "exponent": r.exponent,
+                          "fitted_exponent": r.fitted_exponent, "zero_shot": r.zero_shot.agreement.to_dict(),
+                          "held_out": r.held_out.agreement.to_dict(),
+                          "calibrated": r.calibrated.agreement.to_dict()} for r in self.laws],
+                "fit_graphs": self.fit_graphs, "test_graphs": self.test_graphs, "holdout": self.holdout,
+                "seed": self.seed, "ranking": [r.name for r in self.laws],
+                "top_difference": dict(zip(("estimate", "lo", "hi"), self.top_difference)),
+                "verdict": self.verdict()}
+
+
+def _ci(a, name: str) -> str:
+    return f"{a.estimate[name]:.3g} [{a.lo[name]:.3g}, {a.hi[name]:.3g}]"
+
+
+def compare_laws(results: pd.DataFrame | Measured, base: str = "1", metric: str = "train_loss", *,
+                 laws: Iterable[Law] | None = None, holdout: float = 0.5, seed: int = 0,
+                 n_boot: int = 1000) -> LawsReport:
+    """Score every law zero-shot and calibrated on held-out graphs; rank them (see the module docstring)."""
+    holdout = validate.number(holdout, "holdout", minimum=0.0, maximum=1.0, example="0.5")
+    seed = validate.integer(seed, "seed")
+    meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
+                                                                 seed=seed)
+    graphs = sorted(set(meas.table.loc[~meas.table["is_base"], "graph"]) - {meas.base.code})
+    fit_graphs, test_graphs = split_graphs(graphs, holdout, seed)
+    test = set(test_graphs)
+    out = []
+    for law in (list(LAWS.values()) if laws is None else list(laws)):
+        a = _fit_exponent(law, meas, set(fit_graphs))
+        out.append(LawResult(law.name, law.summary, law.exponent, a,
+                             compare(meas, rule=_rule(law, meas), n_boot=n_boot, seed=seed),
+                             compare(meas, rule=_rule(law, meas), score=test, n_boot=n_boot, seed=seed),
+                             compare(meas, rule=_rule(law, meas, a), score=test, n_boot=n_boot, seed=seed)))
+    out.sort(key=lambda r: (np.nan_to_num(r.calibrated.agreement.estimate["log_rmse"], nan=np.inf), r.name))
+    first, second = out[0].calibrated.agreement, out[1].calibrated.agreement
+    diff = second.samples["log_rmse"] - first.samples["log_rmse"]
+    diff = diff[np.isfinite(diff)]
+    estimate = second.estimate["log_rmse"] - first.estimate["log_rmse"]
+    lo, hi = (np.percentile(diff, [2.5, 97.5]) if diff.size else (math.nan, math.nan))
+    return LawsReport(out, fit_graphs, test_graphs, holdout, seed, (float(estimate), float(lo), float(hi)))

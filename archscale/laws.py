@@ -1,0 +1,86 @@
+"""The published architecture-aware learning-rate laws as pure functions of a graph (no torch).
+
+Each :class:`Law` reduces a graph to one positive size ``m(g)`` under the depth convention
+``L = offset + (parameterized edges)`` and predicts ``eta(g) / eta(base) = (m(g) / m(base))^-a``.
+For CNN sweeps every law is multiplied by eq. 9's kernel factor ``q_base / q``, so laws differ
+only in how they read the graph. A new law is one function and one entry in :data:`LAWS`.
+
+* ``eq8`` — the paper's eq. 8: ``m = sum_p L_p^3``, ``a = 1/2``.
+* ``effective_depth`` — Wu et al. 2026 (arXiv 2602.07494): ``eta ∝ L_eff^(-3/2)``, where
+  ``L_eff`` is "the minimal path length from input to output, counting layers and residual
+  additions". Choices archscale had to make for its graphs, stated here: a layer is a
+  parameterized edge; a residual addition is a merge vertex (in-degree >= 2, the output vertex
+  included) that the path passes through; skip edges add no layer; the same ``offset`` as
+  eq. 8 counts the stem, the readout and the base's hidden layer, so on a chain
+  ``L_eff = L`` and both laws give ``(L / L_base)^(-3/2)``.
+* ``longest_path`` — the depth of the deepest path, ``a = 3/2`` (depth-only baseline).
+* ``path_count`` — the number of end-to-end paths, ``a = 1/2`` (eq. 8 if every path had the
+  base's depth).
+* ``constant`` — one learning rate for every graph (the benchmark's recipe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .dag import Dag
+from .errors import ArchscaleError
+
+__all__ = ["LAWS", "Law", "effective_depth", "law"]
+
+
+def effective_depth(dag: Dag, offset: float = 3) -> float:
+    """Shortest input-output path counting parameterized edges and merge vertices, plus ``offset``."""
+    dag.require_path()
+    n = dag.n_vertices
+    dist = [float("inf")] * n
+    dist[0] = 0.0
+    incoming: list[list] = [[] for _ in range(n)]
+    for e in dag.edges:
+        incoming[e.dst].append(e)
+    for v in range(1, n):
+        options = [dist[e.src] + (1 if e.is_parameterized else 0) for e in incoming[v]]
+        if options:
+            dist[v] = min(options) + (1 if len(incoming[v]) >= 2 else 0)
+    return offset + dist[dag.output]
+
+
+@dataclass(frozen=True)
+class Law:
+    """``eta ∝ size(g)^-exponent``; ``size(dag, offset)`` must be positive for every trainable graph."""
+
+    name: str
+    summary: str
+    size: Callable[[Dag, float], float]
+    exponent: float
+
+    def scale(self, dag: Dag, base: Dag, *, offset: float = 3, q: int | None = None,
+              q_base: int | None = None, exponent: float | None = None) -> float:
+        """``eta(dag) / eta(base)``; ``exponent`` overrides the law's own (a calibration)."""
+        a = self.exponent if exponent is None else exponent
+        ratio = (self.size(dag, offset) / self.size(base, offset)) ** (-a)
+        return ratio * (q_base / q if q and q_base else 1.0)
+
+
+def _path_sum(dag: Dag, offset: float) -> float:
+    return float(sum(c * (offset + k) ** 3 for k, c in dag.depth_counts(0).items()))
+
+
+#: The registry, in the order reports list the laws.
+LAWS: dict[str, Law] = {law.name: law for law in (
+    Law("eq8", "eta ∝ (sum_p L_p^3)^-1/2 (paper eq. 8)", _path_sum, 0.5),
+    Law("effective_depth", "eta ∝ L_eff^-3/2, L_eff = shortest path counting layers and merges "
+        "(arXiv 2602.07494)", effective_depth, 1.5),
+    Law("longest_path", "eta ∝ L_max^-3/2, L_max = the deepest path",
+        lambda d, o: float(o + max(d.depth_counts(0))), 1.5),
+    Law("path_count", "eta ∝ P^-1/2, P = number of end-to-end paths", lambda d, o: float(d.n_paths), 0.5),
+    Law("constant", "one learning rate for every graph", lambda d, o: 1.0, 0.0),
+)}
+
+
+def law(name: str) -> Law:
+    """The registered law ``name`` (see :data:`LAWS`)."""
+    if name not in LAWS:
+        raise ArchscaleError(f"unknown law {name!r}; accepted: {', '.join(LAWS)}")
+    return LAWS[name]
