@@ -150,13 +150,17 @@ def _markers(out: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- equal rows
-def test_ray_rows_equal_local_rows(cluster, tmp_path):
+def test_ray_rows_equal_local_rows(tmp_path):
+    """``--ray`` alone: the driver starts (and stops) its own local Ray instance."""
     spec_path = _spec_file(tmp_path, TINY_SPEC)
     local = run_sweep(load_spec(spec_path), tmp_path / "local", threads=1, progress=False, chunk_size=1)
     out = tmp_path / "ray"
-    run = subprocess.run([*_sweep_cmd(spec_path, out, cluster["address"]), "--chunk-size", "1"],
-                         capture_output=True, text=True, env=_env(), timeout=600)
+    cmd = [sys.executable, "-m", "archscale", "sweep", str(spec_path), "--out", str(out), "--chunk-size", "1",
+           "--ray"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
     assert run.returncode == 0, run.stderr
+    summary = [line for line in run.stderr.splitlines() if "chunks per worker" in line]
+    assert len(summary) == 1 and "9 of 9 chunks stored (27 replica-steps)" in summary[0], run.stderr
     _same_rows(load_results(out), local)
     assert sorted(_markers(out)) == sorted(_markers(tmp_path / "local"))  # the same chunks, each once
     assert (out / "spec.yaml").read_text() == (tmp_path / "local" / "spec.yaml").read_text()

@@ -15,9 +15,12 @@ when an executor starts. Every node of a cluster needs archscale (the same versi
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from .. import validate
@@ -71,6 +74,49 @@ def _call(fn: Callable[..., Any], box: list, *args: Any) -> Any:
     return fn(_shared(box), *args)
 
 
+# Kills what is left of a local Ray instance when its driver dies without shutting it down (a
+# SIGKILL): Ray 2.53 stops its GCS, raylet and workers then, but its two agents hang. Processes are
+# named "pid:starttime", so a pid reused meanwhile is never touched.
+_REAPER = """\
+import os, signal, sys, time
+def alive(p):
+    pid, start = p.split(":")
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19] == start
+    except (OSError, IndexError):
+        return False
+if sys.stdin.read() != "done":
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(p) for p in sys.argv[1:]):
+        time.sleep(0.5)
+    for p in sys.argv[1:]:
+        if alive(p):
+            os.kill(int(p.split(":")[0]), signal.SIGKILL)
+"""
+
+
+def _ray_descendants() -> list[str]:
+    """``pid:starttime`` of this process's descendants that run Ray (Linux; elsewhere none)."""
+    parent, info = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        pid = int(stat.parent.name)
+        parent[pid], info[pid] = int(fields[1]), (fields[19], b"ray" in cmd)
+    out, todo = [], [os.getpid()]
+    while todo:
+        me = todo.pop()
+        for pid, ppid in parent.items():
+            if ppid == me:
+                todo.append(pid)
+                if info[pid][1]:
+                    out.append(f"{pid}:{info[pid][0]}")
+    return out
+
+
 def _usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -107,6 +153,7 @@ class RayExecutor:
         self._owned = False
         self._boxes: dict[int, tuple[Any, list]] = {}
         self._pending: dict = {}
+        self._reaper: subprocess.Popen | None = None
 
     # ------------------------------------------------------------------------------ lifetime
     def __enter__(self) -> RayExecutor:
@@ -118,6 +165,8 @@ class RayExecutor:
                     ray.init(address="local", num_cpus=self.num_cpus or _usable_cpus(),
                              include_dashboard=False, _node_ip_address="127.0.0.1", configure_logging=False,
                              log_to_driver=False)
+                    self._reaper = subprocess.Popen([sys.executable, "-c", _REAPER, *_ray_descendants()],
+                                                    stdin=subprocess.PIPE, start_new_session=True)
                 else:
                     ray.init(address=self.address, configure_logging=False, log_to_driver=False)
             self._owned = True
@@ -155,6 +204,9 @@ class RayExecutor:
         if self._owned:
             self._owned = False
             ray.shutdown()
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:  # Ray is down: nothing to reap
+            reaper.communicate(b"done", timeout=30)
 
     # ------------------------------------------------------------------------------ work
     def _box(self, shared: Any) -> list:
