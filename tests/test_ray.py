@@ -36,21 +36,10 @@ RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_DISABLE_USAGE_STATS": 
 os.environ.update(RAY_ENV)  # for the in-process driver below, before ray is imported
 pytest.importorskip("ray")
 
-# Each chunk trains for about a second, so a kill lands while tasks run.
-SLOW_SPEC = """\
-arch: mlp
-graphs: ['1', '2', '2_02']
-widths: [128]
-lr_min: 0.05
-lr_max: 0.5
-n_lrs: 3
-seeds: [0]
-steps: 2000
-batch_size: 64
-n_train: 512
-n_test: 64
-chunk_size: 1
-"""
+# The tiny spec, but each chunk trains for about a second, so a kill lands while tasks run.
+SLOW_SPEC = (TINY_SPEC.replace("widths: [8]", "widths: [128]").replace("steps: 3", "steps: 2000")
+             .replace("n_train: 128", "n_train: 512") + "chunk_size: 1\n")
+assert SLOW_SPEC.count("128") == 1 and "steps: 2000" in SLOW_SPEC and "n_train: 512" in SLOW_SPEC
 
 HOLDER = """\
 import json, sys, warnings
@@ -88,34 +77,35 @@ def _children(pid: int) -> dict[int, bytes]:
 
 @pytest.fixture(scope="module")
 def cluster():
+    """``{"address", "raylet"}`` of a 2-CPU Ray cluster on 127.0.0.1; none of its processes outlive it."""
     temp = tempfile.mkdtemp(prefix="ar", dir="/tmp")  # short: Ray's socket paths stay under 108 bytes
-    log = open(Path(temp) / "holder.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, temp], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=log, env=_env(), text=True)
+    log_path = Path(temp) / "holder.log"
+    info, ours = None, set()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, temp], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log, env=_env(), text=True)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 300)
         line = proc.stdout.readline() if ready else ""
         if not line:
             proc.kill()
-            why = (Path(temp) / "holder.log").read_text()[-2000:]
-            pytest.fail(f"the Ray test cluster did not start: {why}")
+            pytest.fail(f"the Ray test cluster did not start: {log_path.read_text()[-2000:]}")
         info = json.loads(line)
         yield info
     finally:
-        survivors = set(_children(info["raylet"])) if "info" in locals() else set()
-        proc.stdin.close()
+        if info is not None:
+            ours = {info["raylet"], *_children(info["raylet"])}
+        proc.stdin.close()  # the holder shuts Ray down
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.terminate()
             proc.wait(timeout=30)
-        log.close()
         shutil.rmtree(temp, ignore_errors=True)
     deadline = time.time() + 30
-    left = {info["raylet"], *survivors}
-    while time.time() < deadline and (left := {p for p in left if Path(f"/proc/{p}").exists()}):
+    while time.time() < deadline and (ours := {p for p in ours if Path(f"/proc/{p}").exists()}):
         time.sleep(0.2)
-    assert not left, f"Ray processes left after the cluster stopped: {sorted(left)}"
+    assert not ours, f"Ray processes left after the cluster stopped: {sorted(ours)}"
 
 
 def _spec_file(tmp_path: Path, text: str) -> Path:
