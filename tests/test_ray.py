@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from sweep_specs import TINY_SPEC
 from archscale.errors import ArchscaleError
 from archscale.store import RESULTS_FILE, ResultStore
 from archscale.sweep import LocalExecutor, RayExecutor, load_results, load_spec, run_chunks, run_sweep
+from archscale.sweep.ray_executor import _check_reachable
 from archscale.sweep.run import describe_chunk, open_store, plan_chunks, train_chunk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,6 +257,12 @@ def test_ray_executor_needs_ray_and_refuses_cuda_without_gpus(monkeypatch):
         RayExecutor(threads=8)._choose_device({"CPU": 2.0})
     with pytest.raises(ArchscaleError, match="address"):
         RayExecutor("  ")
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    with pytest.raises(ArchscaleError, match="cannot reach a Ray cluster"):
+        _check_reachable(f"0.0.0.0:{port}")
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     with pytest.raises(ArchscaleError, match=r"archscale\[ray\]"):
         RayExecutor().__enter__()

@@ -15,6 +15,7 @@ when an executor starts. Every node of a cluster needs archscale (the same versi
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -117,6 +118,20 @@ def _ray_descendants() -> list[str]:
     return out
 
 
+def _check_reachable(address: str) -> None:
+    """Refuse at once a ``host:port`` nothing listens on (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit() or host in ("127.0.0.1", "localhost", "::1"):
+        return  # "auto", ray://..., or loopback (which Ray rewrites to this machine's address)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise ArchscaleError(f"cannot reach a Ray cluster at {address} ({why}); start one with "
+                             f"'ray start --head --port={port}' on its head node, or check the "
+                             f"address") from None
+
+
 def _usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -168,7 +183,13 @@ class RayExecutor:
                     self._reaper = subprocess.Popen([sys.executable, "-c", _REAPER, *_ray_descendants()],
                                                     stdin=subprocess.PIPE, start_new_session=True)
                 else:
-                    ray.init(address=self.address, configure_logging=False, log_to_driver=False)
+                    _check_reachable(self.address)
+                    try:
+                        ray.init(address=self.address, configure_logging=False, log_to_driver=False)
+                    except (ConnectionError, TimeoutError) as err:
+                        raise ArchscaleError(f"cannot connect to the Ray cluster at {self.address} "
+                                             f"({type(err).__name__}); is it running ('ray status' on its "
+                                             f"head node)?") from None
             self._owned = True
         self._ray = ray
         try:
