@@ -22,7 +22,7 @@ setup: $(STAMP)
 # torch is pinned in the same pip command as the package so nothing pulls a CUDA build.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet torch==2.13.0 -e '.[dev,notebooks]'
+	$(PIP) install --quiet torch==2.13.0 -e '.[dev,notebooks,ray]'
 	# mup only cross-checks archscale's muP recipe in the tests; --no-deps keeps torchvision (CUDA torch) out
 	$(PIP) install --quiet --no-deps mup==1.0.0
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null

@@ -160,8 +160,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if changes:
         spec = spec.replace(**changes)
     start = time.perf_counter()
+    ray = None if args.ray is None else (args.ray or True)  # --ray alone: a local Ray instance
     df = run_sweep(spec, args.out, device=args.device, progress=not args.no_progress,
-                   chunk_size=args.chunk_size, threads=args.threads)
+                   chunk_size=args.chunk_size, threads=args.threads, ray=ray)
     wall = time.perf_counter() - start
     n_div = int(df["diverged"].astype(bool).sum()) if len(df) else 0
     print(f"{len(df)} rows in {Path(args.out) / 'results.jsonl'} ({n_div} diverged); "
@@ -328,7 +329,8 @@ def _add_sweep_maxlr(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="a bundled preset's name (e.g. mlp_depth_quick) or a spec file (.yaml)")
     p.add_argument("--out", required=True,
                    help="results directory (created with its parents; results.jsonl, spec.yaml); resumable")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train (default cpu)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                   help="where to train (default cpu; with --ray, the cluster's GPUs when it has any)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a spec field, e.g. --set seeds=[0,1] (repeatable)")
     p.add_argument("--dataset", default=None, help="override the spec's dataset")
@@ -336,8 +338,12 @@ def _add_sweep_maxlr(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=_positive_int, default=None,
                    help="replicas per chunk (default: from memory and, on the CPU, cache size)")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch CPU threads (default: torch's, one per core); use 1 on a CPU shared with "
-                        "other busy processes")
+                   help="torch CPU threads (default: torch's, one per core; with --ray, per task, default "
+                        "1); use 1 on a CPU shared with other busy processes")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="train the chunks as Ray tasks, on a local Ray instance (no ADDRESS) or on the "
+                        "cluster at ADDRESS (e.g. auto, 10.0.0.1:6379); results land in --out as locally. "
+                        "Needs pip install 'archscale[ray]'; put it after SPEC or write --ray=ADDRESS")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
 

@@ -1,8 +1,9 @@
-"""Learning-rate sweeps: the strict spec (:mod:`.spec`) and the local executor (:mod:`.run`).
+"""Learning-rate sweeps: the strict spec (:mod:`.spec`), running them (:mod:`.run`) and executors.
 
 A :class:`SweepSpec` (from YAML, or a bundled preset by name) names graphs, widths, kernel
 sizes, an LR grid, seeds and the training recipe; :func:`run_sweep` trains every replica with
-the batched trainer, chunk by chunk, into a crash-safe :class:`~archscale.store.ResultStore`;
+the batched trainer, chunk by chunk, into a crash-safe :class:`~archscale.store.ResultStore`,
+in this process (:class:`LocalExecutor`) or as Ray tasks across a cluster (:class:`RayExecutor`);
 :func:`max_lr` and :func:`compare` (from :mod:`archscale.analysis`) read the maximal LRs off
 the rows and set them against eq. 8/9.
 """
@@ -12,6 +13,8 @@ from ..errors import ArchscaleError, SpecError, StoreError
 from ..results import COLUMNS, CONFIG_KEYS, METRICS
 from ..store import META_FILE as SPEC_FILE
 from ..store import RESULTS_FILE
+from .executor import LocalExecutor, run_chunks
+from .ray_executor import RayExecutor
 from .run import Chunk, grid_coverage, load_results, plan_chunks, run_sweep, train_chunk
 from .spec import IDENTITY_FIELDS, SweepSpec, load_spec, presets
 
@@ -25,6 +28,8 @@ __all__ = [
     "ArchscaleError",
     "Chunk",
     "Comparison",
+    "LocalExecutor",
+    "RayExecutor",
     "SpecError",
     "StoreError",
     "SweepSpec",
@@ -36,6 +41,7 @@ __all__ = [
     "max_lr",
     "plan_chunks",
     "presets",
+    "run_chunks",
     "run_sweep",
     "train_chunk",
 ]

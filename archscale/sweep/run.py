@@ -2,19 +2,17 @@
 
 :func:`plan_chunks` cuts every model's replica list into chunks (the same cut whatever is
 already done, so a resumed sweep trains exactly the chunks an uninterrupted one would) and
-:func:`train_chunk` trains one chunk and returns its rows; :func:`run_sweep` is the local
-executor that ties them to a :class:`~archscale.store.ResultStore`. Another executor (Ray) can
-reuse the two functions: plan on the driver, train chunks remotely, append rows on the driver.
+:func:`train_chunk` trains one chunk and returns its rows; :func:`run_sweep` plans on the
+driver, hands the chunks to an executor (:class:`~archscale.sweep.executor.LocalExecutor`, or
+:class:`~archscale.sweep.ray_executor.RayExecutor` with ``ray=``) and appends each finished
+chunk to a :class:`~archscale.store.ResultStore` (:func:`~archscale.sweep.executor.run_chunks`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,7 +21,8 @@ import numpy as np
 from .. import validate
 from ..errors import ArchscaleError, StoreError
 from ..results import SWEEP
-from ..store import ResultStore, Scan
+from ..store import ResultStore, Scan, chunk_id
+from .executor import LocalExecutor, run_chunks
 from .spec import SweepSpec, model_keys
 
 if TYPE_CHECKING:
@@ -32,6 +31,8 @@ if TYPE_CHECKING:
 
     from ..data import Dataset
     from ..train import ModelSpec
+    from .executor import Executor
+    from .ray_executor import RayExecutor
 
 __all__ = ["Chunk", "chunk_id", "grid_coverage", "load_results", "open_store", "plan_chunks", "run_sweep",
            "train_chunk"]
@@ -47,11 +48,6 @@ class Chunk:
     id: str
     model: ModelSpec
     replicas: tuple[tuple[float, int], ...]
-
-
-def chunk_id(keys: list[tuple]) -> str:
-    """A chunk's id: 16 hex digits of the SHA-1 of its sorted row keys."""
-    return hashlib.sha1(json.dumps(sorted(keys)).encode()).hexdigest()[:16]
 
 
 def plan_chunks(spec: SweepSpec, data: Dataset, device: str | torch.device = "cpu", done: set | None = None,
@@ -120,22 +116,9 @@ def _report(scan: Scan, store: ResultStore, only_unrecovered: bool) -> None:
         warnings.warn(text + tail, UserWarning, stacklevel=3)
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    import torch
-
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str = "cpu", progress: bool = True,
+def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = None, progress: bool = True,
               chunk_size: int | None = None, memory_budget: int | None = None,
-              threads: int | None = None) -> pd.DataFrame:
+              threads: int | None = None, ray: bool | str | RayExecutor | None = None) -> pd.DataFrame:
     """Train every replica of ``spec`` not yet in ``out_dir`` and return the spec's rows.
 
     Rows are appended per finished chunk (flushed and fsync'd), so the sweep can be killed at any
@@ -147,9 +130,14 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str = "cpu", 
     are reported (a warning with their line numbers) and their chunks trained again. The result
     holds only this spec's grid (:meth:`SweepSpec.select`). ``threads`` sets torch's CPU threads
     for the call (1 suits a CPU shared with other busy processes).
-    """
-    from ..train import resolve_device
 
+    ``ray`` trains the chunks as Ray tasks: ``True`` on a local Ray instance, an address (e.g.
+    ``"auto"``, ``"10.0.0.1:6379"``) on that cluster, or a configured
+    :class:`~archscale.sweep.ray_executor.RayExecutor`; ``threads`` is then each task's CPUs
+    (default 1) and ``device`` None means the cluster's GPUs when it has any. Locally ``device``
+    None is the CPU. A chunk that fails is named in a warning, the others are still stored, and
+    its error is raised at the end.
+    """
     if not isinstance(spec, SweepSpec):
         raise ArchscaleError(f"spec must be a SweepSpec, got {type(spec).__name__}; use load_spec(path)")
     if threads is not None:
@@ -157,7 +145,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str = "cpu", 
     if chunk_size is not None:
         validate.positive_int(chunk_size, "chunk_size")
     store = open_store(out_dir)
-    dev = resolve_device(device)
+    executor = _executor(device, threads, ray)  # a missing GPU is refused before anything is read or written
     _check_same_setup(spec, store)
     scan = store.scan()
     _report(scan, store, only_unrecovered=True)
@@ -165,29 +153,61 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str = "cpu", 
     meta = spec.to_dict()
     if todo or store.read_meta() != meta:
         data = spec.load_data() if todo else None  # before anything is written
-        with _torch_threads(threads), store.open() as writer:
+        with store.open() as writer:
             _check_same_setup(spec, store)
             writer.write_meta(meta)
             if spec.keys() - writer.scan.keys:
                 data = data if data is not None else spec.load_data()
-                _train_plan(spec, data, dev, writer, chunk_size, memory_budget, progress)
+                with executor:
+                    _train_plan(spec, data, executor, writer, chunk_size, memory_budget, progress)
     return spec.select(SWEEP.frame(store.scan().rows))
 
 
-def _train_plan(spec: SweepSpec, data: Dataset, device: torch.device, writer, chunk_size: int | None,
-                memory_budget: int | None, progress: bool) -> None:
-    from tqdm.auto import tqdm
+def _executor(device: str | None, threads: int | None, ray: bool | str | RayExecutor | None) -> Executor:
+    """The executor ``run_sweep`` trains on (not started yet)."""
+    if ray is None or ray is False:
+        return LocalExecutor(device, threads)
+    from .ray_executor import RayExecutor
 
-    plan = plan_chunks(spec, data, device, writer.scan.keys, chunk_size, memory_budget)
-    total = sum(len(c.replicas) for c in plan) * spec.train_config().total_steps(data.n_train)
-    bar = tqdm(total=total, desc=f"sweep {spec.name or spec.arch}", unit=" replica-steps", unit_scale=True,
-               disable=not progress or total == 0, dynamic_ncols=True)
-    with bar:
-        for chunk in plan:
-            m = chunk.model
-            kernel = f" k{m.kernel_size}" if m.arch == "cnn" else ""
-            bar.set_postfix_str(f"graph {m.graph} w{m.width}{kernel}")
-            writer.append(chunk.id, train_chunk(spec, chunk, data, device, on_step=bar.update))
+    if isinstance(ray, RayExecutor):
+        if device is not None or threads is not None:
+            raise ArchscaleError("give device and threads to the RayExecutor itself, not to run_sweep")
+        return ray
+    if ray is True:
+        return RayExecutor(device=device, threads=threads)
+    if isinstance(ray, str):
+        return RayExecutor(ray, device=device, threads=threads)
+    raise ArchscaleError(f"ray must be True, a cluster address or a RayExecutor, got {ray!r}")
+
+
+def _plan(shared: tuple[SweepSpec, Dataset], device: str, done: set, chunk_size: int | None,
+          memory_budget: int | None) -> list[Chunk]:
+    spec, data = shared
+    return plan_chunks(spec, data, device, done, chunk_size, memory_budget)
+
+
+def _train(chunk: Chunk, shared: tuple[SweepSpec, Dataset], device: str,
+           on_step: Callable[[int], object] | None) -> list[dict]:
+    """A chunk trained by an executor (a module-level function: Ray pickles it by reference)."""
+    spec, data = shared
+    return train_chunk(spec, chunk, data, device, on_step)
+
+
+def describe_chunk(chunk: Chunk) -> str:
+    """A chunk in words: its model and how many replicas it trains."""
+    m = chunk.model
+    kernel = f" k{m.kernel_size}" if m.arch == "cnn" else ""
+    n = len(chunk.replicas)
+    return f"graph {m.graph} w{m.width}{kernel} {m.act}, {n} replica{'s' if n > 1 else ''}"
+
+
+def _train_plan(spec: SweepSpec, data: Dataset, executor: Executor, writer, chunk_size: int | None,
+                memory_budget: int | None, progress: bool) -> None:
+    shared = (spec, data)
+    plan = executor.call(_plan, shared, executor.device, writer.scan.keys, chunk_size, memory_budget)
+    steps = spec.train_config().total_steps(data.n_train)
+    run_chunks(plan, _train, shared, writer, executor, work=lambda c: len(c.replicas) * steps,
+               describe=describe_chunk, desc=f"sweep {spec.name or spec.arch}", progress=progress)
 
 
 def load_results(out_dir: str | os.PathLike) -> pd.DataFrame:
