@@ -105,11 +105,7 @@ def replica_bytes(model: ModelSpec, in_shape: tuple, out_dim: int, batch_size: i
         c, h, wd = in_shape
         k2 = model.kernel_size**2
         params = c * w * k2 + n_param * w * w * k2 + w * out_dim + (n_param + 1) * w + out_dim
-        # im2col patches: kept for the weight gradients (stem and each source vertex), plus one
-        # transient copy for an input gradient
-        n_src = len({e.src for e in dag.edges if e.is_parameterized})
-        patches = h * wd * k2 * (c + (n_src + 1) * w)
-        acts = batch_size * (w * h * wd * (2 * n_tensors + 4) + c * h * wd + out_dim + patches)
+        acts = batch_size * (w * h * wd * (2 * n_tensors + 4) + c * h * wd + out_dim)
     return int(item * (5 * params + 3 * acts))  # params+grad+momentum+temps; acts saved + grads
 
 

@@ -1,32 +1,44 @@
-"""The layers of R stacked replicas as batched matrix products whose per-replica arithmetic is fixed.
+"""The layers of R stacked replicas, computed so that a replica's arithmetic never depends on the others.
 
 A replica's numbers must not depend on which replicas share its chunk or on torch's thread
-count. Two things broke that for the grouped convolutions the CNN path used (measured on a
-2-core AVX-512 CPU, torch 2.13, oneDNN 3.12): oneDNN splits the weight-gradient reduction over
-the batch across threads, and it picks a different algorithm (another summation order) depending
-on the number of groups for channel counts that are not a multiple of 16 and for the stem.
-MKL's GEMM, in turn, splits a long contraction (K >= 1024 for small outputs) across threads when
-it has few matrices to share out, so a chunk of one replica rounds differently from a chunk of
-two. Hence here:
+count. What broke that before (measured on a 2-core AVX-512 CPU, torch 2.13, oneDNN 3.12, MKL
+2024.2): the CNN path ran one grouped convolution (``groups=R``) for all replicas, and oneDNN
 
-* every product is a ``torch.bmm`` over the replica axis whose contraction is cut into blocks of
-  at most :data:`K_BLOCK`, accumulated in a fixed order (:func:`bmm`, :func:`bmm_acc_`); MKL only
-  partitions rows and columns of such products across threads, which leaves each entry's sum as
-  it is (checked for 1 to 16 threads);
-* a convolution is an explicit im2col (exact copies) followed by such a product, on
-  channels-last activations ``(R, B, H, W, C)``; its input gradient is the same computation
-  with the flipped kernel, its weight gradient a blocked product over the ``B*H*W`` positions.
+* splits the weight- and bias-gradient reductions over the batch across threads, so 1 and 2
+  threads round differently (from step 4 of training, 1e-7 relative, growing to 1e-5);
+* picks its algorithm from the whole grouped shape: for input channels per group that are not a
+  multiple of 16 (the stem's 1 or 3 image channels, width 4) the forward pass and the weight
+  gradient of a replica change with the number of groups, i.e. with the chunk.
 
-Weights are stored as ``(R, fan_in, fan_out)`` (conv rows ordered kernel row, kernel column,
-input channel), so every layer is ``bmm(input, W) + b``.
+And MKL's GEMM splits a long contraction (K >= 1024 with a small output) across threads when it
+has a single matrix product to share out, so a chunk of one replica rounds differently from a
+chunk of two. Hence:
+
+* :class:`Dense` layers are ``torch.bmm`` over the replica axis with the contraction cut into
+  blocks of at most :data:`K_BLOCK`, accumulated in a fixed order (:func:`bmm`, :func:`bmm_acc_`,
+  :func:`addmm`); MKL only partitions rows and columns of such products (checked for 1 to 16
+  threads), which leaves each entry's sum as it is. For K <= 512 (every quick preset) this is
+  the plain product, so MLP numbers are unchanged.
+* :class:`Conv` layers run one ordinary convolution per replica (the call a replica trained alone
+  makes, whatever its chunk); the stack runs CNN steps on one CPU thread, since oneDNN's
+  convolutions are reproducible only for a fixed thread count (1x1 kernels differ already in the
+  forward pass). One thread per convolution costs little on small images: on the 2-core machine
+  it trained the quick CNN sweep faster than two threads did.
+
+Dense weights are stored as ``(R, fan_in, fan_out)`` so that a layer is ``bmm(x, W) + b``; conv
+weights keep torch's ``(R, out, in, k, k)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["K_BLOCK", "Conv", "Dense", "addmm", "bmm", "bmm_acc_", "im2col"]
+_conv_backward = torch.ops.aten.convolution_backward
+
+__all__ = ["K_BLOCK", "Conv", "Dense", "addmm", "bmm", "bmm_acc_"]
 
 #: Longest contraction handed to one GEMM call (see the module docstring).
 K_BLOCK = 512
@@ -59,77 +71,64 @@ def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def im2col(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Patches of a same-padded ``k x k`` convolution: ``(R, B, H, W, C) -> (R, B*H*W, k*k*C)``.
-
-    Columns are ordered (kernel row, kernel column, channel); one copy per kernel row, each of
-    contiguous runs of ``k*C`` values.
-    """
-    p = k // 2
-    r, b, h, w, c = x.shape
-    xp = F.pad(x, (0, 0, p, p, p, p)).contiguous()
-    out = x.new_empty(r, b, h, w, k, k * c)
-    s_r, s_b, s_h, s_w, _ = xp.stride()
-    for i in range(k):
-        rows = xp.as_strided((r, b, h, w, k * c), (s_r, s_b, s_h, s_w, 1), xp.storage_offset() + i * s_h)
-        out[:, :, :, :, i].copy_(rows)
-    return out.view(r, b * h * w, k * k * c)
-
-
 class Dense:
-    """Linear layers: ``x (R, B, n_in) -> x @ W + b``; the weight gradient reads ``x`` itself."""
-
-    @staticmethod
-    def prepare(x: torch.Tensor) -> torch.Tensor:
-        """What the product and the weight gradient read: the input (im2col patches for a conv)."""
-        return x
-
-    @staticmethod
-    def apply(inp: torch.Tensor, w: torch.Tensor, b: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """The layer's output from ``prepare(like)``."""
-        # bmm then a bias add: baddbmm with a broadcast bias runs at half the GEMM speed on CPU
-        return bmm(inp, w).add_(b.unsqueeze(1))
-
-    @staticmethod
-    def rows(g: torch.Tensor) -> torch.Tensor:
-        """An output gradient as ``(R, rows, out)``, matching ``prepare``'s rows."""
-        return g
-
-    @staticmethod
-    def input_grad(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return bmm(g, w.transpose(1, 2))
+    """Linear layers of R replicas: ``x (R, B, n_in) -> x @ W + b``, ``W`` of shape ``(R, n_in, n_out)``."""
 
     @staticmethod
     def stack_weight(w: torch.Tensor) -> torch.Tensor:
-        """``(R, out, in)`` torch Linear weights to this layout, ``(R, in, out)``."""
+        """Stacked torch Linear weights ``(R, out, in)`` in this layer's layout ``(R, in, out)``."""
         return w.transpose(1, 2)
 
+    @staticmethod
+    def apply(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # bmm then a bias add: baddbmm with a broadcast bias runs at half the GEMM speed on CPU
+        return bmm(x, w).add_(b.unsqueeze(1))
 
-class Conv(Dense):
-    """Same-padded ``k x k`` convolutions on channels-last ``(R, B, H, W, C)`` activations."""
+    @staticmethod
+    def backward(x: torch.Tensor, g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, need_input: bool,
+                 step: Callable[[torch.Tensor, torch.Tensor], None] | None) -> torch.Tensor | None:
+        """Gradient w.r.t. the input ``x`` (if ``need_input``), computed before the weights move.
+
+        ``step(grad_w, grad_b)`` applies the optimizer; ``step=None`` means ``g`` already carries
+        the learning rate and the step is ``W -= x^T g`` (accumulated inside the GEMM), ``b -= sum g``.
+        """
+        gx = bmm(g, w.transpose(1, 2)) if need_input else None
+        if step is None:
+            bmm_acc_(w, x.transpose(1, 2), g, alpha=-1.0)
+            b.sub_(g.sum(1))
+        else:
+            step(bmm(x.transpose(1, 2), g), g.sum(1))
+        return gx
+
+
+class Conv:
+    """Same-padded ``k x k`` convolutions of R replicas on ``(R, B, C, H, W)``, one call per replica."""
 
     def __init__(self, k: int):
         self.k = k
-
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return im2col(x, self.k)
-
-    @staticmethod
-    def apply(inp: torch.Tensor, w: torch.Tensor, b: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return bmm(inp, w).add_(b.unsqueeze(1)).view(*like.shape[:-1], w.shape[-1])
-
-    @staticmethod
-    def rows(g: torch.Tensor) -> torch.Tensor:
-        return g.reshape(g.shape[0], -1, g.shape[-1])
-
-    def input_grad(self, g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Gradient w.r.t. the input: a convolution of ``g`` with the flipped, transposed kernel."""
-        r, k = w.shape[0], self.k
-        c_in, c_out = w.shape[1] // (k * k), w.shape[2]
-        flipped = w.view(r, k, k, c_in, c_out).flip(1, 2).transpose(3, 4).reshape(r, k * k * c_out, c_in)
-        return bmm(im2col(g, k), flipped).view(*g.shape[:-1], c_in)
+        self.padding = [k // 2, k // 2]
 
     @staticmethod
     def stack_weight(w: torch.Tensor) -> torch.Tensor:
-        """``(R, out, in, k, k)`` torch Conv2d weights to ``(R, k*k*in, out)``."""
-        return w.permute(0, 3, 4, 2, 1).reshape(w.shape[0], -1, w.shape[1])
+        return w
+
+    def apply(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``x`` is ``(R, B, C, H, W)``, or ``(B, C, H, W)`` shared by every replica."""
+        xs = [x] * w.shape[0] if x.dim() == 4 else x.unbind(0)
+        return torch.stack([F.conv2d(xr, wr, br, padding=self.padding)
+                            for xr, wr, br in zip(xs, w.unbind(0), b.unbind(0))])
+
+    def backward(self, x: torch.Tensor, g: torch.Tensor, w: torch.Tensor, b: torch.Tensor, need_input: bool,
+                 step: Callable[[torch.Tensor, torch.Tensor], None] | None) -> torch.Tensor | None:
+        """As :meth:`Dense.backward`: one ``convolution_backward`` call per replica."""
+        mask = [need_input, True, False]
+        per = [_conv_backward(gr, xr, wr, None, [1, 1], self.padding, [1, 1], False, [0, 0], 1, mask)
+               for gr, xr, wr in zip(g.unbind(0), x.unbind(0), w.unbind(0))]
+        gx = torch.stack([d[0] for d in per]) if need_input else None
+        gw, gb = torch.stack([d[1] for d in per]), g.sum((1, 3, 4))
+        if step is None:
+            w.sub_(gw)
+            b.sub_(gb)
+        else:
+            step(gw, gb)
+        return gx

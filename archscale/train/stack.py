@@ -9,13 +9,15 @@ and each weight update is accumulated straight into the weights by the weight-gr
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import torch
 import torch.nn.functional as F
 
 from ..models import DagCNN, DagNet
 from ..traverse import traverse
 from .config import TrainConfig
-from .layers import Conv, Dense, addmm, bmm, bmm_acc_
+from .layers import Conv, Dense, addmm
 
 __all__ = ["Sgd", "Stack"]
 
@@ -50,6 +52,17 @@ class Sgd:
         self.bufs = [b[keep] if b is not None else None for b in self.bufs]
 
 
+@contextmanager
+def _one_thread():
+    """torch (and oneDNN, MKL) on one thread for the duration; the caller's setting is restored."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 class Stack:
     """Stacked parameters of R replicas: stem weight, stem bias, (weight, bias) per parameterized
     edge in ``dag.edges`` order, readout weight and bias, each with a leading replica axis."""
@@ -77,6 +90,14 @@ class Stack:
             b = torch.stack([m.bias.detach() for m in mods]).to(device=device, dtype=dtype)
             self.params += [layout.stack_weight(w).contiguous(), b.contiguous()]
 
+    def _threads(self):
+        """Where a CNN step runs: one CPU thread, or cuDNN's deterministic algorithms (see :mod:`.layers`)."""
+        if not self.cnn:
+            return nullcontext()
+        if self.params[0].device.type == "cpu":
+            return _one_thread()
+        return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True)
+
     def compact(self, keep: torch.Tensor) -> None:
         """Keep only the replicas at positions ``keep``."""
         self.params = [p[keep] for p in self.params]
@@ -88,55 +109,44 @@ class Stack:
 
     # ------------------------------------------------------------------ forward
     def _stem(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, shared: bool):
-        """Stem output ``u0`` and what its weight gradient reads."""
+        """Stem output and the stem's input as its weight gradient reads it."""
         r = w.shape[0]
-        if self.cnn:  # images (R, B, C, H, W), or (B, C, H, W) shared: to channels-last
-            x = x.permute(0, 2, 3, 1).unsqueeze(0).expand(r, -1, -1, -1, -1) if shared \
-                else x.permute(0, 1, 3, 4, 2)
-        elif shared:  # one GEMM for all replicas: (B, D) @ (D, R*width)
+        if self.cnn:  # images (R, B, C, H, W), or (B, C, H, W) shared by every replica
+            return self.layer.apply(x, w, b), x
+        if shared:  # one GEMM for all replicas: (B, D) @ (D, R*width)
             bsz = x.shape[0]
             x = x.reshape(bsz, -1)
             u0 = addmm(b.reshape(-1), x, w.transpose(0, 1).reshape(x.shape[1], -1))
             return u0.view(bsz, r, -1).transpose(0, 1), x
-        else:
-            x = x.reshape(r, x.shape[1], -1)
-        inp = self.layer.prepare(x)
-        return self.layer.apply(inp, w, b, x), inp
+        x = x.reshape(r, x.shape[1], -1)
+        return self.layer.apply(x, w, b), x
 
-    def _forward(self, x: torch.Tensor, params: list[torch.Tensor], shared: bool, record: bool):
-        u0, inp0 = self._stem(x, params[0], params[1], shared)
+    def _forward(self, x: torch.Tensor, params: list[torch.Tensor], shared: bool):
+        u0, x = self._stem(x, params[0], params[1], shared)
         acted: dict[int, torch.Tensor] = {}  # act(z_v), read by the edges leaving v (paper layout)
-        inputs: dict[int, torch.Tensor] = {}  # what those edges' weight gradients read
         pre: dict[tuple[int, int], torch.Tensor] = {}  # an edge's pre-activation (reference layout)
 
         def edge(e, src: torch.Tensor) -> torch.Tensor:
             if not e.is_parameterized:
                 return src
             i = self.edge_slot[(e.src, e.dst)]
-            if self.preact and e.src not in acted:
-                acted[e.src] = self.act(src)
-            h = acted[e.src] if self.preact else src
-            inp = inputs.get(e.src)
-            if inp is None:
-                inp = self.layer.prepare(h)
-                if record:
-                    inputs[e.src] = inp
-            u = self.layer.apply(inp, params[i], params[i + 1], h)
             if self.preact:
-                return u
-            if record:
-                pre[(e.src, e.dst)] = u
+                if e.src not in acted:
+                    acted[e.src] = self.act(src)
+                return self.layer.apply(acted[e.src], params[i], params[i + 1])
+            pre[(e.src, e.dst)] = u = self.layer.apply(src, params[i], params[i + 1])
             return self.act(u)
 
         nodes = traverse(self.dag, u0 if self.preact else self.act(u0), edge)
         last = self.act(nodes[-1]) if self.preact else nodes[-1]
-        feat = last.mean(dim=(2, 3)) if self.cnn else last  # global average pool
-        logits = Dense.apply(feat, params[-2], params[-1], feat)
-        return logits, (inp0, u0, nodes, inputs, pre, last, feat)
+        feat = last.mean(dim=(3, 4)) if self.cnn else last  # global average pool
+        logits = Dense.apply(feat, params[-2], params[-1])
+        return logits, (x, u0, nodes, acted, pre, last, feat)
 
     def forward(self, x: torch.Tensor, params: list[torch.Tensor], shared: bool = False) -> torch.Tensor:
         """Logits ``(R, B, out)``; ``x`` is ``(R, B, ...)`` per replica or ``(B, ...)`` if ``shared``."""
-        return self._forward(x, params, shared, record=False)[0]
+        with self._threads():
+            return self._forward(x, params, shared)[0]
 
     # ------------------------------------------------------------------ backward and update
     def _vertex_grad(self, v: int, gn: list, gact: list, nodes: list) -> torch.Tensor | None:
@@ -151,8 +161,13 @@ class Stack:
     def step(self, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, lr_base: torch.Tensor,
              active: torch.Tensor, sgd: Sgd) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step of every replica; returns the minibatch losses and the updated active mask."""
+        with self._threads():
+            return self._step(x, y, config, lr_base, active, sgd)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, lr_base: torch.Tensor,
+              active: torch.Tensor, sgd: Sgd) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.params
-        logits, (inp0, u0, nodes, inputs, pre, last, feat) = self._forward(x, p, shared=False, record=True)
+        logits, (x, u0, nodes, acted, pre, last, feat) = self._forward(x, p, shared=False)
         r, b, o = logits.shape
         if config.loss == "ce":
             logp = torch.log_softmax(logits, dim=-1)
@@ -170,22 +185,22 @@ class Stack:
         scale = lr_eff if fused else active.to(g.dtype)
         g = torch.where(active.view(r, 1, 1), g * scale.view(r, 1, 1), 0.0)
 
-        def update(i: int, inp: torch.Tensor, grad_out: torch.Tensor, layer=self.layer) -> None:
-            rows = layer.rows(grad_out)
-            if fused:  # grad_out already carries -lr: accumulate the step into the weights
-                bmm_acc_(p[i], inp.transpose(1, 2), rows, alpha=-1.0)
-                p[i + 1].sub_(rows.sum(1))
-            else:
-                sgd.update(i, p[i], bmm(inp.transpose(1, 2), rows), lr_eff)
-                sgd.update(i + 1, p[i + 1], rows.sum(1), lr_eff)
+        def backward(i: int, x: torch.Tensor, grad_out: torch.Tensor, need_input: bool = True,
+                     layer=self.layer) -> torch.Tensor | None:
+            """Input gradient of the layer whose weights are ``p[i]``, then its SGD step."""
+            def step(gw: torch.Tensor, gb: torch.Tensor) -> None:
+                sgd.update(i, p[i], gw, lr_eff)
+                sgd.update(i + 1, p[i + 1], gb, lr_eff)
+
+            # fused: grad_out already carries the LR, the step is the gradient itself
+            return layer.backward(x, grad_out, p[i], p[i + 1], need_input, None if fused else step)
 
         n = self.dag.n_vertices
         gn: list[torch.Tensor | None] = [None] * n
         gact: list[torch.Tensor | None] = [None] * n
-        g_last = Dense.input_grad(g, p[-2])  # before the readout moves
-        update(len(p) - 2, feat, g, Dense)
+        g_last = backward(len(p) - 2, feat, g, layer=Dense)
         if self.cnn:  # back through the global average pool
-            g_last = g_last.div_(last.shape[2] * last.shape[3])[:, :, None, None, :].expand_as(last)
+            g_last = g_last.div_(last.shape[3] * last.shape[4])[..., None, None].expand_as(last).contiguous()
         if self.preact:
             gact[n - 1] = g_last
         else:
@@ -196,14 +211,14 @@ class Stack:
                 continue
             if e.is_parameterized:
                 i = self.edge_slot[(e.src, e.dst)]
+                h = acted[e.src] if self.preact else nodes[e.src]
                 gu = gd if self.preact else self._act_backward(gd, pre[(e.src, e.dst)])
-                ga = self.layer.input_grad(gu, p[i])  # before the weights move
-                update(i, inputs[e.src], gu)
+                ga = backward(i, h, gu)
                 grads = gact if self.preact else gn
                 grads[e.src] = ga if grads[e.src] is None else grads[e.src] + ga
             else:
                 gn[e.src] = gd if gn[e.src] is None else gn[e.src] + gd
         g0 = self._vertex_grad(0, gn, gact, nodes)
         if g0 is not None:
-            update(0, inp0, g0 if self.preact else self._act_backward(g0, u0))
+            backward(0, x, g0 if self.preact else self._act_backward(g0, u0), need_input=False)
         return loss, active
