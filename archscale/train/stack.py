@@ -117,7 +117,9 @@ class Stack:
             bsz = x.shape[0]
             x = x.reshape(bsz, -1)
             u0 = addmm(b.reshape(-1), x, w.transpose(0, 1).reshape(x.shape[1], -1))
-            return u0.view(bsz, r, -1).transpose(0, 1), x
+            # contiguous: torch's GELU takes a scalar path on strided tensors and a vectorized one
+            # on contiguous tensors (rounding apart), and a lone replica's view is contiguous
+            return u0.view(bsz, r, -1).transpose(0, 1).contiguous(), x
         x = x.reshape(r, x.shape[1], -1)
         return self.layer.apply(x, w, b), x
 
