@@ -1,7 +1,7 @@
 """Torch networks built from a :class:`~archscale.dag.Dag` and initialized by ``scaling.py``.
 
-Layout (DESIGN.md): a stem, one module per non-zero DAG edge, a sum at every vertex, and a
-readout (after global average pooling for CNNs). Two block layouts:
+A stem, one module per non-zero DAG edge, a sum at every vertex (:func:`archscale.traverse.traverse`)
+and a readout (after global average pooling for CNNs). Two block layouts:
 
 * ``layout="paper"`` (default, paper eq. 1): every parameterized edge is ``W · act(z_src)``;
   vertices hold pre-activations, the stem is a bare Linear/Conv and the readout acts first.

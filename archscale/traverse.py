@@ -1,12 +1,12 @@
 """The one DAG traversal: every vertex sums what its incoming edges make of their sources.
 
-Every network built from a :class:`~archscale.dag.Dag` computes its vertices the same way
-(DESIGN.md, "Networks as DAGs"): vertex 0 holds the stem's output, each later vertex the sum of
-its incoming edges' outputs, added in :attr:`Dag.edges` order (by target, then source), and a
-vertex that no edge enters holds zeros (edges out of it still apply their op to those zeros).
-The models, the batched trainer's stacks (forward and the record keeping of the hand-written
-backward) and the cell networks all call :func:`traverse`, so they add the same terms in the
-same order and agree to the last bit. No torch import: the values can be any array type.
+Every network built from a :class:`~archscale.dag.Dag` computes its vertices the same way (the
+paper's eq. 1): vertex 0 holds the stem's output, each later vertex the sum of its incoming
+edges' outputs, added in :attr:`Dag.edges` order (by target, then source), and a vertex that no
+edge enters holds zeros (edges out of it still apply their op to those zeros). ``DagNet`` and
+the batched trainer's stack (whose edge function also records what its hand-written backward
+needs) call :func:`traverse`, and so can any other cell network: all add the same terms in the
+same order. No torch import here: the values can be any array type.
 """
 
 from __future__ import annotations

@@ -1,29 +1,28 @@
 """The layers of R stacked replicas, computed so that a replica's arithmetic never depends on the others.
 
-A replica's numbers must not depend on which replicas share its chunk or on torch's thread
-count. What broke that before (measured on a 2-core AVX-512 CPU, torch 2.13, oneDNN 3.12, MKL
-2024.2): the CNN path ran one grouped convolution (``groups=R``) for all replicas, and oneDNN
+A replica's numbers must not depend on which replicas share its chunk or on torch's thread count
+(measured on a 2-core AVX-512 CPU, torch 2.13 with oneDNN 3.12 and MKL 2024.2):
 
-* splits the weight- and bias-gradient reductions over the batch across threads, so 1 and 2
-  threads round differently (from step 4 of training, 1e-7 relative, growing to 1e-5);
-* picks its algorithm from the whole grouped shape: for input channels per group that are not a
-  multiple of 16 (the stem's 1 or 3 image channels, width 4) the forward pass and the weight
-  gradient of a replica change with the number of groups, i.e. with the chunk.
+* The CNN path used to run one grouped convolution (``groups=R``) for a whole chunk. oneDNN picks
+  its algorithm from the whole grouped shape: the stem (1 or 3 image channels per group), widths
+  that are not a multiple of 16, and the fused bias gave a replica different forward values and
+  weight gradients in chunks of 1, 3 or 8; and its weight- and bias-gradient reductions over the
+  batch are split across threads when there are few groups. The same replica trained alone, in a
+  chunk of 3 or of 8, differed from step 4 on (1e-7 relative, growing through training).
+* MKL splits a long contraction (K = 1024 with a small output; not K <= 512) across threads when
+  it has a single product to share out, so a chunk of one replica rounds differently from a chunk
+  of two (seen for the CIFAR-sized MLP stem, K = 3072).
+* torch's GELU rounds differently on strided and on contiguous tensors.
 
-And MKL's GEMM splits a long contraction (K >= 1024 with a small output) across threads when it
-has a single matrix product to share out, so a chunk of one replica rounds differently from a
-chunk of two. Hence:
-
-* :class:`Dense` layers are ``torch.bmm`` over the replica axis with the contraction cut into
-  blocks of at most :data:`K_BLOCK`, accumulated in a fixed order (:func:`bmm`, :func:`bmm_acc_`,
-  :func:`addmm`); MKL only partitions rows and columns of such products (checked for 1 to 16
-  threads), which leaves each entry's sum as it is. For K <= 512 (every quick preset) this is
-  the plain product, so MLP numbers are unchanged.
-* :class:`Conv` layers run one ordinary convolution per replica (the call a replica trained alone
-  makes, whatever its chunk); the stack runs CNN steps on one CPU thread, since oneDNN's
-  convolutions are reproducible only for a fixed thread count (1x1 kernels differ already in the
-  forward pass). One thread per convolution costs little on small images: on the 2-core machine
-  it trained the quick CNN sweep faster than two threads did.
+Hence :class:`Dense` layers are ``torch.bmm`` over the replica axis with the contraction cut into
+blocks of at most :data:`K_BLOCK`, accumulated in a fixed order (:func:`bmm`, :func:`bmm_acc_`,
+:func:`addmm`): for K <= 512, every quick preset, that is the plain product and the MLP numbers
+are unchanged. :class:`Conv` layers make one ordinary convolution call per replica, the very
+call the replica would make alone, and the stack runs CNN steps on one CPU thread (oneDNN's
+results are reproducible only for a fixed thread count; 1x1 kernels differ across thread counts
+even in the forward pass). Of the exact formulations measured this is the fastest, about twice
+the old grouped step on the quick CNN configuration; im2col with blocked products took 3-14x the
+grouped convolution's time, a row-shift formulation 3-5x.
 
 Dense weights are stored as ``(R, fan_in, fan_out)`` so that a layer is ``bmm(x, W) + b``; conv
 weights keep torch's ``(R, out, in, k, k)``.
