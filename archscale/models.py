@@ -1,7 +1,7 @@
 """Torch networks built from a :class:`~archscale.dag.Dag` and initialized by ``scaling.py``.
 
-Layout (DESIGN.md): a stem, one module per non-zero DAG edge, a sum at every vertex, and a
-readout (after global average pooling for CNNs). Two block layouts:
+A stem, one module per non-zero DAG edge, a sum at every vertex (:func:`archscale.traverse.traverse`)
+and a readout (after global average pooling for CNNs). Two block layouts:
 
 * ``layout="paper"`` (default, paper eq. 1): every parameterized edge is ``W · act(z_src)``;
   vertices hold pre-activations, the stem is a bare Linear/Conv and the readout acts first.
@@ -33,35 +33,18 @@ from torch import nn
 from . import validate
 from .dag import Dag, DagError
 from .errors import ArchscaleError
-from .scaling import init_std, readout_std
+from .scaling import INIT_SCHEMES, init_std, readout_std
+from .traverse import traverse
 
-__all__ = ["ACTIVATIONS", "INIT_SCHEMES", "LAYOUTS", "DagCNN", "DagMLP", "DagNet"]
+__all__ = ["ACTIVATIONS", "INIT_SCHEMES", "LAYOUTS", "READOUTS", "DagCNN", "DagMLP", "DagNet"]
 
-INIT_SCHEMES = ("archscale", "he", "source", "reference")
 LAYOUTS = ("paper", "reference")
 READOUTS = ("mean_field", "standard")
 ACTIVATIONS = ("relu", "gelu")
 
 
-
 def _activation(act: str) -> nn.Module:
-    if act == "relu":
-        return nn.ReLU()
-    if act == "gelu":
-        return nn.GELU()
-    raise ArchscaleError(f"unknown activation {act!r}; accepted: {', '.join(ACTIVATIONS)}")
-
-
-def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> str:
-    if value not in accepted:
-        raise ArchscaleError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
-    return value
-
-
-def _check_width(width: object, name: str = "width") -> int:
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ArchscaleError(f"{name} must be an integer >= 1, got {width!r}")
-    return width
+    return nn.ReLU() if validate.choice(act, "activation", ACTIVATIONS) == "relu" else nn.GELU()
 
 
 def fan_in(layer: nn.Module) -> int:
@@ -102,12 +85,12 @@ class DagNet(nn.Module):
             raise DagError("nb201 cells are built by archscale.nas, not DagMLP/DagCNN")
         dag.require_path()
         self.dag = dag
-        self.width = _check_width(width)
-        self.out_dim = _check_width(out_dim, "out_dim")
-        self.act_name = _check_choice("activation", act, ACTIVATIONS)
-        self.layout = _check_choice("layout", layout, LAYOUTS)
-        self.init_scheme = _check_choice("init", init, INIT_SCHEMES)
-        self.readout_kind = _check_choice("readout", readout, READOUTS)
+        self.width = validate.positive_int(width, "width")
+        self.out_dim = validate.positive_int(out_dim, "out_dim")
+        self.act_name = validate.choice(act, "activation", ACTIVATIONS)
+        self.layout = validate.choice(layout, "layout", LAYOUTS)
+        self.init_scheme = validate.choice(init, "init", INIT_SCHEMES)
+        self.readout_kind = validate.choice(readout, "readout", READOUTS)
         preact = layout == "paper"
         self.stem = self._make_layer(self.in_features, width)
         self.stem_act = nn.Identity() if preact else _activation(act)
@@ -119,7 +102,6 @@ class DagNet(nn.Module):
                 )
             else:  # skip: identity on the vertex value
                 self.edge_modules[self.edge_key(e.src, e.dst)] = nn.Identity()
-        self._incoming = [[e.src for e in dag.edges if e.dst == v] for v in range(dag.n_vertices)]
         self.readout_act = _activation(act) if preact else nn.Identity()
         self.readout = nn.Linear(width, out_dim)
         self.reset_parameters()
@@ -188,17 +170,7 @@ class DagNet(nn.Module):
     def forward(self, x: torch.Tensor, return_nodes: bool = False):
         """Logits; with ``return_nodes=True`` also the list of every DAG vertex's value."""
         h = self.stem_act(self.stem(self._prepare(x)))
-        nodes: list[torch.Tensor | None] = [h] + [None] * (self.dag.n_vertices - 1)
-        for v in range(1, len(nodes)):
-            incoming = self._incoming[v]
-            if not incoming:  # a vertex with no incoming edge holds zeros
-                nodes[v] = torch.zeros_like(h)
-                continue
-            total = None
-            for src in incoming:
-                out = self.edge_modules[self.edge_key(src, v)](nodes[src])
-                total = out if total is None else total + out
-            nodes[v] = total
+        nodes = traverse(self.dag, h, lambda e, v: self.edge_modules[self.edge_key(e.src, e.dst)](v))
         logits = self.readout(self._pool(self.readout_act(nodes[-1])))
         return (logits, nodes) if return_nodes else logits
 
@@ -215,7 +187,7 @@ class DagMLP(DagNet):
 
     def __init__(self, dag: Dag | str, in_dim: int, width: int, out_dim: int, act: str = "relu",
                  *, layout: str = "paper", init: str = "archscale", readout: str = "mean_field"):
-        self.in_features = _check_width(in_dim, "in_dim")
+        self.in_features = validate.positive_int(in_dim, "in_dim")
         super().__init__(dag, width, out_dim, act, layout, init, readout, ops="mlp")
 
     def _make_layer(self, n_in: int, n_out: int) -> nn.Module:
@@ -231,11 +203,8 @@ class DagCNN(DagNet):
     def __init__(self, dag: Dag | str, in_channels: int, width: int, out_dim: int,
                  kernel_size: int = 3, act: str = "relu", *, layout: str = "paper",
                  init: str = "archscale", readout: str = "mean_field"):
-        self.in_features = _check_width(in_channels, "in_channels")
-        try:
-            self.kernel_size = validate.kernel_size(kernel_size)
-        except ValueError as err:
-            raise ArchscaleError(str(err)) from None
+        self.in_features = validate.positive_int(in_channels, "in_channels")
+        self.kernel_size = validate.kernel_size(kernel_size)
         if isinstance(dag, str):
             dag = Dag.parse(dag, ops="cnn")
         super().__init__(dag, width, out_dim, act, layout, init, readout, ops="cnn")

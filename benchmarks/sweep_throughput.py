@@ -1,16 +1,16 @@
 """Throughput of the batched trainer against model-by-model training, and its achieved FLOP/s.
 
-``--mode throughput`` (default) trains the same replicas (one DAG MLP, a log grid of learning
-rates, a few seeds) twice on the same device: (a) one model at a time with ``torch.optim.SGD``
-and a shuffling ``DataLoader``, the way the paper's reference code trains, and (b) all at once
-with :func:`archscale.train.train_replicas`. It prints both wall times, replica-steps per second
-and, as its last line, ``speedup <ratio>``.
+``--mode throughput`` (default) trains the same replicas (one DAG MLP, or with ``--arch cnn`` one
+DAG CNN on 8x8 digit images; a log grid of learning rates, a few seeds) twice on the same device:
+(a) one model at a time with ``torch.optim.SGD`` and a shuffling ``DataLoader``, the way the
+paper's reference code trains, and (b) all at once with :func:`archscale.train.train_replicas`.
+It prints both wall times, replica-steps per second and, as its last line, ``speedup <ratio>``.
 
 ``--mode flops`` times the batched trainer, counts its matmul FLOPs (forward and backward), and
 compares the achieved FLOP/s with a large plain matmul on the same device.
 
-Run: ``python benchmarks/sweep_throughput.py [--device cpu|cuda] [--replicas 64] [--width 128]
-[--steps 100] [--batch-size 128] [--mode throughput|flops]``.
+Run: ``python benchmarks/sweep_throughput.py [--device cpu|cuda] [--arch mlp|cnn] [--replicas 64]
+[--width 128] [--kernel-size 3] [--steps 100] [--batch-size 128] [--mode throughput|flops]``.
 """
 
 from __future__ import annotations
@@ -78,11 +78,14 @@ def train_one_by_one(spec: ModelSpec, lrs, seeds, data, config: TrainConfig, dev
             float((net(x_test).argmax(1) == y_test).float().mean())
 
 
-def _forward_flops(spec: ModelSpec, in_dim: int, out_dim: int) -> float:
-    """Matmul FLOPs of one sample's forward pass through one replica."""
+def _forward_flops(spec: ModelSpec, in_shape: tuple, out_dim: int) -> float:
+    """Matmul (or convolution) FLOPs of one sample's forward pass through one replica."""
     n_param = sum(1 for e in spec.dag.edges if e.is_parameterized)
     w = spec.width
-    return 2.0 * (in_dim * w + n_param * w * w + w * out_dim)
+    if spec.arch == "mlp":
+        return 2.0 * (math.prod(in_shape) * w + n_param * w * w + w * out_dim)
+    c, h, wd = in_shape
+    return 2.0 * (h * wd * spec.kernel_size**2 * (c * w + n_param * w * w) + w * out_dim)
 
 
 def plain_matmul_flops(device: torch.device, n: int = 4096, repeats: int = 10) -> float:
@@ -102,26 +105,34 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--mode", choices=("throughput", "flops"), default="throughput")
+    p.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="mlp (default) or cnn (on digits "
+                   "as 8x8 images, like the CNN quick preset)")
     p.add_argument("--replicas", type=int, default=64)
-    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--width", type=int, default=None, help="default 128 (mlp), 16 (cnn)")
+    p.add_argument("--kernel-size", type=int, default=3, help="CNN kernel (default 3)")
     p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=32, help="minibatch (default 32, as in the quick specs)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="minibatch (default as in the quick specs: 32 for mlp, 16 for cnn)")
     p.add_argument("--graph", default="2_12_202_0122", help="DAG code (default: a 5-vertex DAG with "
-                   "6 Linear blocks and 2 skips)")
+                   "6 blocks and 2 skips)")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    data = load_dataset(args.dataset)
-    spec = ModelSpec(args.graph, arch="mlp", width=args.width)
+    cnn = args.arch == "cnn"
+    args.width = args.width or (16 if cnn else 128)
+    args.batch_size = args.batch_size or (16 if cnn else 32)
+    data = load_dataset(args.dataset, flatten=not cnn)
+    spec = ModelSpec(args.graph, arch=args.arch, width=args.width, kernel_size=args.kernel_size)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size)
     lrs, seeds = replicas(args.replicas)
     work = len(lrs) * args.steps
-    print(f"device {device} ({torch.get_num_threads()} CPU threads), graph {spec.graph}, width {spec.width}, "
-          f"{len(lrs)} replicas x {args.steps} steps, batch {args.batch_size}, {data.name} "
-          f"({data.n_train} train samples)")
+    kernel = f", kernel {spec.kernel_size}" if cnn else ""
+    print(f"device {device} ({torch.get_num_threads()} CPU threads), {spec.arch} {spec.graph}, "
+          f"width {spec.width}{kernel}, {len(lrs)} replicas x {args.steps} steps, batch {args.batch_size}, "
+          f"{data.name} ({data.n_train} train samples)")
     # warm up both paths (allocator, kernels) on a small problem
     train_replicas(spec, lrs[:2], seeds[:2], data, TrainConfig(steps=3, batch_size=args.batch_size),
                    device=device)
@@ -134,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         _sync(device)
         wall = time.perf_counter() - start
         # training (backward = 2x forward) plus the final evaluation on the train and test sets
-        per_sample = _forward_flops(spec, data.x_train.shape[1], data.out_dim)
+        per_sample = _forward_flops(spec, tuple(data.x_train.shape[1:]), data.out_dim)
         flops = len(lrs) * per_sample * (3 * args.batch_size * args.steps + data.n_train + data.n_test)
         achieved = flops / wall
         peak = plain_matmul_flops(device)

@@ -192,6 +192,8 @@ def test_memory_budget_sets_chunk_size():
     (lambda: TrainConfig(nesterov=True), "nesterov"),
     (lambda: TrainConfig(weight_decay=-1), "weight_decay"),
     (lambda: TrainConfig(loss="hinge"), "unknown loss"),
+    (lambda: TrainConfig(cosine="false"), "cosine"),
+    (lambda: TrainConfig(momentum=float("nan")), "momentum"),
     (lambda: ModelSpec("2", arch="rnn"), "unknown arch"),
     (lambda: ModelSpec("2", arch="cnn", kernel_size=4), "odd"),
     (lambda: ModelSpec("2", width=0), "width"),
@@ -238,3 +240,74 @@ def test_cuda_matches_cpu(digits):
     gpu = train_replicas(spec, [0.05, 0.2, 1e4], [0, 1, 2], digits, config, device="cuda")
     np.testing.assert_allclose(gpu.curves[:, :2], cpu.curves[:, :2], rtol=1e-3)
     assert gpu.diverged.tolist() == cpu.diverged.tolist()
+
+
+RESULT_ARRAYS = ("curves", "train_loss", "train_loss_final", "test_loss", "test_acc", "diverged_step")
+
+
+def _pick(result, r):
+    return {k: getattr(result, k)[..., r] for k in RESULT_ARRAYS}
+
+
+@pytest.mark.parametrize("arch, kwargs, extra", [
+    ("mlp", dict(graph="2_12_202", act="gelu"), dict()),
+    ("mlp", dict(graph="2_02_112", layout="reference"), dict(momentum=0.9, weight_decay=1e-3)),
+    ("mlp-wide", dict(graph="2_12", width=16), dict()),  # 600 input features: blocked contractions
+    ("cnn", dict(graph="2_12", kernel_size=3, layout="reference", init="reference"), dict()),
+    ("cnn", dict(graph="2_02", kernel_size=5, width=4), dict(momentum=0.9, nesterov=True)),
+])
+def test_a_replicas_numbers_do_not_depend_on_its_chunk_or_the_thread_count(arch, kwargs, extra, digits,
+                                                                           digit_images):
+    if arch == "mlp-wide":
+        data = load_dataset("gaussian", dim=600, n_train=256, n_test=64)
+    else:
+        data = digit_images if arch == "cnn" else digits
+    spec = ModelSpec(arch="cnn" if arch == "cnn" else "mlp", **({"width": 8} | kwargs))
+    config = TrainConfig(steps=12, batch_size=16, **extra)
+    lr, seed = 0.5, 3
+    previous = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append(_pick(train_replicas(spec, [lr], [seed], data, config), 0))
+            runs.append(_pick(train_replicas(spec, [0.1, lr, 2.0], [0, seed, 1], data, config), 1))
+            chunked = train_replicas(spec, [0.1, 0.2, lr, 1.0, 0.05], [0, 1, seed, 2, 4], data, config,
+                                     chunk_size=2)  # chunks of 2, 2 and 1: this one shares a chunk of 2
+            runs.append(_pick(chunked, 2))
+    finally:
+        torch.set_num_threads(previous)
+    assert np.isfinite(runs[0]["train_loss"])
+    for run in runs[1:]:
+        for key in RESULT_ARRAYS:
+            np.testing.assert_array_equal(run[key], runs[0][key], err_msg=key)
+
+
+def test_blocked_products_match_the_plain_ones():
+    from archscale.train import layers
+
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 5, 1300, dtype=torch.float64), torch.randn(3, 1300, 4, dtype=torch.float64)
+    torch.testing.assert_close(layers.bmm(a, b), torch.bmm(a, b))
+    out = torch.ones(3, 5, 4, dtype=torch.float64)
+    torch.testing.assert_close(layers.bmm_acc_(out, a, b, alpha=-1.0), 1 - torch.bmm(a, b))
+    bias = torch.randn(4, dtype=torch.float64)
+    torch.testing.assert_close(layers.addmm(bias, a[0], b[0]), torch.addmm(bias, a[0], b[0]))
+    small = torch.randn(2, 3, 7)
+    assert torch.equal(layers.bmm(small, small.transpose(1, 2)), torch.bmm(small, small.transpose(1, 2)))
+
+
+def test_epoch_order_is_the_minibatch_schedule():
+    from archscale.train import epoch_order
+
+    batches = list(minibatch_schedule(10, 4, seed=3, total_steps=6))
+    np.testing.assert_array_equal(np.concatenate(batches[:3]), epoch_order(10, 3, 0))
+    np.testing.assert_array_equal(np.concatenate(batches[3:]), epoch_order(10, 3, 1))
+
+
+def test_augment_is_a_checked_flag_the_batched_trainer_refuses(digits):
+    assert TrainConfig().augment is False and TrainConfig(augment=True).augment is True
+    with pytest.raises(ArchscaleError, match="augment"):
+        TrainConfig(augment="yes")
+    with pytest.raises(ArchscaleError, match="augment"):
+        train_replicas(ModelSpec("2", width=8), [0.1], [0], digits, TrainConfig(augment=True, steps=1))

@@ -1,0 +1,44 @@
+"""The batched trainer: many (graph, learning rate, seed) replicas trained as one computation.
+
+Replicas in one call share a model spec (graph, width, kernel, activation, layout, init) and
+differ in learning rate and seed. Each replica is a real :class:`~archscale.models.DagMLP` or
+:class:`~archscale.models.DagCNN` (so its initialization is exactly archscale's, drawn after
+``torch.manual_seed(seed)``); the trainer stacks their weights along a leading replica axis and
+runs the one DAG traversal (:mod:`archscale.traverse`) on batched matrix products. Each replica
+draws its minibatch order from its own seed (:func:`minibatch_schedule`), so a replica trained
+in a batch follows the same trajectory as the same model trained alone with ``torch.optim.SGD``.
+
+Modules: :mod:`.config` (what a run is: :class:`ModelSpec`, :class:`TrainConfig`, the seeding
+scheme), :mod:`.layers` (batched layers with a fixed per-replica arithmetic), :mod:`.stack`
+(stacked replicas, forward and hand-written backward), :mod:`.engine` (chunking, devices, the
+training loop, :class:`TrainResult`).
+"""
+
+from ..errors import ArchscaleError
+from .config import ARCHS, LOSSES, ModelSpec, TrainConfig, epoch_order, minibatch_schedule
+from .engine import (
+    CPU_CACHE_BYTES,
+    TrainResult,
+    auto_chunk_size,
+    grid,
+    replica_bytes,
+    resolve_device,
+    train_replicas,
+)
+
+__all__ = [
+    "ARCHS",
+    "CPU_CACHE_BYTES",
+    "LOSSES",
+    "ArchscaleError",
+    "ModelSpec",
+    "TrainConfig",
+    "TrainResult",
+    "auto_chunk_size",
+    "epoch_order",
+    "grid",
+    "minibatch_schedule",
+    "replica_bytes",
+    "resolve_device",
+    "train_replicas",
+]

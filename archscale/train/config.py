@@ -1,0 +1,135 @@
+"""What a training run is: the network (:class:`ModelSpec`), the protocol (:class:`TrainConfig`)
+and the one minibatch seeding scheme every trainer of archscale draws its batch order from."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import validate
+from ..dag import Dag
+from ..errors import ArchscaleError
+from ..models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS, DagCNN, DagMLP, DagNet
+
+__all__ = ["ARCHS", "LOSSES", "ModelSpec", "TrainConfig", "epoch_order", "minibatch_schedule"]
+
+ARCHS = ("mlp", "cnn")
+LOSSES = ("ce", "mse")
+_DATA_STREAM = 0x5EED  # separates the minibatch-order stream from other uses of a seed
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What every replica of one batched run shares: the network, not the LR or the seed."""
+
+    graph: str
+    arch: str = "mlp"
+    width: int = 128
+    kernel_size: int = 3  # CNNs only
+    act: str = "relu"
+    layout: str = "paper"
+    init: str = "archscale"
+    readout: str = "mean_field"
+
+    def __post_init__(self):
+        validate.choice(self.arch, "arch", ARCHS)
+        validate.positive_int(self.width, "width")
+        if self.arch == "cnn":
+            validate.kernel_size(self.kernel_size)
+        validate.choice(self.act, "act", ACTIVATIONS)
+        validate.choice(self.layout, "layout", LAYOUTS)
+        validate.choice(self.init, "init", INIT_SCHEMES)
+        validate.choice(self.readout, "readout", READOUTS)
+        dag = Dag.parse(self.graph, ops=self.arch)  # raises DagError for malformed codes
+        dag.require_path()
+        object.__setattr__(self, "graph", dag.code)
+
+    @property
+    def dag(self) -> Dag:
+        return Dag.parse(self.graph, ops=self.arch)
+
+    def build(self, in_shape: tuple, out_dim: int, seed: int) -> DagNet:
+        """The replica's network, initialized after ``torch.manual_seed(seed)`` (global RNG untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            if self.arch == "mlp":
+                return DagMLP(self.graph, math.prod(in_shape), self.width, out_dim, self.act,
+                              layout=self.layout, init=self.init, readout=self.readout)
+            if len(in_shape) != 3:
+                raise ArchscaleError(f"a CNN needs image inputs (C, H, W), got in_shape {in_shape}; "
+                                     f"load the dataset with flatten=False")
+            return DagCNN(self.graph, in_shape[0], self.width, out_dim, self.kernel_size, self.act,
+                          layout=self.layout, init=self.init, readout=self.readout)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer and schedule shared by every replica (torch.optim.SGD semantics).
+
+    Training runs ``steps`` minibatch steps when given, else ``epochs`` passes over the data
+    (``ceil(n_train / batch_size)`` steps each, the last batch of an epoch possibly smaller).
+    ``cosine`` decays each replica's LR per step as ``lr * (1 + cos(pi * t / T)) / 2``.
+    ``augment`` (random crops and flips of images) is applied by the cell-network trainer; the
+    batched trainer refuses it rather than silently training without.
+    """
+
+    steps: int | None = None
+    epochs: int = 1
+    batch_size: int = 128
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    cosine: bool = False
+    loss: str = "ce"
+    eval_batch_size: int = 1024
+    augment: bool = False
+
+    def __post_init__(self):
+        if self.steps is not None:
+            validate.positive_int(self.steps, "steps")
+        validate.positive_int(self.epochs, "epochs")
+        validate.positive_int(self.batch_size, "batch_size")
+        validate.positive_int(self.eval_batch_size, "eval_batch_size")
+        momentum = validate.number(self.momentum, "momentum", minimum=0, maximum=1, below_max=True,
+                                   example="0.9")
+        validate.number(self.weight_decay, "weight_decay", minimum=0, example="5e-4")
+        validate.boolean(self.nesterov, "nesterov")
+        validate.boolean(self.cosine, "cosine")
+        validate.boolean(self.augment, "augment")
+        if self.nesterov and momentum == 0:
+            raise ArchscaleError("nesterov needs momentum > 0 (as in torch.optim.SGD)")
+        validate.choice(self.loss, "loss", LOSSES)
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        return -(-n_train // self.batch_size)
+
+    def total_steps(self, n_train: int) -> int:
+        return self.steps if self.steps is not None else self.epochs * self.steps_per_epoch(n_train)
+
+    def lr_factor(self, step: int, total: int) -> float:
+        """Schedule multiplier of the LR at ``step`` (0-based) of ``total``."""
+        return 0.5 * (1.0 + math.cos(math.pi * step / total)) if self.cosine else 1.0
+
+
+def epoch_order(n_train: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which a run with ``seed`` visits the ``n_train`` samples in ``epoch``.
+
+    A function of ``(seed, epoch)`` alone, so a replica trained in any batch, alone, or by any
+    of archscale's trainers sees the same minibatches.
+    """
+    return np.random.default_rng([_DATA_STREAM, int(seed), int(epoch)]).permutation(n_train)
+
+
+def minibatch_schedule(n_train: int, batch_size: int, seed: int, total_steps: int) -> Iterator[np.ndarray]:
+    """Sample indices of each step for a run with ``seed``: a fresh :func:`epoch_order` every epoch."""
+    per_epoch = -(-n_train // batch_size)
+    order = np.empty(0, dtype=np.int64)
+    for step in range(total_steps):
+        epoch, k = divmod(step, per_epoch)
+        if k == 0:
+            order = epoch_order(n_train, seed, epoch)
+        yield order[k * batch_size:(k + 1) * batch_size]
