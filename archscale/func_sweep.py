@@ -25,7 +25,9 @@ from torch.func import functional_call, stack_module_state, vmap
 from . import validate
 from .data import Dataset
 from .errors import ArchscaleError
-from .train import TrainConfig, _Sgd, grid, minibatch_schedule, resolve_device
+from .results import SWEEP
+from .train import TrainConfig, grid, minibatch_schedule, resolve_device
+from .train.stack import Sgd
 
 __all__ = ["sweep_module"]
 
@@ -85,7 +87,7 @@ def _train_chunk(models: list[nn.Module], lrs: np.ndarray, seeds: np.ndarray, te
     total = config.total_steps(n)
     reps = _Replicas(models, dev, dtype)
     names = list(reps.params)
-    sgd = _Sgd(config, len(names))
+    sgd = Sgd(config, len(names))
     schedules = {int(s): minibatch_schedule(n, config.batch_size, int(s), total) for s in np.unique(seeds)}
     lr_t = torch.as_tensor(lrs, device=dev, dtype=dtype)
     alive = torch.arange(r_total, device=dev)
@@ -177,7 +179,6 @@ def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float], seed
     ``layout``/``init``/``readout`` read ``module``. ``chunk_size`` bounds the replicas trained
     at once; a bar shows replica-steps.
     """
-    import pandas as pd
     from tqdm.auto import tqdm
 
     config = config or TrainConfig()
@@ -211,12 +212,10 @@ def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float], seed
             parts.append(_train_chunk(models, lrs_arr[part], seeds_arr[part], tensors, config, dev, dtype,
                                       bar))
     res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    rows = [{"graph": labels["graph"], "arch": labels["arch"], "width": width,
-             "kernel_size": labels["kernel_size"], "act": act, "lr": float(lrs_arr[i]),
-             "seed": int(seeds_arr[i]),
-             "train_loss": float(res["train_loss"][i]), "train_loss_final": float(res["train_loss_final"][i]),
-             "test_loss": float(res["test_loss"][i]), "test_acc": float(res["test_acc"][i]),
-             "diverged": bool(res["diverged"][i]), "steps": int(res["steps"][i]),
-             "diverged_step": int(res["diverged_step"][i]), "layout": "module", "init": "module",
-             "readout": "module"} for i in range(len(lrs_arr))]
-    return pd.DataFrame(rows)
+    rows = SWEEP.rows({"graph": labels["graph"], "arch": labels["arch"], "width": width,
+                       "kernel_size": labels["kernel_size"], "act": act, "layout": "module", "init": "module",
+                       "readout": "module"},
+                      {"lr": lrs_arr, "seed": seeds_arr, **{k: res[k] for k in (
+                          "train_loss", "train_loss_final", "test_loss", "test_acc", "diverged", "steps",
+                          "diverged_step")}})
+    return SWEEP.frame(rows)

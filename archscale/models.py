@@ -16,11 +16,17 @@ Initialization schemes (``init=``):
 * ``"he"`` — plain He ``2 / fan_in`` on every hidden layer.
 * ``"source"`` — like archscale but dividing by the in-degree of the edge's **source** vertex
   (the typeset eq. 4 and the reference code).
-* ``"reference"`` — the reference code exactly: ``fan_out`` mode, source in-degree, and its
-  readout std of ``2 / out_dim``.
+* ``"reference"`` — the reference code's hidden layers: ``fan_out`` mode and the raw in-degree
+  of the source vertex (its stem in ``fan_out`` mode too).
 
-``readout="mean_field"`` (default) draws the readout with variance ``2 / n**2``;
-``"standard"`` uses ``2 / n`` (standard parameterization). Biases start at zero.
+Readouts (``readout=``), independent of the init scheme:
+
+* ``"mean_field"`` (default) — std ``sqrt(2) / n`` (variance ``2 / n**2``), the paper's readout;
+* ``"standard"`` — std ``sqrt(2 / n)`` (standard parameterization);
+* ``"reference"`` — the reference code's readout, std ``2 / out_dim`` (0.2 for ten classes:
+  about 17x the mean-field value at width 128).
+
+Biases start at zero.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from .traverse import traverse
 __all__ = ["ACTIVATIONS", "INIT_SCHEMES", "LAYOUTS", "READOUTS", "DagCNN", "DagMLP", "DagNet"]
 
 LAYOUTS = ("paper", "reference")
-READOUTS = ("mean_field", "standard")
+READOUTS = ("mean_field", "standard", "reference")
 ACTIVATIONS = ("relu", "gelu")
 
 
@@ -141,8 +147,9 @@ class DagNet(nn.Module):
         return init_std(fan_out(layer), max(dag.in_degrees[src], 1) if src else 1)
 
     def readout_init_std(self) -> float:
-        if self.init_scheme == "reference":
-            return (math.sqrt(2.0) / math.sqrt(self.out_dim)) ** 2
+        """The readout's weight std: by the ``readout`` choice alone (the init scheme never changes it)."""
+        if self.readout_kind == "reference":
+            return 2.0 / self.out_dim
         return readout_std(self.width, mean_field=self.readout_kind == "mean_field")
 
     def stem_init_std(self) -> float:
@@ -214,17 +221,3 @@ class DagCNN(DagNet):
 
     def _pool(self, h: torch.Tensor) -> torch.Tensor:
         return h.mean(dim=(2, 3))
-
-
-#: NAS-Bench-201 cell networks live in :mod:`archscale.nas`; they are re-exported here lazily
-#: so that ``from archscale.models import CellNet`` works without importing nas at start-up.
-_NAS_EXPORTS = ("CellNet", "NasCell", "ReLUConvBN", "ReductionBlock", "build_cell_net")
-__all__ += list(_NAS_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _NAS_EXPORTS:
-        from . import nas
-
-        return getattr(nas, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,13 +83,24 @@ class RowSchema:
         """Column names, in order."""
         return [name for name, _ in self.columns]
 
-    def encode(self, row: Mapping) -> dict:
-        """``row`` as a JSON-ready dict of exactly the schema's columns, each checked against its type."""
+    def row(self, row: Mapping) -> dict:
+        """``row`` as a dict of exactly the schema's columns in Python types (numpy scalars converted),
+        each checked against its type."""
         missing = [n for n in self.names if n not in row]
         if missing:
             raise ValueError(f"{self.kind} row lacks column(s) {', '.join(missing)}")
-        out = {name: _column(kind, row[name], name, json=False) for name, kind in self.columns}
-        return {name: _encode_float(v) if isinstance(v, float) else v for name, v in out.items()}
+        return {name: _column(kind, row[name], name, json=False) for name, kind in self.columns}
+
+    def rows(self, labels: Mapping, columns: Mapping[str, Sequence]) -> list[dict]:
+        """One row per entry of the per-replica ``columns`` (equal lengths), with constant ``labels``."""
+        n = {len(v) for v in columns.values()}
+        if len(n) != 1:
+            raise ValueError(f"{self.kind} columns have different lengths: {sorted(n)}")
+        return [self.row({**labels, **{k: v[i] for k, v in columns.items()}}) for i in range(n.pop())]
+
+    def encode(self, row: Mapping) -> dict:
+        """``row`` as a JSON-ready dict of exactly the schema's columns, each checked against its type."""
+        return {name: _encode_float(v) if isinstance(v, float) else v for name, v in self.row(row).items()}
 
     def decode(self, obj: Mapping) -> dict:
         """A row read back from JSON (:meth:`encode`'s inverse); ``ValueError`` if it does not fit."""

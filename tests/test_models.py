@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from archscale.dag import Dag, DagError, NoPathError
-from archscale.models import ArchscaleError, DagCNN, DagMLP
+from archscale.errors import ArchscaleError
+from archscale.models import DagCNN, DagMLP
 from archscale.probe import forward_second_moments
 from archscale.scaling import init_std
 
@@ -52,11 +53,12 @@ def test_init_variants_differ_as_documented():
     dag = Dag.parse("2_22_222")
     he = DagMLP(dag, 8, 64, 10, init="he")
     src = DagMLP(dag, 8, 64, 10, init="source")
-    ref = DagMLP(dag, 8, 64, 10, init="reference")
+    ref = DagMLP(dag, 8, 64, 10, init="reference", readout="reference")
     assert he.edge_init_std(1, 3) == pytest.approx(init_std(64, 1))
     assert src.edge_init_std(2, 3) == pytest.approx(init_std(64, 2))  # source vertex 2 has in-degree 2
     assert src.edge_init_std(0, 3) == pytest.approx(init_std(64, 1))
     assert ref.readout_init_std() == pytest.approx(2 / 10)  # the reference's readout: (sqrt(2/fan_out))^2
+    assert DagMLP(dag, 8, 64, 10, init="reference").readout_init_std() == pytest.approx(np.sqrt(2) / 64)
     assert ref.edge_init_std(2, 3) == pytest.approx(init_std(64, 2))  # fan_out == fan_in here
 
 
@@ -126,7 +128,10 @@ def test_bad_kernel_size():
         DagCNN("2", 3, 8, 10, kernel_size=4)
 
 
-def test_nas_cell_networks_are_reexported():
-    from archscale import models, nas
-
-    assert models.CellNet is nas.CellNet and "CellNet" in models.__all__
+@pytest.mark.parametrize("init", ["archscale", "he", "source", "reference"])
+def test_the_readout_is_chosen_by_readout_alone(init):
+    """No init scheme overrides the readout: the three readouts draw their own stds under every init."""
+    expected = {"mean_field": np.sqrt(2) / 128, "standard": np.sqrt(2 / 128), "reference": 2 / 10}
+    for readout, std in expected.items():
+        model = DagMLP("2_02", 64, 128, 10, init=init, readout=readout)
+        assert model.readout_init_std() == pytest.approx(std)

@@ -1,6 +1,7 @@
 """NAS-Bench-201 cell networks, the three recipes, and the ranking statistics of the NAS study."""
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +17,11 @@ from archscale.dag import Dag, DagError
 from archscale.errors import ArchscaleError
 from archscale.nas import CellNet, NasCell, ReLUConvBN
 from archscale.scaling import init_std, lr_scale, readout_std
+
+
+def bench(**changes):
+    """NAS-Bench-201's protocol (nas.BENCHMARK) with some settings changed."""
+    return replace(nas.BENCHMARK, **changes)
 
 
 def _tiny_data(n_train=48, n_test=24, shape=(1, 8, 8), n_classes=3, seed=0):
@@ -176,7 +182,7 @@ def test_mup_readout_is_the_standard_logits_over_sqrt_width_mult():
 # ------------------------------------------------------------------------------ training
 def test_train_cell_net_returns_a_reproducible_row_for_every_recipe():
     data = _tiny_data()
-    cfg = nas.TrainConfig(epochs=2, batch_size=16)
+    cfg = bench(epochs=2, batch_size=16)
     for recipe in nas.RECIPES:
         row = nas.train_cell_net("3_13_203", recipe, data, cfg, width=4, n_cells=1, seed=1)
         again = nas.train_cell_net("3_13_203", recipe, data, cfg, width=4, n_cells=1, seed=1)
@@ -194,11 +200,11 @@ def test_training_learns_a_separable_task_and_flags_divergence():
     x = torch.randn(96, 1, 6, 6, generator=g) * 0.3 + (2 * y - 1).float()[:, None, None, None]
     data = SimpleNamespace(name="sep", n_classes=2, x_train=x[:64], y_train=y[:64], x_test=x[64:],
                            y_test=y[64:])
-    row = nas.train_cell_net("2_02_002", "fixed", data, nas.TrainConfig(epochs=4, batch_size=16), width=4,
+    row = nas.train_cell_net("2_02_002", "fixed", data, bench(epochs=4, batch_size=16), width=4,
                              n_cells=1)
     assert row["test_acc"] > 0.9
-    huge = nas.TrainConfig(epochs=3, batch_size=16, base_lr=1e30)
-    bad = nas.train_cell_net("2_02_002", "fixed", data, huge, width=4, n_cells=1)
+    huge = bench(epochs=3, batch_size=16)
+    bad = nas.train_cell_net("2_02_002", "fixed", data, huge, width=4, n_cells=1, base_lr=1e30)
     assert bad["diverged"] and bad["test_acc"] == 0.5
 
 
@@ -208,12 +214,12 @@ def test_augment_keeps_shape_and_is_seeded():
     b = nas.training._augment(x, torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
     with pytest.raises(ArchscaleError, match="nesterov"):
-        nas.TrainConfig(momentum=0.0)
+        bench(momentum=0.0)
 
 
 def test_run_nas_study_is_resumable_and_refuses_other_settings(tmp_path, monkeypatch):
     data = _tiny_data()
-    cfg = nas.TrainConfig(epochs=1, batch_size=16)
+    cfg = bench(epochs=1, batch_size=16)
     cells = ["3_13_203", "1_01_001"]
     kw = dict(recipes=("fixed", "archscale"), seeds=(0,), cfg=cfg, width=4, n_cells=1, progress=False)
     first = nas.run_nas_study(cells, data, out_dir=tmp_path, **kw)
@@ -375,7 +381,7 @@ def test_recipe_variants_carry_their_own_base_lr():
     assert nas.recipe_lr("3_03_003", variant) == pytest.approx(0.5 / 8)
     assert nas.recipe_lr("3_03_003", nas.Recipe("f", "fixed")) == pytest.approx(0.1)
     data = _tiny_data()
-    row = nas.train_cell_net("3_03_003", variant, data, nas.TrainConfig(epochs=1, batch_size=16), width=4,
+    row = nas.train_cell_net("3_03_003", variant, data, bench(epochs=1, batch_size=16), width=4,
                              n_cells=1)
     assert (row["recipe"], row["kind"], row["base_lr"]) == ("archscale_0.5", "archscale", 0.5)
     assert row["lr"] == pytest.approx(0.5 / 8)
@@ -383,7 +389,7 @@ def test_recipe_variants_carry_their_own_base_lr():
 
 def test_run_nas_study_refuses_a_recipe_name_reused_with_another_base_lr(tmp_path):
     data = _tiny_data()
-    kw = dict(seeds=(0,), cfg=nas.TrainConfig(epochs=1, batch_size=16), width=4, n_cells=1, progress=False,
+    kw = dict(seeds=(0,), cfg=bench(epochs=1, batch_size=16), width=4, n_cells=1, progress=False,
               out_dir=tmp_path)
     variants = ["archscale", nas.Recipe("v", "archscale", 0.4)]
     table = nas.run_nas_study(["3_03_003"], data, recipes=variants, **kw)
@@ -397,7 +403,7 @@ def test_run_nas_study_refuses_a_recipe_name_reused_with_another_base_lr(tmp_pat
 def test_find_base_lr_picks_the_lowest_loss_and_never_a_diverged_lr():
     data = _tiny_data()
     search = nas.find_base_lr(data, [0.01, 0.3, 1e30], seeds=(0,), width=4, n_cells=1, progress=False,
-                              cfg=nas.TrainConfig(batch_size=16))
+                              cfg=bench(batch_size=16))
     assert search.base_cell == "1_01_001" and search.kind == "archscale"
     assert list(search.table["lr"]) == [0.01, 0.3, 1e30]
     assert bool(search.table["diverged"].iloc[-1])

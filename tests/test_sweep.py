@@ -478,3 +478,11 @@ def test_smoke_specs_run(tmp_path, experiment):
     df = run_sweep(load_spec(f"{experiment}_smoke"), tmp_path, progress=False)
     assert len(df) > 0
     assert compare(df).n >= 2
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_bundled_specs_name_their_recipe(path):
+    """Layout, init and readout are written out in every preset: the recipe is never a silent default."""
+    text = path.read_text()
+    for key in ("layout", "init", "readout"):
+        assert re.search(rf"^{key}: ", text, re.M), f"{path.name} does not set {key}"

@@ -31,11 +31,11 @@ from .ranking import (
 )
 from .recipes import RECIPES, Recipe, as_recipe, build_cell_net, describe_cells, recipe_lr
 from .study import RESULT_COLUMNS, BaseLrSearch, accuracy_table, find_base_lr, load_nas_results, run_nas_study
-from .training import TrainConfig, train_cell_net
+from .training import BENCHMARK, BENCHMARK_LR, train_cell_net
 
 __all__ = [
-    "CELL_OPS", "RECIPES", "RESULT_COLUMNS", "BaseLrSearch", "CellNet", "GainEstimate", "NasCell",
-    "ReLUConvBN", "Recipe", "RecipeComparison", "ReductionBlock", "TrainConfig", "accuracy_table",
+    "BENCHMARK", "BENCHMARK_LR", "CELL_OPS", "RECIPES", "RESULT_COLUMNS", "BaseLrSearch", "CellNet",
+    "GainEstimate", "NasCell", "ReLUConvBN", "Recipe", "RecipeComparison", "ReductionBlock", "accuracy_table",
     "apply_mup", "as_cell", "as_recipe", "build_cell_net", "compare_recipes", "comparison_table",
     "describe_cells", "find_base_lr", "kendall_tau", "load_nas_results", "mean_gain", "mup_infshapes",
     "mup_param_groups", "paired_differences", "pairwise_gaps", "rank_stability", "recipe_lr",

@@ -33,7 +33,7 @@ RECIPES = ("fixed", "archscale", "mup")
 class Recipe:
     """A named training recipe: its ``kind`` (``fixed``, ``archscale`` or ``mup``) and base LR.
 
-    ``base_lr=None`` takes :attr:`TrainConfig.base_lr` (the benchmark's 0.1). ``name`` labels
+    ``base_lr=None`` takes the study's base LR (the benchmark's 0.1 by default). ``name`` labels
     the results, so two variants of one kind (say archscale from two base LRs) can be compared.
     """
 

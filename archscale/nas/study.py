@@ -19,9 +19,10 @@ from ..dag import Dag
 from ..errors import ArchscaleError, StoreError
 from ..results import NAS
 from ..store import ResultStore, chunk_id
+from ..train import TrainConfig
 from .cells import as_cell
 from .recipes import RECIPES, Recipe, as_recipe
-from .training import TrainConfig, _check_images, _on_device, train_cell_net
+from .training import BENCHMARK, BENCHMARK_LR, _check_images, _on_device, train_cell_net
 
 __all__ = ["META_FILE", "RESULT_COLUMNS", "BaseLrSearch", "accuracy_table", "find_base_lr",
            "load_nas_results", "run_nas_study"]
@@ -32,7 +33,8 @@ RESULT_COLUMNS = tuple(NAS.names)
 META_FILE = "study.yaml"
 
 
-def _settings(cfg: TrainConfig, width: int, n_cells: int, batchnorm: bool, mup_base_width: int, data) -> dict:
+def _settings(cfg: TrainConfig, width: int, n_cells: int, batchnorm: bool, mup_base_width: int,
+              data) -> dict:
     """What every row of one study shares: a directory holding other settings is refused."""
     return {"width": int(width), "n_cells": int(n_cells), "batchnorm": bool(batchnorm),
             "mup_base_width": int(mup_base_width), "dataset": str(getattr(data, "name", "?")),
@@ -70,10 +72,11 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
                   seeds: Sequence[int] = (0, 1), cfg: TrainConfig | None = None, width: int = 16,
                   n_cells: int = 5, batchnorm: bool = True, mup_base_width: int = 1,
                   out_dir: str | Path | None = None, device: str | torch.device = "cpu",
-                  progress: bool = True) -> pd.DataFrame:
+                  base_lr: float = BENCHMARK_LR, progress: bool = True) -> pd.DataFrame:
     """Train every (cell, recipe, seed) and return the tidy results table (:data:`RESULT_COLUMNS`).
 
-    ``recipes`` are names (``"fixed"``, ``"archscale"``, ``"mup"``) or :class:`Recipe` objects.
+    ``recipes`` are names (``"fixed"``, ``"archscale"``, ``"mup"``) or :class:`Recipe` objects;
+    a recipe without a base LR of its own takes ``base_lr`` (NAS-Bench-201's 0.1 by default).
     With ``out_dir`` the runs go to the crash-safe results store (:mod:`archscale.store`): each
     finished run is appended at once, a rerun skips the runs already there, and ``study.yaml``
     holds the settings; a directory with other settings (or a recipe name reused with another
@@ -82,7 +85,8 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
     """
     from tqdm.auto import tqdm
 
-    cfg = cfg or TrainConfig()
+    cfg = cfg or BENCHMARK
+    base_lr = validate.learning_rate(base_lr, "base_lr")
     cells = [as_cell(d) for d in dags]
     if not cells:
         raise ArchscaleError("no cells to train; sample some with Dag.sample(4, k, seed, ops='nb201')")
@@ -96,7 +100,7 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
     settings = _settings(cfg, width, n_cells, batchnorm, mup_base_width, data)
     rows = store.scan().rows if store is not None else []
     if store is not None:
-        _check_settings(store, settings, recipes, cfg.base_lr, rows)
+        _check_settings(store, settings, recipes, base_lr, rows)
     done = {NAS.key_of(r) for r in rows}
     todo = [(c, r, s) for c in cells for s in seeds for r in recipes if (c.code, r.name, s) not in done]
     if todo or (store is not None and store.read_meta() != settings):
@@ -109,7 +113,7 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
                 bar.set_postfix_str(f"{cell.code} {recipe.name} seed {seed}")
                 row = train_cell_net(cell, recipe, data, cfg, width=width, n_cells=n_cells,
                                      batchnorm=batchnorm, mup_base_width=mup_base_width, seed=seed,
-                                     device=device)
+                                     base_lr=base_lr, device=device)
                 rows.append(row)
                 if writer is not None:
                     writer.append(_run_id(cell.code, recipe.name, seed), [row])
@@ -133,7 +137,8 @@ class BaseLrSearch:
     summary: pd.Series
 
 
-def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1), cfg: TrainConfig | None = None,
+def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1),
+                 cfg: TrainConfig | None = None,
                  epochs: int = 1, width: int = 16, n_cells: int = 5, batchnorm: bool = True,
                  base_cell: str = "1_01_001", kind: str = "archscale", device: str | torch.device = "cpu",
                  progress: bool = True) -> BaseLrSearch:
@@ -148,7 +153,7 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1), c
     """
     from tqdm.auto import tqdm
 
-    cfg = cfg or TrainConfig()
+    cfg = cfg or BENCHMARK
     validate.choice(kind, "recipe kind", ("archscale", "fixed", "mup"))
     lrs = [validate.learning_rate(lr, "grid learning rate") for lr in lrs]
     if not lrs:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -13,43 +12,20 @@ from torch import nn
 from .. import validate
 from ..dag import Dag
 from ..errors import ArchscaleError
-from ..train import minibatch_schedule
+from ..train import TrainConfig, minibatch_schedule
 from .cells import CellNet, as_cell
 from .mup import mup_param_groups
 from .recipes import Recipe, as_recipe, build_cell_net, recipe_lr
 
-__all__ = ["TrainConfig", "train_cell_net"]
+__all__ = ["BENCHMARK", "BENCHMARK_LR", "train_cell_net"]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The training protocol shared by every recipe (NAS-Bench-201's, shortened by ``epochs``).
-
-    SGD with Nesterov momentum 0.9, weight decay 5e-4 and cosine decay to 0 over all steps;
-    ``base_lr`` is the benchmark's 0.1. ``augment`` adds random crops (padding 4) and flips.
-    """
-
-    epochs: int = 10
-    batch_size: int = 128
-    base_lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    cosine: bool = True
-    augment: bool = False
-    eval_batch_size: int = 1024
-
-    def __post_init__(self):
-        validate.positive_int(self.epochs, "epochs")
-        validate.positive_int(self.batch_size, "batch_size")
-        validate.positive_int(self.eval_batch_size, "eval_batch_size")
-        validate.learning_rate(self.base_lr, "base_lr")
-        if not 0 <= self.momentum < 1:
-            raise ArchscaleError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.nesterov and self.momentum == 0:
-            raise ArchscaleError("nesterov needs momentum > 0; set momentum=0.9 or nesterov=False")
-        if self.weight_decay < 0:
-            raise ArchscaleError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+#: NAS-Bench-201's protocol, shortened by ``epochs``: SGD with Nesterov momentum 0.9, weight decay
+#: 5e-4 and cosine decay to 0 over all steps (its LR of 0.1 is :data:`BENCHMARK_LR`).
+BENCHMARK = TrainConfig(epochs=10, batch_size=128, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                        cosine=True)
+#: NAS-Bench-201's learning rate for every cell.
+BENCHMARK_LR = 0.1
 
 
 def _optimizer(model: CellNet, kind: str, lr: float, cfg: TrainConfig) -> torch.optim.SGD:
@@ -109,13 +85,14 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 def train_cell_net(dag: Dag | str, recipe: str | Recipe, data, cfg: TrainConfig | None = None, *,
                    width: int = 16, n_cells: int = 5, batchnorm: bool = True, mup_base_width: int = 1,
-                   seed: int = 0, device: str | torch.device = "cpu") -> dict:
+                   seed: int = 0, base_lr: float = BENCHMARK_LR,
+                   device: str | torch.device = "cpu") -> dict:
     """Train one cell with one recipe and seed; return a results row (see ``RESULT_COLUMNS``).
 
     The seed fixes the init draw and the batch order, so recipes see the same batches. A
     non-finite loss stops training: the row is marked ``diverged`` with chance accuracy.
     """
-    cfg = cfg or TrainConfig()
+    cfg = cfg or BENCHMARK
     dag = as_cell(dag)
     recipe = as_recipe(recipe)
     _check_images(data)
@@ -124,16 +101,16 @@ def train_cell_net(dag: Dag | str, recipe: str | Recipe, data, cfg: TrainConfig 
     model = build_cell_net(dag, recipe, in_channels=int(data.x_train.shape[1]), out_dim=int(data.n_classes),
                            width=width, n_cells=n_cells, batchnorm=batchnorm,
                            mup_base_width=mup_base_width, seed=seed).to(device)
-    base_lr = cfg.base_lr if recipe.base_lr is None else recipe.base_lr
-    lr = recipe_lr(dag, recipe, cfg.base_lr)
+    base_lr = validate.learning_rate(base_lr if recipe.base_lr is None else recipe.base_lr,
+                                     "base learning rate")
+    lr = recipe_lr(dag, recipe, base_lr)
     opt = _optimizer(model, recipe.kind, lr, cfg)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device).long()
     x_test, y_test = data.x_test.to(device), data.y_test.to(device).long()
     n = len(x_train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)) if cfg.cosine else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.lr_factor(s, total))
     gen = torch.Generator(device=device).manual_seed(seed)  # augmentation only
     diverged = False
     loss_sum = correct = 0.0

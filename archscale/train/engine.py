@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .. import validate
 from ..data import Dataset
 from ..errors import ArchscaleError
+from ..results import SWEEP
 from .config import ModelSpec, TrainConfig, epoch_order
 from .stack import Sgd, Stack
 
@@ -58,21 +59,14 @@ class TrainResult:
         return len(self.lrs)
 
     def rows(self) -> list[dict]:
-        """One tidy dict per replica (the sweep's result columns)."""
+        """One tidy row per replica (:data:`archscale.results.SWEEP`)."""
         m = self.model
-        out = []
-        for r in range(len(self.lrs)):
-            out.append({
-                "graph": m.graph, "arch": m.arch, "width": m.width,
-                "kernel_size": m.kernel_size if m.arch == "cnn" else 0, "act": m.act,
-                "lr": float(self.lrs[r]), "seed": int(self.seeds[r]),
-                "train_loss": float(self.train_loss[r]), "train_loss_final": float(self.train_loss_final[r]),
-                "test_loss": float(self.test_loss[r]), "test_acc": float(self.test_acc[r]),
-                "diverged": bool(self.diverged[r]), "steps": int(self.steps[r]),
-                "diverged_step": int(self.diverged_step[r]),
-                "layout": m.layout, "init": m.init, "readout": m.readout,
-            })
-        return out
+        labels = {"graph": m.graph, "arch": m.arch, "width": m.width,
+                  "kernel_size": m.kernel_size if m.arch == "cnn" else 0, "act": m.act, "layout": m.layout,
+                  "init": m.init, "readout": m.readout}
+        metrics = {k: getattr(self, k) for k in ("train_loss", "train_loss_final", "test_loss", "test_acc",
+                                                 "diverged", "steps", "diverged_step")}
+        return SWEEP.rows(labels, {"lr": self.lrs, "seed": self.seeds, **metrics})
 
 
 # ---------------------------------------------------------------------------------------- memory
