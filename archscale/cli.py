@@ -359,22 +359,23 @@ def _add_sweep_maxlr(sub: argparse._SubParsersAction) -> None:
                    help="use every row in the directory, not only the grid of its last spec")
     p.set_defaults(func=_cmd_maxlr)
 
-    p = sub.add_parser("calibrate", help="fit the path-sum law on some graphs, test it on the held-out rest",
-                       description="Fit the depth offset, the path exponent k (sum_p L_p^k) and the power a "
-                                   "(eta ~ S^-a) on a random share of a finished sweep's graphs, and report "
-                                   "the held-out agreement beside eq. 8's, with bootstrap intervals.")
-    _add_run_args(p)
-    p.add_argument("--holdout", type=float, default=0.5, help="share of the graphs held out (default 0.5)")
-    p.set_defaults(func=_cmd_calibrate)
-
-    p = sub.add_parser("laws", help="the published learning-rate laws head to head on a finished sweep",
-                       description="Score eq. 8, the effective-depth law, the longest path, the path count "
-                                   "and a constant LR on a finished sweep: zero-shot, and with each law's "
-                                   "power fitted on a random share of the graphs and scored on the held-out "
-                                   "rest; rank them and say whether the top two are distinguishable.")
-    _add_run_args(p)
-    p.add_argument("--holdout", type=float, default=0.5, help="share of the graphs held out (default 0.5)")
-    p.set_defaults(func=_cmd_laws)
+    held_out = {
+        "calibrate": ("fit the path-sum law on some graphs, test it on the held-out rest",
+                      "Fit the depth offset, the path exponent k (sum_p L_p^k) and the power a (eta ~ S^-a) "
+                      "on a random share of a finished sweep's graphs, and report the held-out agreement "
+                      "beside eq. 8's, with bootstrap intervals.", _cmd_calibrate),
+        "laws": ("the published learning-rate laws head to head on a finished sweep",
+                 "Score eq. 8, the effective-depth law, the longest path, the path count and a constant LR "
+                 "on a finished sweep: zero-shot, and with each law's power fitted on a random share of the "
+                 "graphs and scored on the held-out rest; rank them and say whether the top two are "
+                 "distinguishable.", _cmd_laws),
+    }
+    for name, (short, long, func) in held_out.items():
+        p = sub.add_parser(name, help=short, description=long)
+        _add_run_args(p)
+        p.add_argument("--holdout", type=float, default=0.5,
+                       help="share of the graphs held out (default 0.5)")
+        p.set_defaults(func=func)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:

@@ -323,23 +323,24 @@ class Dag:
         """The non-zero edges, ordered by target then source."""
         return tuple(e for e in self.all_edges if not e.is_zero)
 
+    def _count(self, end: str) -> tuple[int, ...]:
+        deg = [0] * self.n_vertices
+        for e in self.edges:
+            deg[getattr(e, end)] += 1
+        return tuple(deg)
+
     @cached_property
     def in_degrees(self) -> tuple[int, ...]:
         """Number of non-zero edges entering each vertex (vertex 0: 0)."""
-        deg = [0] * self.n_vertices
-        for e in self.edges:
-            deg[e.dst] += 1
-        return tuple(deg)
+        return self._count("dst")
 
     def in_degree(self, v: int) -> int:
         return self.in_degrees[v]
 
     @cached_property
     def out_degrees(self) -> tuple[int, ...]:
-        deg = [0] * self.n_vertices
-        for e in self.edges:
-            deg[e.src] += 1
-        return tuple(deg)
+        """Number of non-zero edges leaving each vertex."""
+        return self._count("src")
 
     @cached_property
     def live(self) -> tuple[bool, ...]:

@@ -27,7 +27,7 @@ from ..errors import ArchscaleError
 from ..scaling import convention
 from .compare import Comparison, Measured, Rule, compare, measure
 
-__all__ = ["Calibration", "PathLaw", "calibrate", "fit_offset", "split_graphs"]
+__all__ = ["Calibration", "PathLaw", "calibrate", "fit_offset", "held_out", "split_graphs"]
 
 #: Depth offsets and path exponents the fit searches.
 OFFSETS = tuple(x / 2 for x in range(0, 17))
@@ -72,6 +72,18 @@ def split_graphs(graphs: Sequence[str], holdout: float, seed: int) -> tuple[list
                              f"--holdout)")
     test = sorted(graphs[i] for i in order[:n_test])
     return sorted(set(graphs) - set(test)), test
+
+
+def held_out(results: pd.DataFrame | Measured, base: str, metric: str, holdout: float, seed: int,
+             n_boot: int) -> tuple[Measured, list[str], list[str], float, int]:
+    """The measured sweep and its seeded split of the non-base graphs into (fitting, held-out)."""
+    holdout = validate.number(holdout, "holdout", minimum=0.0, maximum=1.0, example="0.5")
+    seed = validate.integer(seed, "seed")
+    meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
+                                                                 seed=seed)
+    graphs = sorted(set(meas.table.loc[~meas.table["is_base"], "graph"]) - {meas.base.code})
+    fit_graphs, test_graphs = split_graphs(graphs, holdout, seed)
+    return meas, fit_graphs, test_graphs, holdout, seed
 
 
 def _fit(meas: Measured, graphs: set[str], offsets: Sequence[float], powers: Sequence[float]
@@ -159,12 +171,7 @@ def calibrate(results: pd.DataFrame | Measured, base: str = "1", metric: str = "
               holdout: float = 0.5, seed: int = 0, offsets: Sequence[float] = OFFSETS,
               powers: Sequence[float] = POWERS, n_boot: int = 1000) -> Calibration:
     """Fit the path-sum law on a random share of the graphs, score it and eq. 8 on the rest."""
-    holdout = validate.number(holdout, "holdout", minimum=0.0, maximum=1.0, example="0.5")
-    seed = validate.integer(seed, "seed")
-    meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
-                                                                 seed=seed)
-    graphs = sorted(set(meas.table.loc[~meas.table["is_base"], "graph"]) - {meas.base.code})
-    fit_graphs, test_graphs = split_graphs(graphs, holdout, seed)
+    meas, fit_graphs, test_graphs, holdout, seed = held_out(results, base, metric, holdout, seed, n_boot)
     law, rmse, n_fit = _fit(meas, set(fit_graphs), offsets, powers)
     uses_kernel = convention(meas.arch).uses_kernel
     scored = set(test_graphs)

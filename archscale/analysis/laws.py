@@ -21,12 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import validate
 from ..dag import Dag
 from ..laws import LAWS, Law
 from ..scaling import convention
-from .calibrate import split_graphs
-from .compare import Comparison, Measured, Rule, compare, measure
+from .calibrate import held_out
+from .compare import Comparison, Measured, Rule, compare
 
 __all__ = ["LawResult", "LawsReport", "compare_laws"]
 
@@ -134,12 +133,7 @@ def compare_laws(results: pd.DataFrame | Measured, base: str = "1", metric: str 
                  laws: Iterable[Law] | None = None, holdout: float = 0.5, seed: int = 0,
                  n_boot: int = 1000) -> LawsReport:
     """Score every law zero-shot and calibrated on held-out graphs; rank them (see the module docstring)."""
-    holdout = validate.number(holdout, "holdout", minimum=0.0, maximum=1.0, example="0.5")
-    seed = validate.integer(seed, "seed")
-    meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
-                                                                 seed=seed)
-    graphs = sorted(set(meas.table.loc[~meas.table["is_base"], "graph"]) - {meas.base.code})
-    fit_graphs, test_graphs = split_graphs(graphs, holdout, seed)
+    meas, fit_graphs, test_graphs, holdout, seed = held_out(results, base, metric, holdout, seed, n_boot)
     test = set(test_graphs)
     out = []
     for law in (list(LAWS.values()) if laws is None else list(laws)):

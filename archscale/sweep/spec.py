@@ -111,14 +111,15 @@ class SweepSpec:
     n_lrs: int | None = None
     lrs: list[float] | None = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # training: the fields of archscale.train.TrainConfig, which checks them (train_config())
+    loss: str = "ce"
     epochs: int = 1
     steps: int | None = None
     batch_size: int = 128
+    cosine: bool = False
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
-    cosine: bool = False
-    loss: str = "ce"
     dataset: str = "digits"
     data_dir: str | None = None
     n_train: int | None = None
@@ -280,27 +281,17 @@ class SweepSpec:
             raise SpecError(f"lr_min == lr_max but n_lrs = {self.n_lrs}; widen the range or use n_lrs: 1")
 
     def _validate_training(self) -> None:
-        for name in ("epochs", "batch_size"):
-            validate.positive_int(getattr(self, name), name, error=SpecError)
-        for name in ("steps", "n_train", "n_test", "chunk_size"):
+        for name in ("n_train", "n_test", "chunk_size"):
             if getattr(self, name) is not None:
                 validate.positive_int(getattr(self, name), f"{name} (a positive integer or null)",
                                       error=SpecError)
         validate.integer(self.data_seed, "data_seed", error=SpecError)
-        self.momentum = validate.number(self.momentum, "momentum", minimum=0, maximum=1, below_max=True,
-                                        example="0.9", error=SpecError)
-        self.weight_decay = validate.number(self.weight_decay, "weight_decay", minimum=0, example="5e-4",
-                                            error=SpecError)
-        for name in ("nesterov", "cosine"):
-            validate.boolean(getattr(self, name), name, error=SpecError)
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise SpecError(f"data_dir must be a path (a string) or null, got {self.data_dir!r}")
         for name in ("name", "description"):
             if not isinstance(getattr(self, name), str):
                 raise SpecError(f"{name} must be a string, got {getattr(self, name)!r}")
-        if self.nesterov and self.momentum == 0:
-            raise SpecError("nesterov: true needs momentum > 0 (as in torch.optim.SGD)")
-        self.train_config()  # the trainer's own checks
+        self.train_config()  # the trainer's own checks: steps, epochs, batch size, momentum, decay, flags
 
     # -- derived
     def lr_grid(self) -> list[float]:
