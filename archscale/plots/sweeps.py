@@ -20,7 +20,7 @@ from matplotlib import ticker as mticker
 
 from ..analysis import clean_losses, loss_matrix
 
-__all__ = ["graph_label", "graph_order", "grouped_sweep_figure", "loss_vs_lr",
+__all__ = ["calibration_figure", "graph_label", "graph_order", "grouped_sweep_figure", "loss_vs_lr",
            "measured_vs_predicted", "sweep_figure"]
 
 _METRIC_LABELS = {"train_loss": "training loss of the last epoch", "train_loss_final": "final training loss",
@@ -292,4 +292,25 @@ def grouped_sweep_figure(results: pd.DataFrame, comparisons: dict, *, title: str
         measured_vs_predicted(comp, axes[1, col], labels=short, title=f"{name}: measured vs predicted max LR")
     recipe = next(iter(comparisons.values())).recipe_text()
     fig.suptitle(f"{title}\nrecipe: {recipe}", fontsize=11)
+    return fig
+
+
+def calibration_figure(cal, *, title: str | None = None):
+    """Held-out graphs: measured against predicted maximal LR for eq. 8 and for the calibrated law.
+
+    ``cal`` is :func:`archscale.analysis.calibrate.calibrate`'s result; each panel shows only the
+    held-out configurations (the fitting graphs and the base are left out) with the metrics in
+    its title. Returns the figure.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 5.4))
+    for ax, comp, name in ((axes[0], cal.eq8, "eq. 8 (zero-shot)"),
+                           (axes[1], cal.calibrated, f"calibrated: {cal.fitted.describe()}")):
+        held = comp.table[comp.table["graph"].isin(cal.test_graphs)]
+        view = type(comp)(**{**comp.__dict__, "table": held})
+        hue = "kernel_size" if held["kernel_size"].nunique() > 1 else None
+        measured_vs_predicted(view, ax, hue=hue, title=f"{name}\non {len(cal.test_graphs)} held-out graphs")
+        if comp is cal.calibrated:
+            ax.set_xlabel("predicted max LR = base max LR × calibrated scale")
+    fig.suptitle(title or f"Calibrated on {len(cal.fit_graphs)} graphs, tested on {len(cal.test_graphs)} "
+                          f"others (held-out share {cal.holdout:g}, seed {cal.seed})", fontsize=11)
     return fig
