@@ -36,11 +36,15 @@ def traverse(dag: Dag, first: T, edge_fn: Callable[[Edge, T], T], *,
     ``zeros_like(first)`` (default ``torch.zeros_like``) fills vertices that no edge enters.
     """
     zeros = zeros_like or _torch_zeros_like
-    nodes: list[T | None] = [first] + [None] * (dag.n_vertices - 1)
-    for e in dag.edges:  # ordered by target: a source is complete before any edge leaves it
-        src = nodes[e.src]
-        if src is None:
-            src = nodes[e.src] = zeros(first)
-        out = edge_fn(e, src)
-        nodes[e.dst] = out if nodes[e.dst] is None else nodes[e.dst] + out
-    return [zeros(first) if v is None else v for v in nodes]
+    incoming: list[list[Edge]] = [[] for _ in range(dag.n_vertices)]
+    for e in dag.edges:  # ordered by target, then source
+        incoming[e.dst].append(e)
+    nodes: list[T] = [first]
+    for v in range(1, dag.n_vertices):  # every source precedes its target
+        value = None
+        for e in incoming[v]:
+            out = edge_fn(e, nodes[e.src])
+            value = out if value is None else value + out
+        # a vertex no edge enters is zeros, made in its turn so that vertex order is kept
+        nodes.append(zeros(first) if value is None else value)
+    return nodes
