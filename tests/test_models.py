@@ -130,3 +130,14 @@ def test_nas_cell_networks_are_reexported():
     from archscale import models, nas
 
     assert models.CellNet is nas.CellNet and "CellNet" in models.__all__
+
+
+def test_one_list_of_init_schemes_and_validators_that_say_what_is_accepted():
+    from archscale import models, scaling
+
+    assert models.INIT_SCHEMES is scaling.INIT_SCHEMES
+    with pytest.raises(ArchscaleError, match="accepted: archscale, he, source, reference"):
+        DagMLP("2", 4, 8, 3, init="xavier")
+    with pytest.raises(ArchscaleError, match="in_dim must be an integer >= 1"):
+        DagMLP("2", np.int64(0), 8, 3)
+    assert DagMLP("2", np.int64(4), np.int64(8), 3).width == 8  # numpy integers are integers
