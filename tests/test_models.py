@@ -135,3 +135,14 @@ def test_the_readout_is_chosen_by_readout_alone(init):
     for readout, std in expected.items():
         model = DagMLP("2_02", 64, 128, 10, init=init, readout=readout)
         assert model.readout_init_std() == pytest.approx(std)
+
+
+def test_one_list_of_init_schemes_and_validators_that_say_what_is_accepted():
+    from archscale import models, scaling
+
+    assert models.INIT_SCHEMES is scaling.INIT_SCHEMES
+    with pytest.raises(ArchscaleError, match="accepted: archscale, he, source, reference"):
+        DagMLP("2", 4, 8, 3, init="xavier")
+    with pytest.raises(ArchscaleError, match="in_dim must be an integer >= 1"):
+        DagMLP("2", np.int64(0), 8, 3)
+    assert DagMLP("2", np.int64(4), np.int64(8), 3).width == 8  # numpy integers are integers
