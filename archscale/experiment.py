@@ -10,16 +10,19 @@ the agreement metrics with their intervals and n, and the paper's own figure bes
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .analysis import Comparison, compare, max_lr, recipe_of
+from .dag import Dag
 from .sweep import SweepSpec, load_spec, run_sweep
 
-__all__ = ["PAPER", "Experiment", "run_experiment"]
+__all__ = ["FACTORS", "PAPER", "Experiment", "Factorial", "run_experiment", "run_factorial"]
 
 #: What the paper reports for each experiment (CIFAR-10, Pearson r of measured vs predicted max LR,
 #: linear scale, base included, 3 seeds), by group name.
@@ -107,3 +110,100 @@ def run_experiment(name: str, preset: str = "quick", *, dataset: str | None = No
     comparisons = {key: compare(results[results["graph"].isin(codes)], base=spec.base)
                    for key, codes in groups.items()}
     return Experiment(name, spec, results, max_lr(results), comparisons)
+
+
+#: The recipe factorial's factors and their levels (paper section 2 and the reference code).
+FACTORS: dict[str, tuple[str, ...]] = {"layout": ("paper", "reference"), "init": ("archscale", "source"),
+                                       "readout": ("mean_field", "standard", "reference")}
+
+
+@dataclass
+class Factorial:
+    """The recipe factorial: every (layout, init, readout) cell's comparison on one topology set.
+
+    ``cells``: one row per recipe with the agreement metrics (estimate, lo, hi) and n; ``moments``:
+    per cell and graph, the readout-input second moment at init relative to the base graph's
+    (``z2_ratio``) beside the measured and predicted maximal LRs.
+    """
+
+    spec: SweepSpec
+    comparisons: dict[tuple[str, str, str], Comparison]
+    moments: pd.DataFrame
+
+    @property
+    def cells(self) -> pd.DataFrame:
+        rows = []
+        for (layout, init, readout), comp in self.comparisons.items():
+            a = comp.agreement
+            row = {"layout": layout, "init": init, "readout": readout, "n": a.n}
+            for k in ("pearson_log", "spearman", "error_factor", "bias", "slope"):
+                row |= {k: a.estimate[k], f"{k}_lo": a.lo[k], f"{k}_hi": a.hi[k]}
+            rows.append(row | {"linear r with base": comp.pearson_r_with_base})
+        return pd.DataFrame(rows)
+
+    def main_effects(self, metrics: tuple[str, ...] = ("pearson_log", "error_factor", "bias")
+                     ) -> pd.DataFrame:
+        """Per factor and level: each metric averaged over the other factors' levels (and its range)."""
+        cells = self.cells
+        rows = []
+        for factor, levels in FACTORS.items():
+            for level in levels:
+                sub = cells[cells[factor] == level]
+                rows.append({"factor": factor, "level": level, "cells": len(sub),
+                             **{f"{m} mean": sub[m].mean() for m in metrics},
+                             **{f"{m} range": f"{sub[m].min():.3g}..{sub[m].max():.3g}" for m in metrics}})
+        return pd.DataFrame(rows)
+
+    def variance_link(self, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """Per cell: how the measured max LR follows the prediction and the readout-input moment.
+
+        Spearman of log measured on log predicted and on log ``z2_ratio`` over the non-base graphs,
+        and the partial correlation of log measured with log predicted given log ``z2_ratio``; 95%
+        bootstrap intervals over graphs. If the prediction's correlation vanishes once the moment
+        is accounted for, the topology dependence runs through forward-variance growth.
+        """
+        from .analysis.agreement import variance_link
+
+        rows = []
+        for key, grp in self.moments.groupby(["layout", "init", "readout"], sort=False):
+            grp = grp[~grp["is_base"] & np.isfinite(grp["measured"])]
+            rows.append(dict(zip(("layout", "init", "readout"), key)) | {"n": len(grp)} | variance_link(
+                np.log(grp["measured"]), np.log(grp["predicted"]), np.log(grp["z2_ratio"]), n_boot=n_boot,
+                seed=seed))
+        return pd.DataFrame(rows)
+
+
+def _readout_moments(spec: SweepSpec, n_seeds: int = 3, n_samples: int = 512) -> pd.DataFrame:
+    """Per graph: the readout-input second moment at init (mean over seeds), relative to the base's."""
+    from .probe import readout_input_moment
+
+    data = spec.load_data()
+    x = data.x_train[:n_samples]
+    rows = []
+    for model in spec.model_specs():
+        vals = [readout_input_moment(model.build(tuple(x.shape[1:]), data.out_dim, seed), x)
+                for seed in range(n_seeds)]
+        rows.append({"graph": model.graph, "z2": float(np.mean(vals))})
+    out = pd.DataFrame(rows)
+    base = out.loc[out["graph"] == Dag.parse(spec.base, ops=spec.arch).code, "z2"].iloc[0]
+    return out.assign(z2_ratio=out["z2"] / base)
+
+
+def run_factorial(preset: str = "quick", *, device: str = "cpu", runs_dir: str | os.PathLike = "runs",
+                  progress: bool = True, seed: int = 0, n_boot: int = 1000) -> Factorial:
+    """Train the bundled ``recipe_factorial_<preset>`` sweep under every recipe of :data:`FACTORS`.
+
+    Each recipe has its own results directory (resumable) under ``runs_dir``; the comparisons share
+    the bootstrap ``seed``.
+    """
+    base_spec = load_spec(f"recipe_factorial_{preset}")
+    comparisons, frames = {}, []
+    for layout, init, readout in itertools.product(*FACTORS.values()):
+        spec = base_spec.replace(layout=layout, init=init, readout=readout)
+        out = Path(runs_dir) / f"recipe_factorial_{preset}" / f"{layout}_{init}_{readout}"
+        comp = compare(run_sweep(spec, out, device=device, progress=progress), base=spec.base, seed=seed,
+                       n_boot=n_boot)
+        comparisons[(layout, init, readout)] = comp
+        z2 = _readout_moments(spec)
+        frames.append(comp.table.merge(z2, on="graph").assign(layout=layout, init=init, readout=readout))
+    return Factorial(base_spec, comparisons, pd.concat(frames, ignore_index=True))

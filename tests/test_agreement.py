@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from archscale.analysis import agreement_metrics, best_lr, bootstrap_agreement
-from archscale.analysis.agreement import cap_diverged, max_lr_interval
+from archscale.analysis.agreement import cap_diverged, max_lr_interval, variance_link
 
 LRS = np.geomspace(0.01, 10, 9)
 
@@ -74,3 +74,22 @@ def test_bootstrap_leaves_the_base_out_and_is_seeded():
     assert a.estimate["error_factor"] < 1.5
     with pytest.raises(ValueError, match="same seeds"):
         bootstrap_agreement([capped[0], capped[1][:2]], [LRS] * 2, [0, 0], scale[:2], [1])
+
+
+def test_variance_link_separates_a_prediction_from_a_moment_that_explains_it():
+    """When the measurement is the moment plus noise and the prediction a noisy copy of the moment,
+    the prediction's partial correlation (given the moment) is near 0; when the measurement is the
+    prediction itself, it is 1. Intervals contain their points and are seeded."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=60)
+    x = z + 0.3 * rng.normal(size=60)
+    y = z + 0.05 * rng.normal(size=60)
+    through_moment = variance_link(y, x, z, n_boot=200, seed=1)
+    assert through_moment["spearman_pred"] > 0.8 and through_moment["spearman_moment"] > 0.95
+    assert abs(through_moment["partial_pred"]) < 0.35
+    direct = variance_link(x, x, z, n_boot=200, seed=1)
+    assert direct["partial_pred"] == pytest.approx(1.0)
+    for name in ("spearman_pred", "spearman_moment", "partial_pred"):
+        assert through_moment[f"{name}_lo"] <= through_moment[name] <= through_moment[f"{name}_hi"]
+    assert variance_link(y, x, z, n_boot=200, seed=1) == through_moment
+    assert np.isnan(variance_link(y[:3], x[:3], z[:3], n_boot=10)["partial_pred"])

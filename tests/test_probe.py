@@ -25,6 +25,7 @@ from archscale.probe import (
     delta_z_widths,
     forward_second_moments,
     parameter_groups,
+    readout_input_moment,
 )
 from archscale.scaling import lr_scale
 from archscale.train import minibatch_schedule
@@ -251,6 +252,20 @@ def test_forward_second_moments_still_per_vertex():
     model = _mlp("2_02_002", width=256)
     m = forward_second_moments(model, _batch(n=64)[0])
     assert m.shape == (4,) and np.all(m > 0)
+
+
+
+@pytest.mark.parametrize("layout", ["paper", "reference"])
+def test_readout_input_moment_is_what_the_readout_receives(layout):
+    """The hook reads act(z_last) in the paper layout and z_last itself in the reference layout."""
+    model = DagMLP("2_02_002", 12, 64, 5, layout=layout).double()
+    x = _batch(n=48)[0]
+    model.train()
+    with torch.no_grad():
+        _, nodes = model(x, return_nodes=True)
+    last = torch.relu(nodes[-1]) if layout == "paper" else nodes[-1]
+    assert readout_input_moment(model, x) == pytest.approx(float(last.pow(2).mean()), rel=1e-12)
+    assert model.training  # the mode is restored
 
 
 # ---------------------------------------------------------------------- coord_check

@@ -37,6 +37,7 @@ __all__ = [
     "cap_diverged",
     "max_lr_interval",
     "seed_bootstrap_best",
+    "variance_link",
 ]
 
 #: Names of the agreement metrics, in the order they are reported.
@@ -228,3 +229,41 @@ def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of
         lo[k], hi[k] = (float(np.percentile(arr, 2.5)), float(np.percentile(arr, 97.5))) if arr.size \
             else (math.nan, math.nan)
     return Agreement(estimate, lo, hi, int(len(targets)), s, int(n_boot), int(seed), valid, kept)
+
+
+def _partial(y: np.ndarray, x: np.ndarray, z: np.ndarray) -> float:
+    """Pearson correlation of ``y`` and ``x`` after removing from each its linear fit on ``z``."""
+    if np.ptp(z) == 0:
+        return float(np.corrcoef(y, x)[0, 1]) if np.ptp(y) > 0 and np.ptp(x) > 0 else math.nan
+    ry = y - np.polyval(np.polyfit(z, y, 1), z)
+    rx = x - np.polyval(np.polyfit(z, x, 1), z)
+    return float(np.corrcoef(ry, rx)[0, 1]) if np.ptp(ry) > 0 and np.ptp(rx) > 0 else math.nan
+
+
+def variance_link(log_measured, log_predicted, log_moment, *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """How a measured max LR follows a prediction and a forward moment, with bootstrap intervals.
+
+    Returns ``spearman_pred`` (log measured vs log predicted), ``spearman_moment`` (vs the log
+    moment) and ``partial_pred`` (Pearson partial correlation with the prediction given the
+    moment), each with ``_lo``/``_hi`` 95% percentile intervals over resampled graphs.
+    """
+    y, x, z = (np.asarray(v, dtype=float) for v in (log_measured, log_predicted, log_moment))
+
+    def stats(idx: np.ndarray) -> tuple[float, float, float]:
+        yy, xx, zz = y[idx], x[idx], z[idx]
+        if len(idx) < 4 or np.ptp(yy) == 0:
+            return math.nan, math.nan, math.nan
+        sp = lambda a, b: float(np.corrcoef(_ranks(a), _ranks(b))[0, 1]) if np.ptp(b) > 0 else math.nan  # noqa: E731
+        return sp(yy, xx), sp(yy, zz), _partial(yy, xx, zz)
+
+    names = ("spearman_pred", "spearman_moment", "partial_pred")
+    point = stats(np.arange(len(y)))
+    rng = np.random.default_rng(seed)
+    boots = np.array([stats(rng.integers(0, len(y), len(y))) for _ in range(n_boot)]) if len(y) else \
+        np.empty((0, 3))
+    out = {}
+    for i, name in enumerate(names):
+        col = boots[:, i][np.isfinite(boots[:, i])] if boots.size else np.array([])
+        lo, hi = (np.percentile(col, [2.5, 97.5]) if col.size else (math.nan, math.nan))
+        out |= {name: point[i], f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
+    return out

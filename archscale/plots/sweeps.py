@@ -20,8 +20,8 @@ from matplotlib import ticker as mticker
 
 from ..analysis import clean_losses, loss_matrix
 
-__all__ = ["calibration_figure", "graph_label", "graph_order", "grouped_sweep_figure", "loss_vs_lr",
-           "measured_vs_predicted", "sweep_figure"]
+__all__ = ["calibration_figure", "factorial_figure", "graph_label", "graph_order", "grouped_sweep_figure",
+           "loss_vs_lr", "measured_vs_predicted", "sweep_figure"]
 
 _METRIC_LABELS = {"train_loss": "training loss of the last epoch", "train_loss_final": "final training loss",
                   "test_loss": "test loss", "test_acc": "test accuracy"}
@@ -313,4 +313,55 @@ def calibration_figure(cal, *, title: str | None = None):
             ax.set_xlabel("predicted max LR = base max LR × calibrated scale")
     fig.suptitle(title or f"Calibrated on {len(cal.fit_graphs)} graphs, tested on {len(cal.test_graphs)} "
                           f"others (held-out share {cal.holdout:g}, seed {cal.seed})", fontsize=11)
+    return fig
+
+
+def factorial_figure(fact, *, title: str | None = None):
+    """The recipe factorial: each recipe's log r and error factor with intervals, and the moment link.
+
+    ``fact`` is :func:`archscale.experiment.run_factorial`'s result. (a) log-scale Pearson r per
+    recipe, (b) the typical error factor per recipe, both with their 95% intervals and coloured
+    by readout; (c) per graph, measured / predicted max LR against the readout-input second
+    moment at init (relative to the base), for the paper's setup and the reference code's.
+    """
+    cells = fact.cells.reset_index(drop=True)
+    labels = [f"{r.layout} / {r.init} / {r.readout}" for r in cells.itertuples()]
+    colors = dict(zip(("mean_field", "standard", "reference"), sns.color_palette("deep", 3)))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.8), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    y = np.arange(len(cells))
+    for ax, metric, name in ((axes[0], "pearson_log", "Pearson r of log LRs (base excluded)"),
+                             (axes[1], "error_factor", "typical error factor (×)")):
+        for i, r in cells.iterrows():
+            ax.errorbar(r[metric], i, xerr=[[max(r[metric] - r[f"{metric}_lo"], 0)],
+                                            [max(r[f"{metric}_hi"] - r[metric], 0)]],
+                        fmt="s" if r["layout"] == "paper" else "o", color=colors[r["readout"]], capsize=3)
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels if ax is axes[0] else [], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(name)
+        ax.set_title(f"{name}\n95% bootstrap intervals, n = {int(cells['n'].max())} graphs per recipe",
+                     fontsize=9)
+    axes[0].axvline(0, color="k", lw=0.8)
+    axes[1].axvline(1, color="k", lw=0.8)
+    for readout, color in colors.items():
+        axes[1].plot([], [], "o", color=color, label=f"readout {readout}")
+    axes[1].plot([], [], "s", color="grey", label="paper layout")
+    axes[1].plot([], [], "o", color="grey", label="reference layout")
+    axes[1].legend(fontsize=7, loc="lower right")
+    ax = axes[2]
+    m = fact.moments[~fact.moments["is_base"] & np.isfinite(fact.moments["measured"])]
+    for (layout, init, readout), color in ((("paper", "archscale", "mean_field"), "tab:blue"),
+                                           (("reference", "source", "reference"), "tab:red")):
+        sel = m[(m["layout"] == layout) & (m["init"] == init) & (m["readout"] == readout)]
+        ax.scatter(sel["z2_ratio"], sel["measured"] / sel["predicted"], color=color, s=22, alpha=0.8,
+                   label=f"{layout} / {init} / {readout}")
+    ax.axhline(1, color="k", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("readout-input E[z²] at init, relative to the base graph")
+    ax.set_ylabel("measured / predicted max LR (eq. 8)")
+    ax.set_title("per graph: the prediction's miss against forward-variance growth", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.suptitle(title or f"Recipe factorial on {fact.spec.name}: which part of the recipe makes eq. 8 "
+                          f"predictive")
     return fig

@@ -23,10 +23,15 @@ from ..train import LOSSES
 from .common import loss_value, parameter_groups
 from .coord import COORD_CHECK_COLUMNS, coord_check
 from .delta import LR_RULES, DeltaZResult, delta_z, delta_z_graphs, delta_z_vs_lr, delta_z_widths
-from .moments import forward_second_moments, init_second_moments, predicted_second_moments
+from .moments import (
+    forward_second_moments,
+    init_second_moments,
+    predicted_second_moments,
+    readout_input_moment,
+)
 
 __all__ = [
     "COORD_CHECK_COLUMNS", "DeltaZResult", "LOSSES", "LR_RULES", "coord_check", "delta_z", "delta_z_graphs",
     "delta_z_vs_lr", "delta_z_widths", "forward_second_moments", "init_second_moments", "loss_value",
-    "parameter_groups", "predicted_second_moments",
+    "parameter_groups", "predicted_second_moments", "readout_input_moment",
 ]

@@ -13,7 +13,8 @@ from ..dag import Dag
 from ..models import DagMLP
 from ..scaling import second_moments
 
-__all__ = ["forward_second_moments", "init_second_moments", "predicted_second_moments"]
+__all__ = ["forward_second_moments", "init_second_moments", "predicted_second_moments",
+           "readout_input_moment"]
 
 
 @torch.no_grad()
@@ -30,6 +31,26 @@ def forward_second_moments(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     finally:
         model.train(was_training)
     return np.array([float(node.double().pow(2).mean()) for node in nodes])
+
+
+@torch.no_grad()
+def readout_input_moment(model: nn.Module, x: torch.Tensor) -> float:
+    """Mean square of what the readout layer receives (``model.readout``'s input) on the batch ``x``.
+
+    In the paper layout that is ``act(z_last)``; in the reference layout the last vertex's sum of
+    post-activations. It sets the size of the logits' first update, whatever the init promised
+    about the vertices.
+    """
+    seen: list[torch.Tensor] = []
+    handle = model.readout.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return float(seen[0].double().pow(2).mean())
 
 
 def predicted_second_moments(dag: Dag | str, init: str = "archscale") -> np.ndarray:
