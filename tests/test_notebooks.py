@@ -49,8 +49,8 @@ def test_readme_figures_are_committed_as_png_and_pdf():
 def test_notebooks_exist():
     assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
     names = [p.stem for p in NOTEBOOKS]
-    assert names == sorted(names) and all(n[:2].isdigit() and n[2] == "_" for n in names), \
-        f"notebooks must be numbered in reading order (NN_name.ipynb): {names}"
+    assert names == sorted(names) and all(re.fullmatch(r"\d\d[a-z]?_\w+", n) for n in names), \
+        f"notebooks must be numbered in reading order (NN_name.ipynb, or NNb_name.ipynb after NN): {names}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
