@@ -162,6 +162,9 @@ def test_lr_offset_figure_keeps_a_flat_correlation_flat():
     r_ax = lr_offset_figure(pred, fit, chain_codes=chains).axes[3]
     lo, hi = r_ax.get_ylim()
     assert hi - lo >= 0.1 and lo <= 0.978 and 0.983 <= hi <= 1.02
+    few = fit.assign(pearson_log=np.nan, pearson_log_lo=np.nan, pearson_log_hi=np.nan, n=2)
+    texts = lr_offset_figure(pred, few, chain_codes=chains).axes[3].texts
+    assert any("r undefined" in t.get_text() for t in texts)
 
 
 # --------------------------------------------------------------------------- sweeps

@@ -357,6 +357,9 @@ def _offset_fit_panels(fit: pd.DataFrame, ax_err, ax_r) -> None:
                      f"best offset {int(best['offset'])}")
 
     shown = bars(ax_r, "pearson_log", "^-", "Pearson r of log LRs, 95% interval", "C2")
+    if not np.isfinite(fit["pearson_log"].to_numpy(float)).any():
+        ax_r.text(0.5, 0.5, f"r undefined: it needs 3 or more non-base graphs (n = {n})",
+                  transform=ax_r.transAxes, ha="center", va="center", fontsize=9)
     ax_r.set_ylim(*_interval_limits(shown, min_span=0.1, lo_bound=-1.02, hi_bound=1.02))
     ax_r.set_ylabel("Pearson r of ln measured vs ln predicted")
     ax_r.set_title(f"(d) correlation, base excluded (n = {n})")
