@@ -3,7 +3,8 @@
 * :func:`in_degree_rule` derives ``C = 2 / d_in`` from the forward variance recursion (eq. 11-12).
 * :func:`second_moment_recursion` propagates vertex covariances through any DAG exactly in the
   infinite-width limit (paper layout), for each initialization scheme of ``archscale.models``.
-* :func:`init_second_moments` measures the same quantities on built networks.
+* :func:`init_second_moments` measures the same quantities on built networks;
+  :func:`sample_where_schemes_differ` draws graphs on which two schemes predict different moments.
 * :func:`lr_rule` solves the maximal-update condition of eq. 8/9 for the learning rate.
 * :func:`space_table`, :func:`offset_predictions` and :func:`fit_offset` tabulate the LR rule over
   graph spaces, depth offsets and measured sweeps.
@@ -13,14 +14,15 @@ The symbolic and tabular parts import no torch; :func:`init_second_moments` impo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from . import validate
 from .dag import Dag
-from .errors import ArchscaleError
+from .errors import ArchscaleError, DagError
 from .scaling import INIT_SCHEMES, convention, lr_scale, second_moments
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "in_degree_rule",
     "lr_rule",
     "offset_predictions",
+    "sample_where_schemes_differ",
     "second_moment_recursion",
     "space_table",
 ]
@@ -86,6 +89,42 @@ def second_moment_recursion(dag: Dag | str, init: str = "archscale", q0: sp.Expr
 
     K = second_moments(dag, init)
     return sp.sympify(q0) * sp.Matrix([[sp.Rational(x.numerator, x.denominator) for x in row] for row in K])
+
+
+def sample_where_schemes_differ(n_vertices: int, k: int, seed: int, schemes: Sequence[str] = ("he", "source"),
+                                *, digits: tuple[int, ...] | None = None,
+                                keep: Callable[[Dag], bool] | None = None) -> list[Dag]:
+    """``k`` seeded random graphs (:meth:`Dag.sample`) on which ``schemes`` predict different outputs.
+
+    A graph is kept when the infinite-width output second moment (:func:`second_moments`) is not
+    the same under every scheme in ``schemes`` and ``keep(dag)`` (if given) holds. Uniform samples
+    mostly hide the difference between He and the source-in-degree rule: they differ only where a
+    block edge leaves a vertex with several inputs on the way to the output. The graphs are the
+    first matches in ``Dag.sample``'s seeded order, so they are a selection, not a uniform sample.
+    """
+    schemes = [validate.choice(x, "init scheme", INIT_SCHEMES) for x in schemes]
+    if len(set(schemes)) < 2:
+        raise ArchscaleError(f"give at least two different init schemes to compare; got {schemes}")
+    k = validate.positive_int(k, "number of graphs k", error=DagError)
+
+    def differs(dag: Dag) -> bool:
+        out = dag.output
+        return len({second_moments(dag, x)[out][out] for x in schemes}) > 1 and (keep is None or keep(dag))
+
+    m = 8 * k
+    while True:
+        try:
+            drawn = Dag.sample(n_vertices, m, seed=seed, digits=digits)
+        except DagError:  # the space has fewer than m graphs with a path: take all of them
+            drawn = None
+        pool = drawn if drawn is not None else [d for d in Dag.space(n_vertices, digits=digits) if d.has_path]
+        found = [d for d in pool if differs(d)]
+        if len(found) >= k:
+            return found[:k]
+        if drawn is None:
+            raise DagError(f"only {len(found)} graph(s) of the {n_vertices}-vertex space (digits "
+                           f"{digits or (0, 1, 2)}) give different outputs under {schemes}; asked for {k}")
+        m *= 2
 
 
 # ---------------------------------------------------------------------- learning rate

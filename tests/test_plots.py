@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from archscale import ArchscaleError, Dag, lr_scale  # noqa: E402
 from archscale.analysis import clean_losses, compare, max_lr  # noqa: E402
-from archscale.derivations import offset_predictions, space_table  # noqa: E402
+from archscale.analysis.calibrate import fit_offset  # noqa: E402
+from archscale.derivations import offset_predictions, sample_where_schemes_differ, space_table  # noqa: E402
 from archscale.plots import save_figure  # noqa: E402
 from archscale.plots.dags import (  # noqa: E402
     draw_dag,
@@ -29,6 +30,7 @@ from archscale.plots.sweeps import (  # noqa: E402
     sweep_figure,
 )
 from archscale.probe import init_second_moments  # noqa: E402
+from archscale.scaling import second_moments  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -96,15 +98,73 @@ def test_init_moments_figure_panels():
     assert titles[1].startswith("(b)") and titles[2].startswith("(c)")
 
 
+def test_init_moments_figure_panel_b_uses_graphs_where_the_schemes_differ():
+    codes = [d.code for d in sample_where_schemes_differ(5, 3, seed=0, digits=(0, 2))]
+    for code in codes:  # the infinite-width prediction tells He and the source rule apart on each
+        he, source = (second_moments(code, init) for init in ("he", "source"))
+        assert he[-1][-1] != source[-1][-1]
+    m = init_second_moments(codes, inits=("he", "source", "archscale"), width=64, n_samples=64,
+                            progress=False)
+    fig = init_moments_figure(m, codes[0], graphs_note="graphs where He and source differ")
+    assert "graphs where He and source differ" in fig.axes[1].get_title()
+    out = m[m["vertex"] == m.groupby("code")["vertex"].transform("max")]
+    means = out.groupby(["init", "code"])["ratio"].mean().unstack("code")
+    assert (abs(means.loc["he"] / means.loc["source"] - 1) > 0.2).all()  # the boxes cannot coincide
+    with pytest.raises(ArchscaleError, match="two different"):
+        sample_where_schemes_differ(5, 3, seed=0, schemes=("he", "he"))
+
+
+def _chain_sweep(seeds=(0, 1, 2)) -> pd.DataFrame:
+    """MLP depth-sweep rows whose best LR follows eq. 8 at offset 2, with seed noise."""
+    rng = np.random.default_rng(1)
+    lrs = np.geomspace(0.01, 2.0, 25)
+    rows = []
+    for k in range(0, 6):
+        code = "1" if k == 0 else Dag.chain(k).code
+        for seed in seeds:
+            best = 0.8 * (2 / (2 + k)) ** 1.5 * np.exp(rng.normal(0, 0.25))
+            for lr in lrs:
+                rows.append({"graph": code, "arch": "mlp", "width": 64, "kernel_size": 0, "act": "relu",
+                             "lr": float(lr), "seed": seed, "train_loss": 0.1 + np.log(lr / best) ** 2,
+                             "test_loss": 0.0, "test_acc": 0.0, "diverged": False, "steps": 1})
+    return pd.DataFrame(rows)
+
+
 def test_lr_offset_figure_with_and_without_fit():
     chains = [Dag.chain(k).code for k in (1, 2, 3)]
     pred = offset_predictions(chains + ["2_22", "2_12"], (1, 3, 5))
     fig = lr_offset_figure(pred, chain_codes=chains)
     assert len(fig.axes) == 2
-    fit = pd.DataFrame({"offset": [1, 3, 5], "pearson_r": [0.5, 0.9, 0.8], "pearson_r_log": [0.5, 0.9, 0.8],
-                        "log_rmse": [0.4, 0.1, 0.2], "log_rmse_fit": [0.3, 0.05, 0.1], "n": [5, 5, 5]})
+    fit = fit_offset(_chain_sweep(), offsets=range(1, 6), n_boot=200)
+    assert (fit["n"] == 5).all()  # the base graph is not scored
     fig = lr_offset_figure(pred, fit, chain_codes=chains)
-    assert "best offset 3" in fig.axes[2].get_title()
+    assert len(fig.axes) == 4  # no twin axis: every metric on its own labelled axes
+    best = int(fit.loc[fit["log_rmse_fit"].idxmin(), "offset"])
+    err_ax, r_ax = fig.axes[2], fig.axes[3]
+    assert f"best offset {best}" in err_ax.get_title()
+    for ax, col, min_span in ((err_ax, "error_factor", 0.2), (r_ax, "pearson_log", 0.1)):
+        assert "base excluded" in ax.get_title() and "n = 5" in ax.get_title()
+        lo, hi = ax.get_ylim()
+        values = fit[[col, f"{col}_lo", f"{col}_hi"]].to_numpy().ravel()
+        assert lo <= np.nanmin(values) and hi >= np.nanmax(values)  # every estimate and interval shown
+        assert hi - lo >= min_span  # tiny differences are not blown up to fill the axis
+        assert ax.get_ylabel() not in fit.columns and ax.get_xlabel() == "depth offset"
+        assert any("95% interval" in t for t in _legend_texts(ax))
+
+
+def test_lr_offset_figure_keeps_a_flat_correlation_flat():
+    chains = [Dag.chain(k).code for k in (1, 2)]
+    pred = offset_predictions(chains, (1, 2, 3))
+    fit = pd.DataFrame({"offset": [1, 2, 3], "pearson_log": [0.978, 0.983, 0.981],
+                        "pearson_log_lo": [0.978, 0.983, 0.981], "pearson_log_hi": [0.978, 0.983, 0.981],
+                        "error_factor": [2.2, 1.2, 1.3], "error_factor_lo": [2.0, 1.1, 1.2],
+                        "error_factor_hi": [2.5, 1.4, 1.5], "log_rmse_fit": [0.3, 0.05, 0.1], "n": [5, 5, 5]})
+    r_ax = lr_offset_figure(pred, fit, chain_codes=chains).axes[3]
+    lo, hi = r_ax.get_ylim()
+    assert hi - lo >= 0.1 and lo <= 0.978 and 0.983 <= hi <= 1.02
+    few = fit.assign(pearson_log=np.nan, pearson_log_lo=np.nan, pearson_log_hi=np.nan, n=2)
+    texts = lr_offset_figure(pred, few, chain_codes=chains).axes[3].texts
+    assert any("r undefined" in t.get_text() for t in texts)
 
 
 # --------------------------------------------------------------------------- sweeps

@@ -182,30 +182,39 @@ def calibrate(results: pd.DataFrame | Measured, base: str = "1", metric: str = "
     return Calibration(law, rmse, n_fit, fit_graphs, test_graphs, calibrated, eq8, holdout, seed, edges)
 
 
-def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6), *, base: str = "1"
-               ) -> pd.DataFrame:
+def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6), *, base: str = "1",
+               n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """How well each depth offset predicts measured maximal LRs (each offset through :func:`compare`).
 
-    One row per offset: ``pearson_r`` and ``pearson_r_log`` of measured vs predicted, ``log_rmse``
-    (natural-log error of the recipe's prediction, anchored at the measured base LR) and
+    One row per offset, every metric on the non-base graphs (the base matches by construction):
+    the agreement metrics of :mod:`~archscale.analysis.agreement` with their 95% intervals
+    (``pearson_log``, ``error_factor``, ``bias``, ``slope``, each with ``_lo``/``_hi``),
+    ``log_rmse`` (natural-log error of the recipe's prediction, anchored at the measured base LR),
     ``log_rmse_fit`` (the same after the best constant factor, which removes the base network's
-    own measurement noise), and ``n`` graphs. The best offset minimises ``log_rmse_fit``.
+    own measurement noise), ``pearson_r_with_base`` (the linear r the paper reports, secondary)
+    and ``n`` non-base graphs. The best offset minimises ``log_rmse_fit``. Every offset shares
+    one measurement and one set of bootstrap resamples, so their intervals pair up.
     """
+    meas = measure(results, base, n_boot=n_boot, seed=seed)
     rows = []
     for off in offsets:
         if off < 1:
             raise ArchscaleError(f"offsets must be >= 1; got {off}")
         try:
-            comp = compare(results, base=base, offset=int(off))
+            comp = compare(meas, offset=int(off), n_boot=n_boot, seed=seed)
         except ArchscaleError as err:
             raise ArchscaleError(f"offset {off}: {err}") from None
         t = comp.table
-        t = t[np.isfinite(t["measured"]) & np.isfinite(t["predicted"]) & (t["measured"] > 0)]
+        t = t[~t["is_base"] & np.isfinite(t["measured"]) & np.isfinite(t["predicted"]) & (t["measured"] > 0)]
         resid = np.log(t["measured"].to_numpy()) - np.log(t["predicted"].to_numpy())
-        rows.append({
-            "offset": int(off), "pearson_r": comp.pearson_r_with_base, "pearson_r_log": comp.pearson_r_log,
-            "log_rmse": float(np.sqrt(np.mean(resid**2))) if len(resid) else math.nan,
+        a = comp.agreement
+        row = {"offset": int(off)}
+        for name in ("pearson_log", "error_factor", "bias", "slope"):
+            row.update({name: a.estimate[name], f"{name}_lo": a.lo[name], f"{name}_hi": a.hi[name]})
+        row.update({
+            "log_rmse": a.estimate["log_rmse"],
             "log_rmse_fit": float(np.std(resid)) if len(resid) else math.nan,
-            "n": int(len(t)),
+            "pearson_r_with_base": comp.pearson_r_with_base, "n": int(a.n),
         })
+        rows.append(row)
     return pd.DataFrame(rows)

@@ -204,12 +204,14 @@ def lr_scale_distribution(table: pd.DataFrame, highlight: dict[str, str] | None 
     return fig
 
 
-def init_moments_figure(moments: pd.DataFrame, example: str, *, title: str | None = None):
+def init_moments_figure(moments: pd.DataFrame, example: str, *, title: str | None = None,
+                        graphs_note: str | None = None):
     """Three panels from :func:`archscale.probe.init_second_moments` output.
 
     (a) per-vertex ``E[z_v^2] / E[z_0^2]`` on ``example`` for each init with the infinite-width
-    prediction; (b) the output vertex over all graphs per init; (c) paper vs reference layout
-    under the archscale init on ``example``. Returns the figure.
+    prediction; (b) the output vertex over all graphs per init, titled with ``graphs_note`` (how
+    the graphs were chosen, e.g. where two schemes differ); (c) paper vs reference layout under
+    the archscale init on ``example``. Returns the figure.
     """
     df = moments[moments["ratio"] > 0].copy()
     df["init_label"] = df["init"].map(lambda s: _INIT_LABELS.get(s, s))
@@ -247,7 +249,8 @@ def init_moments_figure(moments: pd.DataFrame, example: str, *, title: str | Non
     axes[1].set_xlabel("")
     axes[1].set_xticks(range(len(order)), [label.replace(" (", "\n(") for label in order], fontsize=8)
     axes[1].set_ylabel("output vertex E[z²] / E[z_0²]  (log₂)")
-    axes[1].set_title(f"(b) output vertex over {last['code'].nunique()} random DAGs")
+    axes[1].set_title(f"(b) output vertex over {last['code'].nunique()} random DAGs"
+                      + (f"\n{graphs_note}" if graphs_note else ""), fontsize=10)
     axes[1].legend(title=None, fontsize=8)
 
     lay = df[(df["code"] == example) & (df["init"] == "archscale")]
@@ -274,10 +277,13 @@ def lr_offset_figure(predictions: pd.DataFrame, fit: pd.DataFrame | None = None,
     ``predictions`` comes from :func:`archscale.derivations.offset_predictions`: (a) chains (listed
     in ``chain_codes``) against their number of blocks, one line per offset; (b) other graphs
     (``topology_codes``, default: the rest) against the offset, where crossing lines are graphs
-    the offset reorders; (c) ``fit`` from :func:`archscale.analysis.calibrate.fit_offset`. Returns the figure.
+    the offset reorders. With ``fit`` from :func:`archscale.analysis.calibrate.fit_offset`, a second
+    row scores each offset on the measured sweep without the base graph: (c) the typical error
+    factor, (d) the Pearson r of log LRs, each with its 95% interval. Returns the figure.
     """
-    ncols = 3 if fit is not None and not fit.empty else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols + 1.5, 4.6))
+    with_fit = fit is not None and not fit.empty
+    fig, axes = plt.subplots(2 if with_fit else 1, 2, figsize=(14.5, 9.4 if with_fit else 4.6), squeeze=False)
+    axes = axes.ravel()
     chain_codes = chain_codes or []
     chains = predictions[predictions["code"].isin(chain_codes)]
     if not chains.empty:
@@ -305,21 +311,61 @@ def lr_offset_figure(predictions: pd.DataFrame, fit: pd.DataFrame | None = None,
         axes[1].set_xlabel("depth offset")
         axes[1].set_ylabel("predicted LR / base LR (log)")
         axes[1].set_title("(b) topologies: crossing lines = the offset reorders graphs")
-    if ncols == 3:
-        best = fit.loc[fit["log_rmse_fit"].idxmin()]
-        axes[2].plot(fit["offset"], fit["log_rmse_fit"], "o-", label="log-RMSE after best constant")
-        axes[2].plot(fit["offset"], fit["log_rmse"], "s--", label="log-RMSE, base-anchored")
-        axes[2].set_xlabel("depth offset")
-        axes[2].set_ylabel("RMS of ln(measured / predicted)")
-        ax_r = axes[2].twinx()
-        ax_r.plot(fit["offset"], fit["pearson_r_log"], "^:", color="C2", label="Pearson r (log)")
-        ax_r.set_ylabel("Pearson r of log LRs")
-        ax_r.grid(False)
-        axes[2].axvline(best["offset"], color="k", lw=0.8, ls="--")
-        h1, l1 = axes[2].get_legend_handles_labels()
-        h2, l2 = ax_r.get_legend_handles_labels()
-        axes[2].legend(h1 + h2, l1 + l2, fontsize=7)
-        axes[2].set_title(f"(c) fit to measured max LRs: best offset {int(best['offset'])} "
-                          f"(n = {int(best['n'])})")
+    if with_fit:
+        _offset_fit_panels(fit, axes[2], axes[3])
     fig.suptitle(title or "The depth convention L_p = offset + blocks changes every prediction")
     return fig
+
+
+def _interval_limits(values: np.ndarray, *, min_span: float, lo_bound: float = -np.inf,
+                     hi_bound: float = np.inf) -> tuple[float, float]:
+    """Limits holding every finite value with 8% padding, spanning ``min_span`` or more, in bounds."""
+    v = values[np.isfinite(values)]
+    lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+    if hi - lo < min_span:
+        mid = (hi + lo) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    pad = 0.08 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    shift = min(hi_bound - hi, 0.0) + max(lo_bound - lo, 0.0)  # slide a window that crosses a bound
+    return max(lo + shift, lo_bound), min(hi + shift, hi_bound)
+
+
+def _offset_fit_panels(fit: pd.DataFrame, ax_err, ax_r) -> None:
+    """(c) error factor and (d) log-LR Pearson r against the offset, each with its 95% interval."""
+    best = fit.loc[fit["log_rmse_fit"].idxmin()]
+    n = int(best["n"])
+    x = fit["offset"].to_numpy(float)
+
+    def bars(ax, col, fmt, label, color):
+        est = fit[col].to_numpy(float)
+        if f"{col}_lo" in fit:
+            err = np.vstack([est - fit[f"{col}_lo"].to_numpy(float), fit[f"{col}_hi"].to_numpy(float) - est])
+            ax.errorbar(x, est, yerr=np.clip(err, 0, None), fmt=fmt, color=color, capsize=3, label=label)
+            return np.concatenate([est, fit[f"{col}_lo"].to_numpy(float), fit[f"{col}_hi"].to_numpy(float)])
+        ax.plot(x, est, fmt, color=color, label=label)
+        return est
+
+    shown = bars(ax_err, "error_factor", "o-", "recipe (anchored at the measured base LR), 95% interval",
+                 "C0")
+    after = np.exp(fit["log_rmse_fit"].to_numpy(float))
+    ax_err.plot(x, after, "s--", color="C1", label="after the best constant factor (point estimate)")
+    ax_err.set_ylim(*_interval_limits(np.concatenate([shown, after]), min_span=0.2, lo_bound=0.95))
+    ax_err.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax_err.set_ylabel("typical error factor exp(RMS ln(measured / predicted))")
+    ax_err.set_title(f"(c) error of the predictions, base excluded (n = {n}): "
+                     f"best offset {int(best['offset'])}")
+
+    shown = bars(ax_r, "pearson_log", "^-", "Pearson r of log LRs, 95% interval", "C2")
+    if not np.isfinite(fit["pearson_log"].to_numpy(float)).any():
+        ax_r.text(0.5, 0.5, f"r undefined: it needs 3 or more non-base graphs (n = {n})",
+                  transform=ax_r.transAxes, ha="center", va="center", fontsize=9)
+    ax_r.set_ylim(*_interval_limits(shown, min_span=0.1, lo_bound=-1.02, hi_bound=1.02))
+    ax_r.set_ylabel("Pearson r of ln measured vs ln predicted")
+    ax_r.set_title(f"(d) correlation, base excluded (n = {n})")
+    for ax in (ax_err, ax_r):
+        ax.axvline(best["offset"], color="k", lw=0.8, ls="--",
+                   label=f"best fit: offset {int(best['offset'])}")
+        ax.set_xticks(x)
+        ax.set_xlabel("depth offset")
+        ax.legend(fontsize=7, loc="best")
