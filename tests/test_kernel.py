@@ -83,3 +83,23 @@ def test_kernel_slope_and_refusals():
     one_kernel = _rows({("1", 3): 1 / 3, ("2", 3): 1 / 3})
     with pytest.raises(ArchscaleError, match="two kernel sizes"):
         kernel_exponents(one_kernel, n_boot=10)
+
+
+def test_kernel_exponent_and_column_figures_draw_labelled_panels():
+    import matplotlib.pyplot as plt
+
+    from archscale.analysis import compare
+    from archscale.plots.sweeps import column_figure, kernel_exponent_figure
+
+    best = {(g, q): 0.5 * lr_scale(g, "cnn", q) for g in ("1", "2", "2_02") for q in (3, 5, 7)}
+    rows = _rows(best, grid=sorted({t * f for t in best.values() for f in (0.7, 1.0, 1.4)}))
+    fit = kernel_exponents(rows, n_boot=50)
+    fig = kernel_exponent_figure(fit)
+    a, b = fig.axes[:2]
+    assert a.get_xlabel().startswith("kernel size") and "max LR" in a.get_ylabel()
+    assert "slope" in b.get_xlabel() and b.get_legend() is not None and fig._suptitle.get_text()
+    plt.close(fig)
+    comp = compare(rows, n_boot=20)
+    fig = column_figure({"CNN": (rows, comp, max_lr(rows), 3), "all kernels": (rows, comp, None)}, title="t")
+    assert len(fig.axes) >= 4 and "kernel 3" in fig.axes[0].get_title()
+    plt.close(fig)
