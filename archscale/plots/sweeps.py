@@ -444,7 +444,7 @@ def kernel_exponent_figure(kx, *, title: str | None = None):
     bx.set_xlabel("kernel exponent: slope of ln max LR on ln q")
     bx.set_title(f"(b) exponent per graph, 95% bootstrap over {int(rows['n_seeds'].max())} seeds "
                  f"({kx.n_boot} replicates)", fontsize=9)
-    bx.legend(fontsize=7, loc="lower right")
+    bx.legend(fontsize=7, loc="best")
     fig.suptitle(title or "Eq. 9's kernel factor alone: how each graph's maximal LR moves with the kernel "
                           "size", fontsize=11)
     return fig
