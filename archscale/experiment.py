@@ -76,6 +76,19 @@ class Experiment:
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
 
+    def columns(self, name: str | None = None, kernel: int | None = None) -> dict:
+        """This experiment's groups as :func:`~archscale.plots.sweeps.column_figure` columns.
+
+        ``name`` renames a single group (e.g. ``"GELU CNN"``); ``kernel`` shows only that kernel's
+        loss curves (CNNs), while the measured-vs-predicted panel keeps every kernel. Columns of
+        several experiments join into one figure (paper Fig. 7: MLP depth, topology and CNN).
+        """
+        out = {}
+        for key, comp in self.comparisons.items():
+            label = name if name is not None and len(self.comparisons) == 1 else GROUP_NAMES.get(key, key)
+            out[label] = (self.results, comp, self.maxima, kernel)
+        return out
+
     def figure(self, title: str, **kwargs):
         """The paper-style figure: one comparison as :func:`~archscale.plots.sweeps.sweep_figure`, several
         as :func:`~archscale.plots.sweeps.grouped_sweep_figure` (``kwargs`` pass through)."""

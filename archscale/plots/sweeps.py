@@ -9,6 +9,7 @@ the titles state the agreement metrics with their intervals and n, base excluded
 
 from __future__ import annotations
 
+import functools
 import math
 
 import matplotlib as mpl
@@ -20,8 +21,9 @@ from matplotlib import ticker as mticker
 
 from ..analysis import clean_losses, loss_matrix
 
-__all__ = ["calibration_figure", "factorial_figure", "graph_label", "graph_order", "grouped_sweep_figure",
-           "loss_vs_lr", "measured_vs_predicted", "sweep_figure"]
+__all__ = ["calibration_figure", "column_figure", "factorial_figure", "graph_label", "graph_order",
+           "grouped_sweep_figure", "kernel_exponent_figure", "loss_vs_lr", "measured_vs_predicted",
+           "sweep_figure"]
 
 _METRIC_LABELS = {"train_loss": "training loss of the last epoch", "train_loss_final": "final training loss",
                   "test_loss": "test loss", "test_acc": "test accuracy"}
@@ -276,23 +278,8 @@ def grouped_sweep_figure(results: pd.DataFrame, comparisons: dict, *, title: str
     """
     if not comparisons:
         raise ValueError("give at least one named comparison to plot")
-    n = len(comparisons)
-    fig, axes = plt.subplots(2, n, figsize=(6.4 * n, 10.4), squeeze=False)
-    for col, (name, comp) in enumerate(comparisons.items()):
-        graphs = list(comp.table["graph"].unique())
-        sub = results[results["graph"].isin(graphs)]
-        order = graph_order(comp)
-        scales = _scales(comp.table)
-        short = {g: graph_label(g) for g in order}
-        labels = {g: f"{short[g]} (×{scales[g]:.2f})" for g in order}
-        sub_max = None if max_lrs is None else max_lrs[max_lrs["graph"].isin(graphs)]
-        loss_vs_lr(sub, axes[0, col], metric=metric, hue_order=order, max_lrs=sub_max, labels=labels,
-                   scales=scales, title=f"{name}: loss vs learning rate",
-                   legend_kwargs={"title": "graph (predicted LR scale)", "fontsize": 6, "title_fontsize": 7})
-        measured_vs_predicted(comp, axes[1, col], labels=short, title=f"{name}: measured vs predicted max LR")
-    recipe = next(iter(comparisons.values())).recipe_text()
-    fig.suptitle(f"{title}\nrecipe: {recipe}", fontsize=11)
-    return fig
+    return column_figure({name: (results, comp, max_lrs) for name, comp in comparisons.items()}, title=title,
+                         metric=metric)
 
 
 def calibration_figure(cal, *, title: str | None = None):
@@ -364,4 +351,100 @@ def factorial_figure(fact, *, title: str | None = None):
     ax.legend(fontsize=7)
     fig.suptitle(title or f"Recipe factorial on {fact.spec.name}: which part of the recipe makes eq. 8 "
                           f"predictive")
+    return fig
+
+
+def _rows_of(frame: pd.DataFrame, graphs: list[str], kernel: int | None) -> pd.DataFrame:
+    keep = frame["graph"].isin(graphs)
+    return frame[keep & (frame["kernel_size"] == kernel)] if kernel else frame[keep]
+
+
+def column_figure(columns: dict, *, title: str, metric: str = "train_loss"):
+    """One column per named ``(results, comparison, max_lrs[, kernel])``: loss vs LR, measured vs predicted.
+
+    Each column's loss panel shows the rows of its comparison's graphs (at ``kernel`` only, when
+    given: CNN columns show one kernel's curves, their measured-vs-predicted panel every kernel,
+    coloured by kernel size). Columns may come from different sweeps (fig. 7: MLP depth, MLP
+    topology, CNN). The suptitle names each column's recipe once when they agree. Returns the figure.
+    """
+    n = len(columns)
+    fig, axes = plt.subplots(2, n, figsize=(6.4 * n, 10.4), squeeze=False)
+    recipes = []
+    for col, (name, (results, comp, max_lrs, *rest)) in enumerate(columns.items()):
+        kernel = rest[0] if rest else None
+        graphs = list(comp.table["graph"].unique())
+        rows_of = functools.partial(_rows_of, graphs=graphs, kernel=kernel)
+        table = rows_of(comp.table)
+        order = graph_order(table)
+        scales = _scales(table)
+        short = {g: graph_label(g) for g in order}
+        labels = {g: f"{short[g]} (×{scales[g]:.2f})" for g in order}
+        at = f" (kernel {kernel})" if kernel else ""
+        loss_vs_lr(rows_of(results), axes[0, col], metric=metric, hue_order=order, labels=labels,
+                   max_lrs=None if max_lrs is None else rows_of(max_lrs),
+                   scales=scales, title=f"{name}: loss vs learning rate{at}",
+                   legend_kwargs={"title": "graph (predicted LR scale)", "fontsize": 6, "title_fontsize": 7})
+        hue = "kernel_size" if comp.table["kernel_size"].nunique() > 1 else None
+        measured_vs_predicted(comp, axes[1, col], labels=short, hue=hue,
+                              title=f"{name}: measured vs predicted max LR")
+        recipes.append(comp.recipe_text())
+    recipe = recipes[0] if len(set(recipes)) == 1 else "; ".join(f"{k}: {r}"
+                                                                 for k, r in zip(columns, recipes))
+    fig.suptitle(f"{title}\nrecipe: {recipe}", fontsize=11)
+    return fig
+
+
+def kernel_exponent_figure(kx, *, title: str | None = None):
+    """Eq. 9's kernel factor per graph: max LR against q, and each graph's exponent with its interval.
+
+    ``kx`` is :func:`archscale.analysis.kernel_exponents`'s result. (a) measured max LR (95% seed
+    interval) against the kernel size on log-log axes, one line per graph, with eq. 9's slope
+    -1 drawn through each graph's smallest kernel (dashed); (b) each graph's exponent with its
+    95% bootstrap interval, the pooled within-graph exponent, and the lines at -1 (eq. 9) and 0
+    (the kernel does not matter). Returns the figure.
+    """
+    t = kx.comparison.table
+    rows = kx.table.reset_index(drop=True)
+    colors = dict(zip(rows["graph"], sns.color_palette("viridis", max(len(rows), 1))))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12.5, 5.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    for r in rows.itertuples():
+        g = t[(t["graph"] == r.graph) & (t["width"] == r.width) & (t["act"] == r.act)]
+        g = g.sort_values("kernel_size")
+        lo = (g["measured"] - g["measured_lo"]).clip(lower=0)
+        hi = (g["measured_hi"] - g["measured"]).clip(lower=0)
+        label = f"{graph_label(r.graph)}: {r.exponent:.2f} [{r.lo:.2f}, {r.hi:.2f}]"
+        ax.errorbar(g["kernel_size"], g["measured"], yerr=[lo, hi], fmt="-o", color=colors[r.graph],
+                    capsize=3, ms=4, label=label)
+        q0, m0 = float(g["kernel_size"].iloc[0]), float(g["measured"].iloc[0])
+        qs = np.array(sorted(g["kernel_size"]), dtype=float)
+        ax.plot(qs, m0 * (qs / q0) ** kx.predicted, "--", color=colors[r.graph], lw=0.8, alpha=0.7)
+    ax.plot([], [], "k--", lw=0.8, label=f"eq. 9: slope {kx.predicted:g} through each q = 3 point")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    kernels = sorted(t["kernel_size"].unique())
+    ax.set_xticks(kernels)
+    ax.xaxis.set_major_formatter(mticker.FormatStrFormatter("%d"))
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+    ax.set_xlabel("kernel size q (log scale)")
+    ax.set_ylabel("measured max LR (95% seed-bootstrap interval)")
+    ax.set_title("(a) max LR against kernel size, per graph\n(legend: exponent [95% interval])", fontsize=9)
+    ax.legend(fontsize=7, title="graph", title_fontsize=7)
+    y = np.arange(len(rows) + 1)
+    p = kx.pooled
+    points = [(r["exponent"], r["lo"], r["hi"], "o", colors[r["graph"]]) for _, r in rows.iterrows()]
+    for i, (est, lo, hi, marker, color) in enumerate(points + [(p["exponent"], p["lo"], p["hi"], "D", "k")]):
+        bx.errorbar(est, i, xerr=[[max(est - lo, 0)], [max(hi - est, 0)]], fmt=marker, color=color, capsize=3)
+    bx.set_yticks(y)
+    bx.set_yticklabels([graph_label(g) for g in rows["graph"]] + [f"pooled ({p['n_graphs']} graphs)"],
+                       fontsize=7)
+    bx.invert_yaxis()
+    bx.axvline(kx.predicted, color="tab:red", ls="--", lw=1, label=f"eq. 9 ({kx.predicted:g})")
+    bx.axvline(0, color="grey", ls=":", lw=1, label="no kernel dependence (0)")
+    bx.set_xlabel("kernel exponent: slope of ln max LR on ln q")
+    bx.set_title(f"(b) exponent per graph, 95% bootstrap over {int(rows['n_seeds'].max())} seeds "
+                 f"({kx.n_boot} replicates)", fontsize=9)
+    bx.legend(fontsize=7, loc="best")
+    fig.suptitle(title or "Eq. 9's kernel factor alone: how each graph's maximal LR moves with the kernel "
+                          "size", fontsize=11)
     return fig

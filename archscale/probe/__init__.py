@@ -26,12 +26,15 @@ from .delta import LR_RULES, DeltaZResult, delta_z, delta_z_graphs, delta_z_vs_l
 from .moments import (
     forward_second_moments,
     init_second_moments,
+    kernel_second_moments,
+    padding_coverage,
     predicted_second_moments,
     readout_input_moment,
 )
 
 __all__ = [
     "COORD_CHECK_COLUMNS", "DeltaZResult", "LOSSES", "LR_RULES", "coord_check", "delta_z", "delta_z_graphs",
-    "delta_z_vs_lr", "delta_z_widths", "forward_second_moments", "init_second_moments", "loss_value",
-    "parameter_groups", "predicted_second_moments", "readout_input_moment",
+    "delta_z_vs_lr", "delta_z_widths", "forward_second_moments", "init_second_moments",
+    "kernel_second_moments", "loss_value", "padding_coverage", "parameter_groups", "predicted_second_moments",
+    "readout_input_moment",
 ]

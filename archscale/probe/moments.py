@@ -1,4 +1,4 @@
-"""Forward second moments at every vertex (eq. 3): on one model, and over graphs and init schemes."""
+"""Forward second moments at every vertex (eq. 3): one model, over graphs and init schemes, over kernels."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .. import validate
 from ..dag import Dag
-from ..models import DagMLP
+from ..errors import ArchscaleError
+from ..models import DagCNN, DagMLP
 from ..scaling import second_moments
 
-__all__ = ["forward_second_moments", "init_second_moments", "predicted_second_moments",
-           "readout_input_moment"]
+__all__ = ["forward_second_moments", "init_second_moments", "kernel_second_moments", "padding_coverage",
+           "predicted_second_moments", "readout_input_moment"]
 
 
 @torch.no_grad()
@@ -102,4 +104,50 @@ def init_second_moments(
             rows.append({"code": dag.code, "init": init, "layout": layout, "seed": seed, "vertex": v,
                          "in_degree": dag.live_in_degrees[v], "second_moment": m,
                          "ratio": m / moments[0], "predicted": predicted[v]})
+    return pd.DataFrame(rows)
+
+
+def padding_coverage(image_size: int, kernel_size: int) -> float:
+    """Share of a ``q x q`` same-padded kernel's taps that land inside a square image, over all positions.
+
+    With zero padding ``q // 2`` the taps past the border read zeros, so on small images a larger
+    kernel sees a smaller share of real pixels: on 8x8 images 0.84 / 0.72 / 0.62 of the taps of
+    3x3 / 5x5 / 7x7 kernels land inside, on 28x28 images 0.95 / 0.92 / 0.88.
+    """
+    n = validate.positive_int(image_size, "image size")
+    q = validate.kernel_size(kernel_size)
+    r = q // 2
+    inside = sum(min(i + r, n - 1) - max(i - r, 0) + 1 for i in range(n))  # taps inside, per row
+    return (inside / (n * q)) ** 2
+
+
+def kernel_second_moments(codes: Iterable[str | Dag], kernel_sizes: Sequence[int], x: torch.Tensor, *,
+                          width: int = 32, seeds: Sequence[int] = (0, 1), layout: str = "paper",
+                          init: str = "archscale", readout: str = "mean_field") -> pd.DataFrame:
+    """``E[z_v^2]`` at every vertex of fresh ``DagCNN`` s, per graph and kernel size, on the images ``x``.
+
+    Eq. 9 assumes the kernel changes the one-step update, not the forward signal: this measures
+    whether the signal stays flat across vertices for every ``q`` on these images (zero padding
+    loses signal at the borders, :func:`padding_coverage`). Returns a tidy table (graph,
+    kernel_size, seed, vertex, second_moment, ratio = relative to vertex 0, predicted = the
+    infinite-width ratio of :func:`predicted_second_moments` for the paper layout, else NaN).
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ArchscaleError(f"x must be a batch of images (N, C, H, W), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    rows = []
+    for code in codes:
+        dag = code if isinstance(code, Dag) else Dag.parse(code, ops="cnn")
+        dag.require_path()
+        predicted = (predicted_second_moments(dag, init) if layout == "paper"
+                     else np.full(dag.n_vertices, np.nan))
+        for q in kernel_sizes:
+            for seed in seeds:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(int(seed))
+                    model = DagCNN(dag, x.shape[1], width, 10, q, layout=layout, init=init, readout=readout)
+                moments = forward_second_moments(model, x)
+                rows += [{"graph": dag.code, "kernel_size": int(q), "seed": int(seed), "vertex": v,
+                          "second_moment": m, "ratio": m / moments[0], "predicted": predicted[v]}
+                         for v, m in enumerate(moments)]
     return pd.DataFrame(rows)
