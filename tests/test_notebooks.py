@@ -21,7 +21,7 @@ EXPECTED_FIGURES = {
     "02_learning_rate": {"fig_lr_offset"},
     "03_dag_paths": {"fig_dag_paths", "fig_lr_scale_distribution"},
     "04_mlp_depth": {"fig5_mlp_depth"},
-    "05_mlp_topology": {"fig2_mlp_topology"},
+    "05_mlp_topology": {"fig2_mlp_topology", "fig_calibration_mlp"},
     "05b_recipe_factorial": {"fig_recipe_factorial"},
     "06_cnn_kernel_topology": {"fig3_cnn_kernel_topology", "fig_cnn_kernel_exponents", "fig_calibration_cnn"},
     "07_gelu": {"fig7_gelu"},
