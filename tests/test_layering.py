@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"sweep", "probe", "stats", "nas", "plan", "func_sweep"},
     {"plots"},
     {"experiment", "explorer", "reproduce", "inspect_cmd", "residual_depth"},
+    {"which_law"},                               # notebook 11's head-to-head over the experiments
     {"widgets"},
     {"cli", ""},                                 # "" is the package's own __init__
     {"__main__"},
