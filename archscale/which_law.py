@@ -10,6 +10,7 @@ including where no law predicts within a given factor.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,22 +34,33 @@ class LawsRun:
 
     experiments: dict[str, Experiment]
     reports: dict[str, LawsReport]
+    notes: list[str]
 
     def describe(self) -> str:
-        return "\n".join(exp.describe() for exp in self.experiments.values())
+        return "\n".join([*(exp.describe() for exp in self.experiments.values()), *self.notes])
 
 
 def run_laws(preset: str = "quick", *, dataset: str | None = None, data_dir: str | None = None,
              device: str = "cpu", runs_dir: str | os.PathLike = "runs", holdout: float = 0.5, seed: int = 0,
              n_boot: int = 1000, progress: bool = True) -> LawsRun:
-    """Run (or reload) every sweep of :data:`SWEEPS` at ``preset`` and score every law on each."""
-    experiments, reports = {}, {}
+    """Run (or reload) every sweep of :data:`SWEEPS` at ``preset`` and score every law on each.
+
+    A sweep whose non-base graphs cannot be split into two halves of at least two graphs at the
+    ``holdout`` share is scored zero-shot only, and a note says so.
+    """
+    holdout = validate.number(holdout, "holdout", minimum=0.0, maximum=1.0, example="0.5")
+    experiments, reports, notes = {}, {}, []
     for label, name in SWEEPS.items():
         exp = run_experiment(name, preset, dataset=dataset, data_dir=data_dir, device=device,
                              runs_dir=runs_dir, progress=progress)
         experiments[label] = exp
-        reports[label] = compare_laws(exp.results, exp.spec.base, holdout=holdout, seed=seed, n_boot=n_boot)
-    return LawsRun(experiments, reports)
+        n = exp.results["graph"].nunique() - 1
+        share = holdout if 2 <= round(holdout * n) <= n - 2 else 0.0
+        if share != holdout:
+            notes.append(f"{label}: {n} non-base graph(s), too few to hold out a share of {holdout:g} with "
+                         f"two or more graphs on each side; scored zero-shot only")
+        reports[label] = compare_laws(exp.results, exp.spec.base, holdout=share, seed=seed, n_boot=n_boot)
+    return LawsRun(experiments, reports, notes)
 
 
 def laws_table(reports: Mapping[str, LawsReport]) -> pd.DataFrame:
@@ -57,12 +69,12 @@ def laws_table(reports: Mapping[str, LawsReport]) -> pd.DataFrame:
     for label, rep in reports.items():
         for rank, r in enumerate(rep.laws, 1):
             row = {"sweep": label, "law": r.name, "rank (held out)": rank}
-            for kind, a in (("zero-shot", r.zero_shot.agreement), ("held-out", r.calibrated.agreement)):
+            for kind, comp in (("zero-shot", r.zero_shot), ("held-out", r.calibrated)):
                 for metric in ("error_factor", "bias"):
-                    row[f"{kind} {metric}"] = a.estimate[metric]
-                    row[f"{kind} {metric} lo"] = a.lo[metric]
-                    row[f"{kind} {metric} hi"] = a.hi[metric]
-                row[f"{kind} n"] = a.n
+                    for suffix, part in (("", "estimate"), (" lo", "lo"), (" hi", "hi")):
+                        row[f"{kind} {metric}{suffix}"] = math.nan if comp is None else \
+                            getattr(comp.agreement, part)[metric]
+                row[f"{kind} n"] = 0 if comp is None else comp.agreement.n
             row["seeds"] = r.zero_shot.agreement.n_seeds
             rows.append(row)
     return pd.DataFrame(rows)
@@ -90,5 +102,5 @@ def findings(reports: Mapping[str, LawsReport], good: float = 1.5) -> list[str]:
             quality = f"whether the best law predicts within a factor {good:g} is undecided at this n"
         out.append(f"{label}: best zero-shot law {best['law']}, error factor {_ci(est, lo, hi)} "
                    f"(n = {int(best['zero-shot n'])} configurations, {int(best['seeds'])} seeds): {quality}. "
-                   f"Held out: {rep.verdict()}")
+                   f"{'Zero-shot ranking' if rep.zero_shot_only else 'Held out'}: {rep.verdict()}")
     return out

@@ -63,6 +63,8 @@ def laws_agreement_figure(reports: Mapping[str, object], *, metric: str = "error
         for i, name in enumerate(order):
             r = by_name[name]
             for j, (series, attr, marker, filled) in enumerate(_SERIES):
+                if getattr(r, attr) is None:  # a zero-shot-only report has no held-out series
+                    continue
                 x, lo, hi = _interval(getattr(r, attr).agreement, metric)
                 color = _COLORS[j]
                 _errbar(ax, x, lo, hi, i + (j - 0.5) * 0.28, marker=marker, color=color, markersize=6,
@@ -74,16 +76,21 @@ def laws_agreement_figure(reports: Mapping[str, object], *, metric: str = "error
         d, lo, hi = rep.top_difference
         told = "distinguishable" if lo > 0 else "not distinguishable"
         first = rep.laws[0]
-        ax.set_title(f"{label}\nbest held out: {first.name}; #2 {told} "
-                     f"(Δ log-RMSE {d:.2f} [{lo:.2f}, {hi:.2f}])\n"
-                     f"n = {first.zero_shot.agreement.n} zero-shot, {first.calibrated.agreement.n} held out, "
+        held = "zero-shot only" if rep.zero_shot_only else f"{first.calibrated.agreement.n} held out"
+        ax.set_title(f"{label}\nbest {'zero-shot' if rep.zero_shot_only else 'held out'}: {first.name}; "
+                     f"#2 {told} (Δ log-RMSE {d:.2f} [{lo:.2f}, {hi:.2f}])\n"
+                     f"n = {first.zero_shot.agreement.n} zero-shot, {held}, "
                      f"{first.zero_shot.agreement.n_seeds} seeds", fontsize=9)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel(_XLABELS.get(metric, metric))
         ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend = {}
+    for ax in axes.flat[:n]:
+        legend.update({lab: h for h, lab in zip(*ax.get_legend_handles_labels())})
+    labels = [s[0] for s in _SERIES if s[0] in legend]
+    handles = [legend[lab] for lab in labels]
     fig.legend(handles, labels, loc="lower center", ncol=len(_SERIES), fontsize=9,
                bbox_to_anchor=(0.5, -0.04))
     fig.suptitle(title or "Which law predicts the maximal learning rate? Error factor per sweep (log LRs, "
