@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from . import validate
@@ -94,13 +95,15 @@ def findings(reports: Mapping[str, LawsReport], good: float = 1.5) -> list[str]:
         t = table[table["sweep"] == label]
         best = t.loc[t["zero-shot error_factor"].idxmin()]
         est, lo, hi = (best[f"zero-shot error_factor{s}"] for s in ("", " lo", " hi"))
+        tied = list(t.loc[np.isclose(t["zero-shot error_factor"], est), "law"])  # e.g. chains: eq8 = L_eff
+        names = " = ".join(tied) + (" (the same predictions here)" if len(tied) > 1 else "")
         if lo > good:
             quality = f"no law predicts within a factor {good:g} (even the best one's interval lies above it)"
         elif hi <= good:
             quality = f"{best['law']} predicts within a factor {good:g} (its whole interval lies below it)"
         else:
             quality = f"whether the best law predicts within a factor {good:g} is undecided at this n"
-        out.append(f"{label}: best zero-shot law {best['law']}, error factor {_ci(est, lo, hi)} "
+        out.append(f"{label}: best zero-shot law {names}, error factor {_ci(est, lo, hi)} "
                    f"(n = {int(best['zero-shot n'])} configurations, {int(best['seeds'])} seeds): {quality}. "
                    f"{'Zero-shot ranking' if rep.zero_shot_only else 'Held out'}: {rep.verdict()}")
     return out

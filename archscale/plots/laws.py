@@ -138,7 +138,7 @@ def depth_transfer_figure(transfers: Sequence[object], *, title: str | None = No
         ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xticks(sorted(set(transfers[0].table["depth"])))
     ax_ratio.axhline(1.0, color="0.4", lw=1, ls=":")
-    ax_lr.set_ylabel("maximal learning rate (lowest seed-mean loss after training)")
+    ax_lr.set_ylabel("maximal LR (lowest seed-mean train loss)")
     ax_ratio.set_ylabel("measured / predicted maximal LR")
     ax_lr.set_title("optimum vs depth, predictions from the 1-block net", fontsize=10)
     ax_ratio.set_title("drift from each prediction (1 = transfers exactly)", fontsize=10)
