@@ -40,7 +40,7 @@ def _errbar(ax, x: float, lo: float, hi: float, y: float, **kwargs) -> None:
     ax.errorbar([x], [y], xerr=xerr, capsize=3, linestyle="none", **kwargs)
 
 
-def laws_agreement_figure(reports: Mapping[str, object], *, metric: str = "error_factor", ncols: int = 3,
+def laws_agreement_figure(reports: Mapping[str, object], *, metric: str = "error_factor", ncols: int = 2,
                           title: str | None = None):
     """One panel per sweep: every law's error factor (or ``metric``) zero-shot and held out, with intervals.
 
@@ -53,7 +53,7 @@ def laws_agreement_figure(reports: Mapping[str, object], *, metric: str = "error
     n = len(reports)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.3 * nrows + 0.6), sharex=True,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 3.6 * nrows + 0.8), sharex=True,
                              squeeze=False)
     for ax, (label, rep) in zip(axes.flat, reports.items()):
         by_name = {r.name: r for r in rep.laws}
@@ -78,14 +78,17 @@ def laws_agreement_figure(reports: Mapping[str, object], *, metric: str = "error
         first = rep.laws[0]
         held = "zero-shot only" if rep.zero_shot_only else f"{first.calibrated.agreement.n} held out"
         ax.set_title(f"{label}\nbest {'zero-shot' if rep.zero_shot_only else 'held out'}: {first.name}; "
-                     f"#2 {told} (Δ log-RMSE {d:.2f} [{lo:.2f}, {hi:.2f}])\n"
+                     f"#2 {told}\n(Δ log-RMSE {d:.2f} [{lo:.2f}, {hi:.2f}]); "
                      f"n = {first.zero_shot.agreement.n} zero-shot, {held}, "
                      f"{first.zero_shot.agreement.n_seeds} seeds", fontsize=9)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel(_XLABELS.get(metric, metric))
+    for ax in axes.flat[:n]:
+        ax.xaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1, 2, 5)))
         ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+        ax.tick_params(axis="x", labelbottom=True)
+        ax.set_xlabel(_XLABELS.get(metric, metric), fontsize=9)
     legend = {}
     for ax in axes.flat[:n]:
         legend.update({lab: h for h, lab in zip(*ax.get_legend_handles_labels())})
