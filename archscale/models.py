@@ -27,6 +27,12 @@ Readouts (``readout=``), independent of the init scheme:
   about 17x the mean-field value at width 128).
 
 Biases start at zero.
+
+Residual branch multiplier (``branch_multiplier=``, Depth-muP; see :mod:`archscale.residual`):
+every parameterized edge entering a vertex that also has a skip in-edge (a residual addition)
+has its output multiplied by this number in the forward pass; ``1.0`` (default) is the standard
+parameterization, ``"depth_mup"`` is ``1 / sqrt(K)`` for a residual chain of ``K`` blocks (any
+other graph is refused). The init is unchanged: the multiplier acts on top of it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from torch import nn
 from . import validate
 from .dag import Dag, DagError
 from .errors import ArchscaleError
+from .residual import branch_edges, depth_mup_multiplier
 from .scaling import INIT_SCHEMES, init_std, readout_std
 from .traverse import traverse
 
@@ -65,23 +72,29 @@ def fan_out(layer: nn.Module) -> int:
 
 
 class EdgeBlock(nn.Module):
-    """A parameterized edge: ``layer(act(x))`` (paper layout) or ``act(layer(x))`` (reference)."""
+    """A parameterized edge: ``layer(act(x))`` (paper layout) or ``act(layer(x))`` (reference),
+    times ``multiplier`` (a residual branch's Depth-muP factor; 1 elsewhere)."""
 
-    def __init__(self, layer: nn.Module, act: str, preact: bool):
+    def __init__(self, layer: nn.Module, act: str, preact: bool, multiplier: float = 1.0):
         super().__init__()
         self.layer = layer
         self.act = _activation(act)
         self.preact = preact
+        self.multiplier = multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(self.act(x)) if self.preact else self.act(self.layer(x))
+        out = self.layer(self.act(x)) if self.preact else self.act(self.layer(x))
+        return out if self.multiplier == 1.0 else out * self.multiplier
+
+    def extra_repr(self) -> str:
+        return f"multiplier={self.multiplier:.4g}" if self.multiplier != 1.0 else ""
 
 
 class DagNet(nn.Module):
     """Shared machinery of :class:`DagMLP` and :class:`DagCNN`; build one of those."""
 
     def __init__(self, dag: Dag | str, width: int, out_dim: int, act: str, layout: str,
-                 init: str, readout: str, ops: str):
+                 init: str, readout: str, ops: str, branch_multiplier: float | str = 1.0):
         super().__init__()
         if isinstance(dag, str):
             dag = Dag.parse(dag, ops=ops)
@@ -97,6 +110,8 @@ class DagNet(nn.Module):
         self.layout = validate.choice(layout, "layout", LAYOUTS)
         self.init_scheme = validate.choice(init, "init", INIT_SCHEMES)
         self.readout_kind = validate.choice(readout, "readout", READOUTS)
+        self.branch_multiplier = _branch_multiplier(dag, branch_multiplier)
+        branches = {(e.src, e.dst) for e in branch_edges(dag)}
         preact = layout == "paper"
         self.stem = self._make_layer(self.in_features, width)
         self.stem_act = nn.Identity() if preact else _activation(act)
@@ -104,8 +119,8 @@ class DagNet(nn.Module):
         for e in dag.edges:
             if e.is_parameterized:
                 self.edge_modules[self.edge_key(e.src, e.dst)] = EdgeBlock(
-                    self._make_layer(width, width), act, preact
-                )
+                    self._make_layer(width, width), act, preact,
+                    self.branch_multiplier if (e.src, e.dst) in branches else 1.0)
             else:  # skip: identity on the vertex value
                 self.edge_modules[self.edge_key(e.src, e.dst)] = nn.Identity()
         self.readout_act = _activation(act) if preact else nn.Identity()
@@ -182,8 +197,17 @@ class DagNet(nn.Module):
         return (logits, nodes) if return_nodes else logits
 
     def extra_repr(self) -> str:
+        extra = f", branch_multiplier={self.branch_multiplier:.4g}" if self.branch_multiplier != 1.0 else ""
         return (f"dag={self.dag.code!r}, width={self.width}, act={self.act_name!r}, "
-                f"layout={self.layout!r}, init={self.init_scheme!r}, readout={self.readout_kind!r}")
+                f"layout={self.layout!r}, init={self.init_scheme!r}, readout={self.readout_kind!r}{extra}")
+
+
+def _branch_multiplier(dag: Dag, value: float | str) -> float:
+    """The residual branch multiplier: a positive number, or ``"depth_mup"`` (``1/sqrt(K)``)."""
+    if isinstance(value, str):
+        validate.choice(value, "branch_multiplier", ("depth_mup",))
+        return depth_mup_multiplier(dag)
+    return validate.number(value, "branch_multiplier", positive=True, example="1.0 or 'depth_mup'")
 
 
 class DagMLP(DagNet):
@@ -193,9 +217,11 @@ class DagMLP(DagNet):
     """
 
     def __init__(self, dag: Dag | str, in_dim: int, width: int, out_dim: int, act: str = "relu",
-                 *, layout: str = "paper", init: str = "archscale", readout: str = "mean_field"):
+                 *, layout: str = "paper", init: str = "archscale", readout: str = "mean_field",
+                 branch_multiplier: float | str = 1.0):
         self.in_features = validate.positive_int(in_dim, "in_dim")
-        super().__init__(dag, width, out_dim, act, layout, init, readout, ops="mlp")
+        super().__init__(dag, width, out_dim, act, layout, init, readout, ops="mlp",
+                         branch_multiplier=branch_multiplier)
 
     def _make_layer(self, n_in: int, n_out: int) -> nn.Module:
         return nn.Linear(n_in, n_out)
@@ -209,12 +235,13 @@ class DagCNN(DagNet):
 
     def __init__(self, dag: Dag | str, in_channels: int, width: int, out_dim: int,
                  kernel_size: int = 3, act: str = "relu", *, layout: str = "paper",
-                 init: str = "archscale", readout: str = "mean_field"):
+                 init: str = "archscale", readout: str = "mean_field", branch_multiplier: float | str = 1.0):
         self.in_features = validate.positive_int(in_channels, "in_channels")
         self.kernel_size = validate.kernel_size(kernel_size)
         if isinstance(dag, str):
             dag = Dag.parse(dag, ops="cnn")
-        super().__init__(dag, width, out_dim, act, layout, init, readout, ops="cnn")
+        super().__init__(dag, width, out_dim, act, layout, init, readout, ops="cnn",
+                         branch_multiplier=branch_multiplier)
 
     def _make_layer(self, n_in: int, n_out: int) -> nn.Module:
         return nn.Conv2d(n_in, n_out, self.kernel_size, padding=self.kernel_size // 2)

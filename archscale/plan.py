@@ -7,6 +7,10 @@ and transfers the learning rate the user tuned on a base network by eq. 8/9
 a per-module table, the scale and LR, the path histogram, the predicted forward second moment of
 every vertex (``scaling.second_moments``, the exact infinite-width recursion) and the optimizer's
 parameter groups.
+
+With ``depth_mup=True`` the graph must be a residual chain (:mod:`archscale.residual`): the last
+weighted module of every residual branch gets its output multiplied by ``1/sqrt(K)`` (a forward
+hook), and the learning rate is the same at every depth (Depth-muP) instead of eq. 8's.
 """
 
 from __future__ import annotations
@@ -20,15 +24,32 @@ from torch import nn
 
 from . import validate
 from .dag import Dag
-from .errors import ArchscaleError
+from .errors import ArchscaleError, DagError
+from .residual import residual_blocks
 from .scaling import as_dag, convention, init_std, lr_scale, readout_std, second_moments
 from .trace import Capture, capture
 
-__all__ = ["READOUT_MODES", "Plan", "apply"]
+__all__ = ["READOUT_MODES", "BranchMultiplier", "Plan", "apply"]
 
 READOUT_MODES = ("mean_field", "standard", "keep")
 #: Predicted growth above which a vertex is flagged: identity skips carry their source's variance.
 _GROWTH_NOTE = 1.05
+#: The attribute under which a module keeps the handle of the Depth-muP hook apply() installed.
+_HOOK_ATTR = "_archscale_branch_multiplier"
+
+
+class BranchMultiplier:
+    """A forward hook that multiplies a module's output by ``multiplier`` (a residual branch's Depth-muP
+    factor); a class rather than a closure, so that models holding it can be copied and pickled."""
+
+    def __init__(self, multiplier: float):
+        self.multiplier = float(multiplier)
+
+    def __call__(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        return output * self.multiplier
+
+    def __repr__(self) -> str:
+        return f"BranchMultiplier({self.multiplier:.4g})"
 
 
 @dataclass
@@ -39,7 +60,9 @@ class Plan:
     source and target vertex, the target's in-degree (live edges, what the rule divides by),
     fan-in and the init std the rule gives (``None`` where the plan keeps the user's weights).
     ``scale`` is ``eta_target / eta_base`` and ``lr = base_lr * scale`` (``None`` without a
-    base LR). ``second_moments[v]`` is the predicted ``E[z_v^2] / E[z_0^2]`` at infinite width.
+    base LR). ``second_moments[v]`` is the predicted ``E[z_v^2] / E[z_0^2]`` at infinite width
+    (without branch multipliers). ``branch_multipliers`` maps the module closing each residual
+    branch to the multiplier ``apply(depth_mup=True)`` installed on it (empty otherwise).
     """
 
     graph: Dag
@@ -55,6 +78,7 @@ class Plan:
     second_moments: list[float]
     notes: list[str] = field(default_factory=list)
     initialized: bool = False
+    branch_multipliers: dict[str, float] = field(default_factory=dict)
     capture: Capture | None = field(default=None, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
 
@@ -90,6 +114,24 @@ class Plan:
                         "ops": [name[id(e)] if e.is_parameterized else "skip" for e in path],
                         "depth": self.offset + sum(e.is_parameterized for e in path)})
         return out
+
+    @property
+    def depth_mup(self) -> bool:
+        """Whether the plan installed Depth-muP's residual branch multipliers."""
+        return bool(self.branch_multipliers)
+
+    def residual_blocks(self):
+        """One row per residual block (refused unless the graph is a residual chain): start and merge
+        vertex, the branch's modules, the module closing it, and Depth-muP's multiplier ``1/sqrt(K)``."""
+        import pandas as pd
+
+        blocks = residual_blocks(self.graph)
+        names = _edge_modules(self.capture)
+        rows = [{"block": i + 1, "start": b.start, "merge": b.merge,
+                 "branch": " -> ".join(names.get((e.src, e.dst), "?") for e in b.branch),
+                 "closing_module": names.get((b.closing.src, b.closing.dst), "?"), "layers": b.layers,
+                 "depth_mup_multiplier": 1.0 / len(blocks) ** 0.5} for i, b in enumerate(blocks)]
+        return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ optimizer
     def param_groups(self, lr: float | None = None) -> list[dict]:
@@ -145,8 +187,13 @@ class Plan:
             "pass base_lr to get one (lr = base_lr x scale)"
         out["init"] = ("applied in place: weights by the target in-degree rule, biases zero"
                        if self.initialized else "not applied (init=False); the table shows the stds")
+        if self.depth_mup:
+            m = next(iter(self.branch_multipliers.values()))
+            out["depth-muP"] = (f"branch outputs x {m:.4g} = 1/sqrt({len(self.branch_multipliers)}) on "
+                                f"{', '.join(self.branch_multipliers)}; one LR at every depth")
+        tail = ", without the multipliers)" if self.depth_mup else ")"
         out["E[z^2] / E[z_0^2]"] = " ".join(f"{m:.3g}" for m in self.second_moments) + \
-            " (predicted per vertex, infinite width)"
+            " (predicted per vertex, infinite width" + tail
         return out
 
     def to_dict(self) -> dict:
@@ -157,7 +204,8 @@ class Plan:
                 "base_lr": self.base_lr, "lr": self.lr, "paths": self.n_paths,
                 "depth_counts": {str(k): v for k, v in self.depth_counts.items()},
                 "path_sum": self.path_sum, "in_degrees": list(self.graph.live_in_degrees),
-                "second_moments": self.second_moments,
+                "second_moments": self.second_moments, "depth_mup": self.depth_mup,
+                "branch_multipliers": dict(self.branch_multipliers),
                 "modules": self.modules.astype(object).where(self.modules.notna(), None)
                 .to_dict(orient="records"),
                 "notes": self.notes}
@@ -225,6 +273,43 @@ def _table(cap: Capture, readout: str, gain: float):
     return pd.DataFrame(cols)
 
 
+def _edge_modules(cap: Capture | None) -> dict[tuple[int, int], str]:
+    """Module path of the weighted edge ``src -> dst`` (a residual chain has at most one per pair)."""
+    return {(la.src, la.dst): la.path for la in (cap.layers if cap else []) if la.role == "edge"}
+
+
+def _depth_mup(model: nn.Module, cap: Capture, enable: bool) -> tuple[dict[str, float], list[str]]:
+    """Install (or, when not ``enable``, remove) the Depth-muP hooks; the multipliers and notes."""
+    removed = []
+    for path, mod in model.named_modules():
+        handle = mod.__dict__.pop(_HOOK_ATTR, None)
+        if handle is not None:
+            handle.remove()
+            removed.append(path)
+    if not enable:
+        return {}, [f"removed the Depth-muP branch multipliers a previous apply(depth_mup=True) put on "
+                    f"{', '.join(removed)}"] if removed else []
+    try:
+        blocks = residual_blocks(cap.graph)
+    except DagError as err:
+        raise DagError(f"apply(depth_mup=True): {err}") from None
+    layers = {(la.src, la.dst): la for la in cap.layers if la.role == "edge"}
+    multiplier = 1.0 / len(blocks) ** 0.5
+    out = {}
+    for b in blocks:
+        la = layers[(b.closing.src, b.closing.dst)]
+        if la.post_act:
+            raise ArchscaleError(f"apply(depth_mup=True): the residual branch ending in {la.path!r} applies "
+                                 f"its activation after the weights and before the sum; Depth-muP multiplies "
+                                 f"the branch's output, so end the branch with the weighted layer "
+                                 f"(x + W act(...), the paper's layout)")
+        out[la.path] = multiplier
+    for path in out:
+        mod = model.get_submodule(path)
+        setattr(mod, _HOOK_ATTR, mod.register_forward_hook(BranchMultiplier(multiplier)))
+    return out, []
+
+
 @torch.no_grad()
 def _initialize(cap: Capture, table) -> None:
     for la, std in zip(cap.layers, table["init_std"]):
@@ -251,7 +336,8 @@ def _moment_notes(graph: Dag, moments: list[float]) -> list[str]:
 def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None = None, base=None,
           init: bool = True, readout: str = "mean_field", *, base_input: torch.Tensor | None = None,
           norm: str = "error", kernel_size: int | None = None, base_kernel: int | None = None,
-          offset: int | None = None, gain: float = 2.0, seed: int | None = None) -> Plan:
+          offset: int | None = None, gain: float = 2.0, seed: int | None = None,
+          depth_mup: bool = False) -> Plan:
     """Read ``model``'s graph on ``example_input``, initialize it by the in-degree rule, and scale the LR.
 
     ``base`` is the network ``base_lr`` was tuned on: another ``nn.Module`` (traced on
@@ -264,8 +350,15 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     normalization layers as pass-throughs (with a warning); ``kernel_size`` sets eq. 9's q for
     convolutions of mixed sizes; ``offset`` is the depth offset (default 3: ``L_p`` = weighted
     edges + 3, stem and readout included).
+
+    ``depth_mup=True`` (Depth-muP, :mod:`archscale.residual`) needs a residual chain: the module
+    closing each of its ``K`` residual branches gets a forward hook multiplying its output by
+    ``1/sqrt(K)`` (a later ``apply`` without it removes the hook), and ``lr = base_lr`` at every
+    depth (times eq. 9's kernel factor ``q_base / q`` for convolutions): tune ``base_lr`` on a
+    shallow net of the same family with ``depth_mup=True``.
     """
     validate.boolean(init, "init")
+    validate.boolean(depth_mup, "depth_mup")
     validate.choice(readout, "readout", READOUT_MODES)
     gain = validate.number(gain, "gain", positive=True, example="2.0")
     base_lr = None if base_lr is None else validate.learning_rate(base_lr, "base_lr")
@@ -280,7 +373,15 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     cap.graph.require_path()
     scale = lr_scale(cap.graph, cap.arch, cap.kernel_size, offset=off, base=base_dag,
                      base_kernel=b_kernel if conv.uses_kernel else None)
+    multipliers, mup_notes = _depth_mup(model, cap, depth_mup)
     table = _table(cap, readout, gain)
+    if multipliers:
+        eq8 = scale
+        scale = b_kernel / cap.kernel_size if conv.uses_kernel else 1.0
+        table["multiplier"] = [multipliers.get(p, 1.0) if r == "edge" else 1.0
+                               for p, r in zip(table["module"], table["role"])]
+        mup_notes.append(f"Depth-muP: branch outputs x 1/sqrt({len(multipliers)}) and one learning rate at "
+                         f"every depth (scale {scale:.4g}); eq. 8 would scale the LR by {eq8:.4g} instead")
     if init:
         if seed is None:
             _initialize(cap, table)
@@ -293,5 +394,5 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     return Plan(graph=cap.graph, arch=cap.arch, kernel_size=cap.kernel_size, base=base_label,
                 base_kernel=b_kernel if conv.uses_kernel else None, offset=off, scale=scale, base_lr=base_lr,
                 lr=None if base_lr is None else base_lr * scale, modules=table, second_moments=moments,
-                notes=list(cap.notes) + _moment_notes(cap.graph, moments), initialized=init, capture=cap,
-                model=model)
+                notes=list(cap.notes) + _moment_notes(cap.graph, moments) + mup_notes, initialized=init,
+                branch_multipliers=multipliers, capture=cap, model=model)

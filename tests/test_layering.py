@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"validate", "results"},
     {"dag"},                                     # the graph
     {"scaling"},                                 # the principles (no torch)
-    {"derivations", "laws"},
+    {"derivations", "laws", "residual"},
     {"data", "traverse", "trace"},
     {"models"},
     {"train"},
@@ -28,14 +28,15 @@ LAYERS: list[set[str]] = [
     {"analysis"},
     {"sweep", "probe", "stats", "nas", "plan", "func_sweep"},
     {"plots"},
-    {"experiment", "explorer", "reproduce", "inspect_cmd"},
+    {"experiment", "explorer", "reproduce", "inspect_cmd", "residual_depth"},
+    {"which_law"},                               # notebook 11's head-to-head over the experiments
     {"widgets"},
     {"cli", ""},                                 # "" is the package's own __init__
     {"__main__"},
 ]
 #: Modules that must never import torch (the pure core the command line's lr/paths load).
-NO_TORCH = {"errors", "frontend", "validate", "results", "dag", "scaling", "derivations", "laws", "store",
-            "analysis", "stats"}
+NO_TORCH = {"errors", "frontend", "validate", "results", "dag", "scaling", "derivations", "laws", "residual",
+            "store", "analysis", "stats"}
 
 
 def _name(path: Path) -> str:

@@ -14,6 +14,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 import torch.nn.functional as F
 
+from ..errors import ArchscaleError
 from ..models import DagCNN, DagNet
 from ..traverse import traverse
 from .config import TrainConfig
@@ -69,6 +70,9 @@ class Stack:
 
     def __init__(self, nets: list[DagNet], device: torch.device, dtype: torch.dtype):
         first = nets[0]
+        if any(n.branch_multiplier != 1.0 for n in nets):  # Depth-muP: not in the hand-written backward
+            raise ArchscaleError("the batched trainer does not apply residual branch multipliers "
+                                 "(branch_multiplier != 1); train such models with archscale.sweep_module")
         self.cnn = isinstance(first, DagCNN)
         self.layer = Conv(first.kernel_size) if self.cnn else Dense()
         self.dag = first.dag
