@@ -52,10 +52,10 @@ class Experiment:
         s, r = self.spec, self.results
         length = f"{s.steps} steps" if s.steps else f"{s.epochs} epoch(s)"
         grid = sorted(r["lr"].unique())
-        kernels = f" x kernels {sorted(r['kernel_size'].unique())}" if s.arch == "cnn" else ""
+        kernels = f" x kernels {sorted(r['kernel_size'].unique().tolist())}" if s.arch == "cnn" else ""
         recipe = ", ".join(f"{k} {v}" for k, v in recipe_of(r).items())
         return (f"{s.name}: {s.arch}, act {s.act}, {r['graph'].nunique()} graphs x widths "
-                f"{sorted(r['width'].unique())}{kernels} x {len(grid)} LRs in "
+                f"{sorted(r['width'].unique().tolist())}{kernels} x {len(grid)} LRs in "
                 f"[{grid[0]:.3g}, {grid[-1]:.3g}] "
                 f"x {r['seed'].nunique()} seeds = {len(r)} runs ({int(r['diverged'].sum())} diverged); "
                 f"{length} at batch {s.batch_size} on {s.dataset}\nrecipe actually run (read from the rows): "

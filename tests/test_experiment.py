@@ -23,6 +23,7 @@ def test_run_experiment_trains_reloads_and_reports_what_ran(tmp_path):
     described = exp.describe()
     assert f"{exp.results['graph'].nunique()} graphs" in described
     assert "recipe actually run (read from the rows)" in described
+    assert "np." not in described  # plain numbers, not numpy reprs
     report = exp.report()
     fig_name, paper_r = PAPER["mlp_topology"]["all"]
     assert fig_name in report and f"{paper_r:.3f}" in report

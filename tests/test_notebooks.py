@@ -26,7 +26,7 @@ EXPECTED_FIGURES = {
     "06_cnn_kernel_topology": {"fig3_cnn_kernel_topology", "fig_cnn_kernel_exponents", "fig_calibration_cnn"},
     "07_gelu": {"fig7_gelu"},
     "08_maximal_update": {"fig_mup_delta_z", "fig_mup_coord_check", "fig_mup_path_law", "fig_mup_spread",
-                          "fig_mup_width_transfer", "fig_mup_contributions"},
+                          "fig_mup_width_transfer", "fig_mup_contributions", "fig_mup_path_law_clean"},
     "09_nas_rankings": {"fig4_nas_scaled_vs_fixed", "fig8_nas_mup_vs_archscale", "fig9_nas_rank_stability"},
     "10_apply_to_your_model": {"fig10_apply_depth_transfer"},
     "11_which_law": {"fig11_laws_agreement", "fig11_residual_depth_transfer"},
