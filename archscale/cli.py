@@ -373,8 +373,9 @@ def _add_sweep_maxlr(sub: argparse._SubParsersAction) -> None:
     for name, (short, long, func) in held_out.items():
         p = sub.add_parser(name, help=short, description=long)
         _add_run_args(p)
+        extra = "; 0 scores every law zero-shot only (sweeps too small to split)" if name == "laws" else ""
         p.add_argument("--holdout", type=float, default=0.5,
-                       help="share of the graphs held out (default 0.5)")
+                       help=f"share of the graphs held out (default 0.5){extra}")
         p.set_defaults(func=func)
 
 
