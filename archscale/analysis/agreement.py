@@ -34,8 +34,10 @@ __all__ = [
     "agreement_metrics",
     "best_index",
     "bootstrap_agreement",
+    "bootstrap_max_lrs",
     "cap_diverged",
     "max_lr_interval",
+    "percentile_interval",
     "seed_bootstrap_best",
     "variance_link",
 ]
@@ -83,6 +85,25 @@ def seed_bootstrap_best(capped: np.ndarray, counts: np.ndarray) -> np.ndarray:
     out = np.argmin(means, axis=1)
     out[~np.isfinite(means).any(axis=1)] = -1
     return out
+
+
+def bootstrap_max_lrs(capped: list[np.ndarray], lrs: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
+    """(replicates x configurations) maximal LR of every configuration on each seed resample.
+
+    ``counts`` (replicates x seeds) is one resampling shared by all configurations, so they stay
+    paired; a replicate with no finite mean gives NaN.
+    """
+    picked = [seed_bootstrap_best(c, counts) for c in capped]
+    return np.stack([np.where(b >= 0, lr[np.maximum(b, 0)], np.nan) for lr, b in zip(lrs, picked)], axis=1)
+
+
+def percentile_interval(samples) -> tuple[float, float, int]:
+    """95% percentile interval of the finite bootstrap samples and how many there were (NaN if none)."""
+    arr = np.asarray(samples, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if not arr.size:
+        return math.nan, math.nan, 0
+    return float(np.percentile(arr, 2.5)), float(np.percentile(arr, 97.5)), int(arr.size)
 
 
 def max_lr_interval(capped: np.ndarray, lrs: np.ndarray, *, n_boot: int = 1000, seed: int = 0
@@ -201,11 +222,8 @@ def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of
     s = n_seeds.pop()
     rng = np.random.default_rng(seed)
     seed_counts = rng.multinomial(s, np.full(s, 1.0 / s), size=n_boot).astype(float)
-    ones = np.ones((1, s))
-    point_idx = [seed_bootstrap_best(c, ones)[0] for c in capped]
-    boot_idx = [seed_bootstrap_best(c, seed_counts) for c in capped]
-    point_lr = np.array([lr[i] if i >= 0 else np.nan for lr, i in zip(lrs, point_idx)])
-    boot_lr = np.stack([np.where(b >= 0, lr[np.maximum(b, 0)], np.nan) for lr, b in zip(lrs, boot_idx)], 1)
+    point_lr = bootstrap_max_lrs(capped, lrs, np.ones((1, s)))[0]
+    boot_lr = bootstrap_max_lrs(capped, lrs, seed_counts)
     targets = np.asarray(targets, dtype=int)
     base_of = np.asarray(base_of, dtype=int)
     pred_point = point_lr[base_of] * scale
@@ -224,10 +242,7 @@ def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of
     lo, hi, valid = {}, {}, {}
     kept = {k: np.asarray(samples[k], dtype=float) for k in METRIC_NAMES}
     for k in METRIC_NAMES:
-        arr = kept[k][np.isfinite(kept[k])]
-        valid[k] = int(arr.size)
-        lo[k], hi[k] = (float(np.percentile(arr, 2.5)), float(np.percentile(arr, 97.5))) if arr.size \
-            else (math.nan, math.nan)
+        lo[k], hi[k], valid[k] = percentile_interval(kept[k])
     return Agreement(estimate, lo, hi, int(len(targets)), s, int(n_boot), int(seed), valid, kept)
 
 
@@ -263,7 +278,6 @@ def variance_link(log_measured, log_predicted, log_moment, *, n_boot: int = 1000
         np.empty((0, 3))
     out = {}
     for i, name in enumerate(names):
-        col = boots[:, i][np.isfinite(boots[:, i])] if boots.size else np.array([])
-        lo, hi = (np.percentile(col, [2.5, 97.5]) if col.size else (math.nan, math.nan))
-        out |= {name: point[i], f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
+        lo, hi, _ = percentile_interval(boots[:, i])
+        out |= {name: point[i], f"{name}_lo": lo, f"{name}_hi": hi}
     return out

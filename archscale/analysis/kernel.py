@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArchscaleError
-from .agreement import seed_bootstrap_best
+from .agreement import bootstrap_max_lrs, percentile_interval
 from .compare import Comparison, Measured, compare, measure
 
 __all__ = ["EQ9_EXPONENT", "KernelExponents", "kernel_exponents", "kernel_slope"]
@@ -57,13 +57,6 @@ def _pooled_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
         dx[sel] -= x[sel].mean()
         dy[sel] -= y[sel].mean()
     return float(dx @ dy / (dx @ dx)) if dx @ dx > 0 else math.nan
-
-
-def _interval(samples: np.ndarray) -> tuple[float, float, int]:
-    arr = samples[np.isfinite(samples)]
-    if not arr.size:
-        return math.nan, math.nan, 0
-    return float(np.percentile(arr, 2.5)), float(np.percentile(arr, 97.5)), int(arr.size)
 
 
 @dataclass
@@ -134,9 +127,7 @@ def kernel_exponents(results: pd.DataFrame | Measured, base: str = "1", metric: 
     s = meas.capped[0].shape[0]
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(s, np.full(s, 1.0 / s), size=n_boot).astype(float)
-    # (n_boot, configurations): each max LR per replicate, by the one rule on the resampled seeds
-    picked = [(lr, seed_bootstrap_best(c, counts)) for c, lr in zip(meas.capped, meas.lrs)]
-    boot = np.stack([np.where(b >= 0, lr[np.maximum(b, 0)], np.nan) for lr, b in picked], axis=1)
+    boot = bootstrap_max_lrs(meas.capped, meas.lrs, counts)  # (n_boot, configurations)
     log_q = np.log(t["kernel_size"].to_numpy(float))
     rows, members = [], []
     for (graph, width, act), g in t.groupby(["graph", "width", "act"], sort=True):
@@ -147,7 +138,7 @@ def kernel_exponents(results: pd.DataFrame | Measured, base: str = "1", metric: 
         x = log_q[idx]
         kernels = g["kernel_size"].to_numpy(float)
         samples = np.array([kernel_slope(kernels, boot[b, idx]) for b in range(n_boot)])
-        lo, hi, valid = _interval(samples)
+        lo, hi, valid = percentile_interval(samples)
         est = kernel_slope(kernels, g["measured"])
         if np.isfinite(est):
             lo, hi = min(lo, est), max(hi, est)
@@ -185,5 +176,5 @@ def _pooled(members: list[np.ndarray], log_q: np.ndarray, log_m: np.ndarray, log
     est = slope(members, log_m)
     picks = rng.integers(0, len(members), size=(n_boot, len(members)))
     samples = np.array([slope([members[i] for i in picks[b]], log_boot[b]) for b in range(n_boot)])
-    lo, hi, valid = _interval(samples)
+    lo, hi, valid = percentile_interval(samples)
     return {"exponent": est, "lo": lo, "hi": hi, "n_graphs": len(members), "n_valid": valid}

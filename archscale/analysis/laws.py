@@ -27,6 +27,7 @@ from .. import validate
 from ..dag import Dag
 from ..laws import LAWS, Law
 from ..scaling import convention
+from .agreement import percentile_interval
 from .calibrate import held_out
 from .compare import Comparison, Measured, Rule, compare, measure
 
@@ -178,8 +179,6 @@ def compare_laws(results: pd.DataFrame | Measured, base: str = "1", metric: str 
                              compare(meas, rule=_rule(law, meas, a), score=test, n_boot=n_boot, seed=seed)))
     out.sort(key=lambda r: (np.nan_to_num(r.ranked.agreement.estimate["log_rmse"], nan=np.inf), r.name))
     first, second = out[0].ranked.agreement, out[1].ranked.agreement
-    diff = second.samples["log_rmse"] - first.samples["log_rmse"]
-    diff = diff[np.isfinite(diff)]
     estimate = second.estimate["log_rmse"] - first.estimate["log_rmse"]
-    lo, hi = (np.percentile(diff, [2.5, 97.5]) if diff.size else (math.nan, math.nan))
+    lo, hi, _ = percentile_interval(second.samples["log_rmse"] - first.samples["log_rmse"])
     return LawsReport(out, fit_graphs, test_graphs, holdout, seed, (float(estimate), float(lo), float(hi)))
