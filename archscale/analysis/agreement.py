@@ -197,11 +197,13 @@ class Agreement:
         return "\n".join([head] + [f"  {self.line(k)}" for k in METRIC_NAMES])
 
 
-def _fmt(x: float, digits: int) -> str:
+def _fmt(x: float, digits: int = 3) -> str:
+    """A number for reports: ``digits`` significant digits, "nan" when missing or not finite."""
     return "nan" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
 
 
 def _none(x: float) -> float | None:
+    """A number for JSON: None when missing or not finite."""
     return None if x is None or not np.isfinite(x) else float(x)
 
 

@@ -19,7 +19,8 @@ from .. import validate
 from ..dag import Dag
 from ..errors import ArchscaleError
 from ..scaling import convention, lr_scale
-from .agreement import Agreement, bootstrap_agreement
+from .agreement import Agreement, _none, bootstrap_agreement
+from .agreement import _fmt as _f
 from .maxlr import loss_matrix, max_lr
 
 __all__ = ["Comparison", "Measured", "Rule", "compare", "eq8_rule", "measure", "recipe_of"]
@@ -112,14 +113,6 @@ class Comparison:
 
     def __str__(self) -> str:
         return self.format()
-
-
-def _f(x: float, digits: int = 3) -> str:
-    return "nan" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
-
-
-def _none(x: float) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
 
 
 @dataclass

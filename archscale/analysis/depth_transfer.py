@@ -20,25 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..dag import Dag
 from ..errors import ArchscaleError
 from ..laws import Law, law
-from ..scaling import convention
 from .agreement import Agreement
-from .compare import Comparison, Rule, compare, measure
+from .agreement import _fmt as _f
+from .compare import Comparison, compare, measure
+from .laws import law_rule
 
 __all__ = ["DepthTransfer", "depth_transfer", "law_rule", "rank_transfers"]
-
-
-def law_rule(which: Law | str, arch: str = "mlp") -> Rule:
-    """A law of :mod:`archscale.laws` as a comparison :data:`~archscale.analysis.compare.Rule`."""
-    chosen = law(which) if isinstance(which, str) else which
-    conv = convention(arch)
-
-    def scale(dag: Dag, q: int | None, base: Dag, qb: int | None) -> float:
-        return chosen.scale(dag, base, offset=conv.offset, q=q if conv.uses_kernel else None,
-                            q_base=qb if conv.uses_kernel else None)
-    return scale
 
 
 @dataclass
@@ -102,10 +91,6 @@ class DepthTransfer:
 
     def __str__(self) -> str:
         return self.format()
-
-
-def _f(x: float) -> str:
-    return "nan" if x is None or not np.isfinite(x) else f"{x:.3g}"
 
 
 def depth_transfer(results: pd.DataFrame, depths: Mapping[str, int], which: Law | str, *,

@@ -26,6 +26,7 @@ import pandas as pd
 from .. import validate
 from ..dag import Dag
 from ..laws import LAWS, Law
+from ..laws import law as find_law
 from ..scaling import convention
 from .agreement import percentile_interval
 from .calibrate import held_out
@@ -34,13 +35,15 @@ from .compare import Comparison, Measured, Rule, compare, measure
 __all__ = ["LawResult", "LawsReport", "compare_laws"]
 
 
-def _rule(law: Law, meas: Measured, exponent: float | None = None) -> Rule:
-    conv = convention(meas.arch)
-    off = conv.offset
+def law_rule(which: Law | str, arch: str = "mlp", exponent: float | None = None) -> Rule:
+    """A law of :mod:`archscale.laws` (its power replaced by ``exponent`` when given) as a comparison
+    :data:`~archscale.analysis.compare.Rule`, under the depth offset and kernel use of ``arch``."""
+    chosen = find_law(which) if isinstance(which, str) else which
+    conv = convention(arch)
 
     def scale(dag: Dag, q: int | None, base: Dag, qb: int | None) -> float:
-        return law.scale(dag, base, offset=off, q=q if conv.uses_kernel else None,
-                         q_base=qb if conv.uses_kernel else None, exponent=exponent)
+        return chosen.scale(dag, base, offset=conv.offset, q=q if conv.uses_kernel else None,
+                            q_base=qb if conv.uses_kernel else None, exponent=exponent)
     return scale
 
 
@@ -169,14 +172,16 @@ def compare_laws(results: pd.DataFrame | Measured, base: str = "1", metric: str 
     test = set(test_graphs)
     out = []
     for law in (list(LAWS.values()) if laws is None else list(laws)):
-        zero = compare(meas, rule=_rule(law, meas), n_boot=n_boot, seed=seed)
+        published = law_rule(law, meas.arch)
+        zero = compare(meas, rule=published, n_boot=n_boot, seed=seed)
         if not test:
             out.append(LawResult(law.name, law.summary, law.exponent, math.nan, zero, None, None))
             continue
         a = _fit_exponent(law, meas, set(fit_graphs))
+        fitted = law_rule(law, meas.arch, a)
         out.append(LawResult(law.name, law.summary, law.exponent, a, zero,
-                             compare(meas, rule=_rule(law, meas), score=test, n_boot=n_boot, seed=seed),
-                             compare(meas, rule=_rule(law, meas, a), score=test, n_boot=n_boot, seed=seed)))
+                             compare(meas, rule=published, score=test, n_boot=n_boot, seed=seed),
+                             compare(meas, rule=fitted, score=test, n_boot=n_boot, seed=seed)))
     out.sort(key=lambda r: (np.nan_to_num(r.ranked.agreement.estimate["log_rmse"], nan=np.inf), r.name))
     first, second = out[0].ranked.agreement, out[1].ranked.agreement
     estimate = second.estimate["log_rmse"] - first.estimate["log_rmse"]
