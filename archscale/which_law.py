@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import validate
+from .analysis.calibrate import can_split
 from .analysis.laws import LawsReport, compare_laws
 from .experiment import Experiment, run_experiment
 
@@ -56,7 +57,7 @@ def run_laws(preset: str = "quick", *, dataset: str | None = None, data_dir: str
                              runs_dir=runs_dir, progress=progress)
         experiments[label] = exp
         n = exp.results["graph"].nunique() - 1
-        share = holdout if 2 <= round(holdout * n) <= n - 2 else 0.0
+        share = holdout if can_split(n, holdout) else 0.0
         if share != holdout:
             notes.append(f"{label}: {n} non-base graph(s), too few to hold out a share of {holdout:g} with "
                          f"two or more graphs on each side; scored zero-shot only")

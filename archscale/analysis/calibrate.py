@@ -27,7 +27,7 @@ from ..errors import ArchscaleError
 from ..scaling import convention
 from .compare import Comparison, Measured, Rule, compare, measure
 
-__all__ = ["Calibration", "PathLaw", "calibrate", "fit_offset", "held_out", "split_graphs"]
+__all__ = ["Calibration", "PathLaw", "calibrate", "can_split", "fit_offset", "held_out", "split_graphs"]
 
 #: Depth offsets and path exponents the fit searches.
 OFFSETS = tuple(x / 2 for x in range(0, 17))
@@ -60,13 +60,18 @@ class PathLaw:
 EQ8 = PathLaw(3.0, 3.0, 0.5)
 
 
+def can_split(n_graphs: int, holdout: float) -> bool:
+    """Whether a held-out share of ``n_graphs`` leaves at least 2 graphs on each side."""
+    return 2 <= int(round(holdout * n_graphs)) <= n_graphs - 2
+
+
 def split_graphs(graphs: Sequence[str], holdout: float, seed: int) -> tuple[list[str], list[str]]:
     """A seeded random split of ``graphs`` into (fitting, held-out); ``holdout`` is the held-out share."""
     graphs = sorted(set(graphs))
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(graphs))
     n_test = int(round(holdout * len(graphs)))
-    if not 2 <= n_test <= len(graphs) - 2:
+    if not can_split(len(graphs), holdout):
         raise ArchscaleError(f"a held-out share of {holdout:g} leaves {n_test} of {len(graphs)} graphs held "
                              f"out; both halves need at least 2 graphs (sweep more graphs or change "
                              f"--holdout)")
