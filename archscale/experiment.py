@@ -20,6 +20,7 @@ import pandas as pd
 
 from .analysis import Comparison, compare, max_lr, recipe_of
 from .dag import Dag
+from .data import Dataset
 from .sweep import SweepSpec, load_spec, run_sweep
 
 __all__ = ["FACTORS", "PAPER", "Experiment", "Factorial", "run_experiment", "run_factorial"]
@@ -186,11 +187,10 @@ class Factorial:
         return pd.DataFrame(rows)
 
 
-def _readout_moments(spec: SweepSpec, n_seeds: int = 3, n_samples: int = 512) -> pd.DataFrame:
+def _readout_moments(spec: SweepSpec, data: Dataset, n_seeds: int = 3, n_samples: int = 512) -> pd.DataFrame:
     """Per graph: the readout-input second moment at init (mean over seeds), relative to the base's."""
     from .probe import readout_input_moment
 
-    data = spec.load_data()
     x = data.x_train[:n_samples]
     rows = []
     for model in spec.model_specs():
@@ -211,12 +211,13 @@ def run_factorial(preset: str = "quick", *, device: str = "cpu", runs_dir: str |
     """
     base_spec = load_spec(f"recipe_factorial_{preset}")
     comparisons, frames = {}, []
+    data = base_spec.load_data()  # the recipes share the data; only the network changes
     for layout, init, readout in itertools.product(*FACTORS.values()):
         spec = base_spec.replace(layout=layout, init=init, readout=readout)
         out = Path(runs_dir) / f"recipe_factorial_{preset}" / f"{layout}_{init}_{readout}"
         comp = compare(run_sweep(spec, out, device=device, progress=progress), base=spec.base, seed=seed,
                        n_boot=n_boot)
         comparisons[(layout, init, readout)] = comp
-        z2 = _readout_moments(spec)
+        z2 = _readout_moments(spec, data)
         frames.append(comp.table.merge(z2, on="graph").assign(layout=layout, init=init, readout=readout))
     return Factorial(base_spec, comparisons, pd.concat(frames, ignore_index=True))
