@@ -305,6 +305,9 @@ class DagExplorer(w.VBox):
             self.code_msg.value = _error_html(str(err))
             return
         self.state = state
+        deferred = not now and self._debounce > 0
+        if deferred:  # marked busy before the readout changes, so no one sees a new readout over an old view
+            self.add_class("archscale-busy")
         self.readout.value = readout_html(state)
         self.save_msg.value = ""  # a saved-figure note describes the previous graph
         lr = f"{state.lr:.6g}" if state.lr is not None else ""
@@ -313,10 +316,9 @@ class DagExplorer(w.VBox):
         self._generation += 1
         if self._timer is not None:
             self._timer.cancel()
-        if now or self._debounce <= 0:
+        if not deferred:
             self._render(self._generation)
             return
-        self.add_class("archscale-busy")
         self.status.value = ("<span style='color:#555'><span class='archscale-spinner'></span> "
                              "updating the drawing and tables…</span>")
         self._timer = threading.Timer(self._debounce, self._render, args=(self._generation,))

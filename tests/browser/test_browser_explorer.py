@@ -22,6 +22,13 @@ WAIT_MS = 60_000
 EXPLORER = ".archscale-explorer"
 
 
+def expect(locator):
+    """Playwright's polling assertions (imported late: collecting this file must not need Playwright)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
 def cli_lr(code: str, arch: str = "mlp", base_lr: float = 0.1) -> float:
     """The predicted LR as the command line prints it (``archscale lr --json``)."""
     argv = [sys.executable, "-c", "import sys; from archscale.cli import main; sys.exit(main())",
@@ -122,7 +129,7 @@ def check_edge_dropdown(page) -> None:
     expect_lr(page, cli_lr("2_22_222"))
     page.locator(f"{EXPLORER} .archscale-edge-0-2 select").select_option("skip")
     expect_lr(page, cli_lr("2_12_222"))
-    assert page.locator(f"{EXPLORER} .archscale-code-field input").input_value() == "2_12_222"
+    expect(page.locator(f"{EXPLORER} .archscale-code-field input")).to_have_value("2_12_222", timeout=WAIT_MS)
 
 
 def check_depth_slider(page) -> None:
@@ -133,7 +140,7 @@ def check_depth_slider(page) -> None:
     page.keyboard.type("5")
     page.keyboard.press("Enter")
     expect_lr(page, cli_lr("2_02_002_0002_00002"))
-    assert page.locator(f"{EXPLORER} .archscale-edge-4-5").count() == 1
+    expect(page.locator(f"{EXPLORER} .archscale-edge-4-5")).to_have_count(1, timeout=WAIT_MS)
 
 
 def check_code_field(page) -> None:
@@ -152,7 +159,8 @@ def check_all_zero_graph(page) -> None:
     message.wait_for(timeout=WAIT_MS)
     assert "cannot be trained" in message.inner_text() and lr_shown(page) == "—"
     wait_idle(page)
-    assert page.locator(f"{EXPLORER} .archscale-view table").count() == 0
+    # the view is redrawn after the readout; wait for it rather than read it once
+    expect(page.locator(f"{EXPLORER} .archscale-view table")).to_have_count(0, timeout=WAIT_MS)
 
 
 def check_nothing_clipped(page) -> None:
