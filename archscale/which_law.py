@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import validate
+from .analysis.agreement import against_factor
 from .analysis.calibrate import can_split
 from .analysis.laws import LawsReport, compare_laws
 from .experiment import Experiment, run_experiment
@@ -98,12 +99,12 @@ def findings(reports: Mapping[str, LawsReport], good: float = 1.5) -> list[str]:
         est, lo, hi = (best[f"zero-shot error_factor{s}"] for s in ("", " lo", " hi"))
         tied = list(t.loc[np.isclose(t["zero-shot error_factor"], est), "law"])  # e.g. chains: eq8 = L_eff
         names = " = ".join(tied) + (" (the same predictions here)" if len(tied) > 1 else "")
-        if lo > good:
-            quality = f"no law predicts within a factor {good:g} (even the best one's interval lies above it)"
-        elif hi <= good:
-            quality = f"{best['law']} predicts within a factor {good:g} (its whole interval lies below it)"
-        else:
-            quality = f"whether the best law predicts within a factor {good:g} is undecided at this n"
+        quality = {
+            "beyond": f"no law predicts within a factor {good:g} (even the best one's interval lies "
+                      "above it)",
+            "within": f"{best['law']} predicts within a factor {good:g} (its whole interval lies below it)",
+            "undecided": f"whether the best law predicts within a factor {good:g} is undecided at this n",
+        }[against_factor(lo, hi, good)]
         out.append(f"{label}: best zero-shot law {names}, error factor {_ci(est, lo, hi)} "
                    f"(n = {int(best['zero-shot n'])} configurations, {int(best['seeds'])} seeds): {quality}. "
                    f"{'Zero-shot ranking' if rep.zero_shot_only else 'Held out'}: {rep.verdict()}")

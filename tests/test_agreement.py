@@ -93,3 +93,11 @@ def test_variance_link_separates_a_prediction_from_a_moment_that_explains_it():
         assert through_moment[f"{name}_lo"] <= through_moment[name] <= through_moment[f"{name}_hi"]
     assert variance_link(y, x, z, n_boot=200, seed=1) == through_moment
     assert np.isnan(variance_link(y[:3], x[:3], z[:3], n_boot=10)["partial_pred"])
+
+
+def test_against_factor_reads_the_interval_not_the_estimate():
+    from archscale.analysis.agreement import against_factor
+
+    assert against_factor(1.1, 1.5, 1.5) == "within"  # the whole interval at or below the factor
+    assert against_factor(1.51, 3.0, 1.5) == "beyond"
+    assert against_factor(1.2, 1.8, 1.5) == "undecided"

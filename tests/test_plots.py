@@ -107,6 +107,7 @@ def test_init_moments_figure_panel_b_uses_graphs_where_the_schemes_differ():
                             progress=False)
     fig = init_moments_figure(m, codes[0], graphs_note="graphs where He and source differ")
     assert "graphs where He and source differ" in fig.axes[1].get_title()
+    assert "over 2 random DAGs" in fig.axes[1].get_title()  # panel (a)'s example is not among them
     out = m[m["vertex"] == m.groupby("code")["vertex"].transform("max")]
     means = out.groupby(["init", "code"])["ratio"].mean().unstack("code")
     assert (abs(means.loc["he"] / means.loc["source"] - 1) > 0.2).all()  # the boxes cannot coincide

@@ -126,6 +126,12 @@ def max_lr_interval(capped: np.ndarray, lrs: np.ndarray, *, n_boot: int = 1000, 
     return float(lrs[point]), float(lrs[min(lo, point)]), float(lrs[max(hi, point)])
 
 
+def against_factor(lo: float, hi: float, good: float) -> str:
+    """Where an error factor's interval [lo, hi] lies against ``good``: "within" (wholly at or below it),
+    "beyond" (wholly above it) or "undecided" (it straddles it, so this n cannot say)."""
+    return "within" if hi <= good else "beyond" if lo > good else "undecided"
+
+
 def agreement_metrics(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """The metrics of the module docstring for paired maximal LRs (positive, finite); NaN if undefined."""
     lm = np.log(np.asarray(measured, dtype=float))

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..errors import ArchscaleError
 from ..laws import Law, law
-from .agreement import Agreement
+from .agreement import Agreement, against_factor
 from .agreement import _fmt as _f
 from .compare import Comparison, compare, measure
 from .laws import law_rule
@@ -74,7 +74,7 @@ class DepthTransfer:
             depths = (f"the optimum lies {side} the prediction at K = {', '.join(map(str, missed['depth']))} "
                       f"(interval excludes 1; worst K = {int(worst['depth'])}: {_f(worst['ratio'])} "
                       f"[{_f(worst['ratio_lo'])}, {_f(worst['ratio_hi'])}])")
-        within = ("within" if ef[2] <= good else "beyond" if ef[1] > good else "undecided against")
+        within = against_factor(ef[1], ef[2], good).replace("undecided", "undecided against")
         return (f"{self.label}: {depths}; error factor {_f(ef[0])} [{_f(ef[1])}, {_f(ef[2])}], {within} a "
                 f"factor {good:g} (n = {a.n} depths, {a.n_seeds} seeds)")
 

@@ -209,7 +209,7 @@ def init_moments_figure(moments: pd.DataFrame, example: str, *, title: str | Non
     """Three panels from :func:`archscale.probe.init_second_moments` output.
 
     (a) per-vertex ``E[z_v^2] / E[z_0^2]`` on ``example`` for each init with the infinite-width
-    prediction; (b) the output vertex over all graphs per init, titled with ``graphs_note`` (how
+    prediction; (b) the output vertex over the other graphs per init, titled with ``graphs_note`` (how
     the graphs were chosen, e.g. where two schemes differ); (c) paper vs reference layout under
     the archscale init on ``example``. Returns the figure.
     """
@@ -232,7 +232,7 @@ def init_moments_figure(moments: pd.DataFrame, example: str, *, title: str | Non
     axes[0].set_ylabel("E[z_v²] / E[z_0²]  (log₂)")
     axes[0].set_title(f"(a) {example}, paper layout")
 
-    last = df[(df["layout"] == "paper")]
+    last = df[(df["layout"] == "paper") & (df["code"] != example)]  # panel (a) shows the example
     last = last[last["vertex"] == last.groupby("code")["vertex"].transform("max")]
     last = last.groupby(["code", "init_label"], as_index=False)["ratio"].mean()
     has_skip = {c: any(not e.is_parameterized for e in Dag.parse(c).edges) for c in last["code"].unique()}
