@@ -22,6 +22,7 @@ only reloaded.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ import pandas as pd
 
 from . import validate
 from .analysis import recipe_of
-from .analysis.depth_transfer import DepthTransfer, depth_transfer
+from .analysis.depth_transfer import DepthTransfer, depth_transfer, rank_transfers
 from .analysis.laws import LawsReport, compare_laws
 from .data import Dataset, load_dataset
 from .errors import ArchscaleError, StoreError
@@ -43,7 +44,8 @@ from .store import ResultStore, chunk_id
 from .sweep.executor import LocalExecutor
 from .train import TrainConfig
 
-__all__ = ["PARAMETRIZATIONS", "PRESETS", "ResidualDepth", "ResidualDepthSpec", "run_residual_depth"]
+__all__ = ["PARAMETRIZATIONS", "PRESETS", "ResidualDepth", "ResidualDepthSpec", "report",
+           "run_residual_depth"]
 
 PARAMETRIZATIONS = ("standard", "depth_mup")
 #: The one-hidden-layer base of the paper (the laws' head-to-head transfers from it).
@@ -162,6 +164,21 @@ class ResidualDepth:
         validate.choice(parametrization, "parametrization", PARAMETRIZATIONS)
         return compare_laws(self.results[parametrization], PLAIN_BASE, holdout=holdout, seed=seed,
                             n_boot=n_boot)
+
+
+def report(rd: ResidualDepth, *, n_boot: int = 1000, seed: int = 0, good: float = 1.5,
+           as_json: bool = False) -> str:
+    """What ``archscale residual-depth`` prints: the run, the three transfers (a)-(c) with their
+    per-depth tables, each one's finding against the factor ``good``, and which misses least."""
+    good = validate.number(good, "good", positive=True, example="1.5")
+    transfers = rd.transfers(n_boot=n_boot, seed=seed)
+    ranking = rank_transfers(transfers)
+    if as_json:
+        return json.dumps({"run": rd.describe(), "spec": rd.spec.to_dict(), "data": rd.data_name,
+                           "good": good, "transfers": [t.to_dict(good) for t in transfers],
+                           "ranking": ranking})
+    findings = "\n".join(f"- {t.finding(good)}" for t in transfers)
+    return "\n\n".join([rd.describe(), *map(str, transfers), f"{findings}\n- {ranking}"])
 
 
 def _model(spec: ResidualDepthSpec, graph: str, data: Dataset, multiplier: float):

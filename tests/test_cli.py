@@ -126,13 +126,13 @@ def test_reproduce_without_papermill_says_how_to_install_it():
 
 
 def test_cli_wiring_has_no_import_cycle():
-    """All subcommands are wired in cli.py; the modules they drive never import it back."""
+    """All subcommands are wired in the cli package; the modules they drive never import it back."""
     import ast
     from pathlib import Path
 
     package = Path(__file__).resolve().parent.parent / "archscale"
     for path in package.rglob("*.py"):
-        if path.name in ("cli.py", "__main__.py"):
+        if path.parent.name == "cli" or path.name == "__main__.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):

@@ -128,3 +128,28 @@ def test_figures_have_titles_labels_and_legends(tiny):
         laws_agreement_figure({})
     with pytest.raises(ArchscaleError, match="no depth transfers"):
         depth_transfer_figure([])
+
+
+def test_command_line_prints_the_same_transfers_as_python(tiny, tmp_path):
+    """``archscale residual-depth`` trains into --runs-dir and reports what ``transfers()`` gives."""
+    import json
+    import subprocess
+    import sys
+
+    _, done = tiny
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={list(v) if isinstance(v, tuple) else v}")]
+    cmd = [sys.executable, "-m", "archscale.cli", "residual-depth", "--preset", "smoke", "--runs-dir",
+           str(tmp_path), "--n-boot", "100", "--no-progress", *sets]
+    out = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True,
+                                    timeout=300).stdout)
+    assert (tmp_path / "residual_depth_smoke" / "standard" / "results.jsonl").is_file()
+    assert [t["law"] for t in out["transfers"]] == ["eq8", "effective_depth", "constant"]
+    for got, want in zip(out["transfers"], done.transfers(n_boot=100)):
+        assert [r["measured"] for r in got["table"]] == pytest.approx(want.table["measured"].tolist())
+        assert [r["ratio"] for r in got["table"]] == pytest.approx(want.table["ratio"].tolist())
+        assert got["finding"] == want.finding()
+    assert out["ranking"].startswith("smallest error factor")
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout  # reloads
+    assert "(c) Depth-muP, one LR" in text and "smallest error factor" in text
+    bad = subprocess.run([*cmd, "--set", "colour=red"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "unknown residual depth setting" in bad.stderr

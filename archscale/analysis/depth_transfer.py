@@ -78,6 +78,12 @@ class DepthTransfer:
         return (f"{self.label}: {depths}; error factor {_f(ef[0])} [{_f(ef[1])}, {_f(ef[2])}], {within} a "
                 f"factor {good:g} (n = {a.n} depths, {a.n_seeds} seeds)")
 
+    def to_dict(self, good: float = 1.5) -> dict:
+        """The per-depth table, the overall metrics with intervals and the finding, JSON-ready."""
+        return {"label": self.label, "law": self.law, "overall": self.overall.to_dict(),
+                "finding": self.finding(good),
+                "table": self.table.replace({np.nan: None}).to_dict(orient="records")}
+
     def format(self) -> str:
         cols = ["depth", "graph", "measured", "measured_lo", "measured_hi", "predicted", "ratio", "ratio_lo",
                 "ratio_hi"]
