@@ -36,12 +36,12 @@ from .analysis.depth_transfer import DepthTransfer, depth_transfer, rank_transfe
 from .analysis.laws import LawsReport, compare_laws
 from .data import Dataset, load_dataset
 from .errors import ArchscaleError, StoreError
+from .executor import LocalExecutor
 from .func_sweep import sweep_module
 from .models import DagMLP
 from .residual import depth_mup_multiplier, residual_chain_dag
 from .results import SWEEP, lr_key
 from .store import ResultStore, chunk_id
-from .sweep.executor import LocalExecutor
 from .train import TrainConfig
 
 __all__ = ["PARAMETRIZATIONS", "PRESETS", "ResidualDepth", "ResidualDepthSpec", "report",

@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"data", "traverse", "trace"},
     {"models"},
     {"train"},
-    {"store"},
+    {"store", "executor"},                       # the results store; where chunks train (local, processes)
     {"analysis"},
     {"sweep", "probe", "stats", "nas", "plan", "func_sweep"},
     {"plots"},

@@ -459,3 +459,26 @@ def test_mup_matches_the_mup_package():
     assert set(package) == set(mine)
     for name, (lr, wd) in package.items():
         assert mine[name] == pytest.approx((lr, wd)), name
+
+
+def test_worker_processes_give_the_same_rows_as_one_process(tmp_path):
+    """workers=2 trains the runs in spawned CPU processes (one torch thread each, as this test's
+    process): every stored row and the LR search equal the one-process results."""
+    data = _tiny_data()
+    kw = dict(recipes=("fixed", "archscale"), seeds=(0, 1), cfg=bench(epochs=1, batch_size=16), width=4,
+              n_cells=1, progress=False)
+    cells = ["3_13_203", "1_01_001", "2_12_021"]
+    cols = [c for c in nas.RESULT_COLUMNS if c != "seconds"]
+    one = nas.run_nas_study(cells, data, out_dir=tmp_path / "one", **kw)
+    two = nas.run_nas_study(cells, data, out_dir=tmp_path / "two", workers=2, **kw)
+    key = ["graph", "recipe", "seed"]
+    pd.testing.assert_frame_equal(two[cols].sort_values(key).reset_index(drop=True),
+                                  one[cols].sort_values(key).reset_index(drop=True))
+    assert len(nas.load_nas_results(tmp_path / "two")) == len(one) == 12
+    search = dict(seeds=(0, 1), width=4, n_cells=1, progress=False, cfg=bench(batch_size=16))
+    a = nas.find_base_lr(data, [0.05, 0.3, 1e30], **search)
+    b = nas.find_base_lr(data, [0.05, 0.3, 1e30], workers=2, **search)
+    pd.testing.assert_frame_equal(a.table, b.table)
+    assert a.best_lr == b.best_lr
+    with pytest.raises(ArchscaleError, match="workers"):
+        nas.run_nas_study(cells, data, workers=0, **kw)

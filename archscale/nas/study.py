@@ -17,6 +17,7 @@ from .. import validate
 from ..analysis import best_lr
 from ..dag import Dag
 from ..errors import ArchscaleError, StoreError
+from ..executor import LocalExecutor, ProcessExecutor, run_chunks
 from ..results import NAS
 from ..store import ResultStore, chunk_id
 from ..train import TrainConfig
@@ -68,11 +69,54 @@ def _check_settings(store: ResultStore, settings: dict, recipes: list[Recipe], d
                                  f"out_dir")
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One training run of the study or the LR search: a chunk for :func:`archscale.executor.run_chunks`."""
+
+    id: str
+    cell: str
+    recipe: Recipe
+    seed: int
+
+
+def _train_run(run: _Run, shared: dict, device: str, on_step=None) -> list[dict]:
+    """Train one run (module level: worker processes import it by name)."""
+    return [train_cell_net(run.cell, run.recipe, shared["data"], shared["cfg"], device=device, seed=run.seed,
+                           **shared["model"])]
+
+
+class _Collect:
+    """The driver's writer: keeps every row, and appends it to the store's writer when there is one."""
+
+    def __init__(self, rows: list[dict], writer=None):
+        self.rows, self.writer = rows, writer
+
+    def append(self, chunk_id: str, rows: list[dict]) -> None:
+        if self.writer is not None:
+            self.writer.append(chunk_id, rows)
+        self.rows.extend(rows)
+
+
+def _train_runs(runs: list[_Run], data, cfg: TrainConfig, model: dict, collect: _Collect, *, device,
+                workers: int, desc: str, progress: bool) -> None:
+    """Train ``runs`` here (``workers=1``) or in worker processes, storing each as it finishes."""
+    workers = validate.positive_int(workers, "workers")
+    if workers > 1 and torch.device(device).type != "cpu":
+        raise ArchscaleError(f"workers={workers} trains runs in parallel CPU processes; on {device} use "
+                             f"workers=1")
+    executor = LocalExecutor(str(device)) if workers == 1 else ProcessExecutor(workers, str(device))
+    shared = {"data": _on_device(data, device), "cfg": cfg, "model": model}
+    with executor:
+        run_chunks(runs, _train_run, shared, collect, executor, work=lambda r: 1,
+                   describe=lambda r: f"{r.cell} {r.recipe.name} seed {r.seed}", desc=desc, unit="runs",
+                   progress=progress)
+
+
 def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Recipe] = RECIPES,
                   seeds: Sequence[int] = (0, 1), cfg: TrainConfig | None = None, width: int = 16,
                   n_cells: int = 5, batchnorm: bool = True, mup_base_width: int = 1,
                   out_dir: str | Path | None = None, device: str | torch.device = "cpu",
-                  base_lr: float = BENCHMARK_LR, progress: bool = True) -> pd.DataFrame:
+                  base_lr: float = BENCHMARK_LR, progress: bool = True, workers: int = 1) -> pd.DataFrame:
     """Train every (cell, recipe, seed) and return the tidy results table (:data:`RESULT_COLUMNS`).
 
     ``recipes`` are names (``"fixed"``, ``"archscale"``, ``"mup"``) or :class:`Recipe` objects;
@@ -81,10 +125,9 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
     finished run is appended at once, a rerun skips the runs already there, and ``study.yaml``
     holds the settings; a directory with other settings (or a recipe name reused with another
     kind or base LR) is refused rather than mixed in, and a directory that is not archscale's is
-    left untouched.
+    left untouched. ``workers`` > 1 trains that many runs at once in CPU worker processes (one
+    torch thread each; the rows are the same as one after another on one thread).
     """
-    from tqdm.auto import tqdm
-
     cfg = cfg or BENCHMARK
     base_lr = validate.learning_rate(base_lr, "base_lr")
     cells = [as_cell(d) for d in dags]
@@ -104,19 +147,14 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
     done = {NAS.key_of(r) for r in rows}
     todo = [(c, r, s) for c in cells for s in seeds for r in recipes if (c.code, r.name, s) not in done]
     if todo or (store is not None and store.read_meta() != settings):
-        data = _on_device(data, device)
+        runs = [_Run(_run_id(c.code, r.name, s), c.code, r, s) for c, r, s in todo]
+        model = dict(width=width, n_cells=n_cells, batchnorm=batchnorm, mup_base_width=mup_base_width,
+                     base_lr=base_lr)
         with (store.open() if store is not None else contextlib.nullcontext()) as writer:
             if writer is not None:
                 writer.write_meta(settings)
-            bar = tqdm(todo, desc="NAS study", disable=not progress)
-            for cell, recipe, seed in bar:
-                bar.set_postfix_str(f"{cell.code} {recipe.name} seed {seed}")
-                row = train_cell_net(cell, recipe, data, cfg, width=width, n_cells=n_cells,
-                                     batchnorm=batchnorm, mup_base_width=mup_base_width, seed=seed,
-                                     base_lr=base_lr, device=device)
-                rows.append(row)
-                if writer is not None:
-                    writer.append(_run_id(cell.code, recipe.name, seed), [row])
+            _train_runs(runs, data, cfg, model, _Collect(rows, writer), device=device, workers=workers,
+                        desc="NAS study", progress=progress)
     table = NAS.frame(rows)
     wanted = {c.code for c in cells}
     table = table[table["graph"].isin(wanted) & table["recipe"].isin(names) & table["seed"].isin(seeds)]
@@ -141,7 +179,7 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1),
                  cfg: TrainConfig | None = None,
                  epochs: int = 1, width: int = 16, n_cells: int = 5, batchnorm: bool = True,
                  base_cell: str = "1_01_001", kind: str = "archscale", device: str | torch.device = "cpu",
-                 progress: bool = True) -> BaseLrSearch:
+                 progress: bool = True, workers: int = 1) -> BaseLrSearch:
     """Step 1 of the paper's recipe for cells: grid-search the base cell's maximal learning rate.
 
     The base of the nb201 convention is one path of depth 1 (the all-skip cell ``1_01_001``).
@@ -149,10 +187,8 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1),
     mean-field readout; ``"fixed"``: He and a standard readout; ``"mup"``: the muP model, so the
     one LR of the fixed and muP recipes can be searched the same way) for ``epochs`` epochs at a
     constant LR (the optimizer settings of ``cfg`` otherwise); the maximal LR is
-    :func:`archscale.analysis.best_lr` of the training loss.
+    :func:`archscale.analysis.best_lr` of the training loss. ``workers`` as in :func:`run_nas_study`.
     """
-    from tqdm.auto import tqdm
-
     cfg = cfg or BENCHMARK
     validate.choice(kind, "recipe kind", ("archscale", "fixed", "mup"))
     lrs = [validate.learning_rate(lr, "grid learning rate") for lr in lrs]
@@ -160,14 +196,15 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1),
         raise ArchscaleError("the LR grid is empty; pass e.g. lrs=np.geomspace(0.05, 3.2, 7)")
     search_cfg = replace(cfg, epochs=validate.positive_int(epochs, "epochs"), cosine=False)
     _check_images(data)
-    data = _on_device(data, device)
-    rows = []
-    grid = [(lr, s) for lr in lrs for s in seeds]
-    for lr, seed in tqdm(grid, desc=f"base-cell LR grid ({kind})", disable=not progress):
-        row = train_cell_net(base_cell, Recipe(f"base {kind}", kind, lr), data, search_cfg, width=width,
-                             n_cells=n_cells, batchnorm=batchnorm, seed=seed, device=device)
-        rows.append({"lr": lr, "seed": seed, "train_loss": row["train_loss"], "diverged": row["diverged"]})
-    table = pd.DataFrame(rows)
+    code = as_cell(base_cell).code
+    runs = [_Run(f"{lr!r} {s}", code, Recipe(f"base {kind}", kind, lr), s) for lr in lrs for s in seeds]
+    trained: list[dict] = []
+    _train_runs(runs, data, search_cfg, dict(width=width, n_cells=n_cells, batchnorm=batchnorm),
+                _Collect(trained), device=device, workers=workers, desc=f"base-cell LR grid ({kind})",
+                progress=progress)
+    table = pd.DataFrame([{"lr": r["base_lr"], "seed": r["seed"], "train_loss": r["train_loss"],
+                           "diverged": r["diverged"]} for r in trained])
+    table = table.sort_values(["lr", "seed"], kind="stable").reset_index(drop=True)
     summary = best_lr(table, "train_loss").iloc[0]
     if not np.isfinite(summary["best_lr"]):
         raise ArchscaleError(f"every learning rate of the grid diverged on the base cell ({kind}); "

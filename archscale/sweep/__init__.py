@@ -10,10 +10,10 @@ the rows and set them against eq. 8/9.
 
 from ..analysis import Comparison, best_lr, compare, max_lr
 from ..errors import ArchscaleError, SpecError, StoreError
+from ..executor import LocalExecutor, run_chunks
 from ..results import COLUMNS, CONFIG_KEYS, METRICS
 from ..store import META_FILE as SPEC_FILE
 from ..store import RESULTS_FILE
-from .executor import LocalExecutor, run_chunks
 from .ray_executor import RayExecutor
 from .run import Chunk, grid_coverage, load_results, plan_chunks, run_sweep, train_chunk
 from .spec import IDENTITY_FIELDS, SweepSpec, load_spec, presets

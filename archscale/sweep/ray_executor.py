@@ -4,7 +4,7 @@
 127.0.0.1), puts what every chunk needs (the spec and the data) in the object store once, and
 submits one task per chunk: ``threads`` CPUs each, and a GPU each when the cluster has GPUs.
 Each worker process fetches the shared object once and trains its chunks with the same
-function a local run uses; the driver (:func:`~archscale.sweep.executor.run_chunks`) alone
+function a local run uses; the driver (:func:`~archscale.executor.run_chunks`) alone
 writes the rows, as tasks finish. A task whose worker dies is retried (``max_retries``, Ray's
 own mechanism); one that raises an error of its own is not retried but handed back by name.
 
@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import validate
 from ..errors import ArchscaleError
-from .executor import Finished, OnStep, TrainFn
+from ..executor import Finished, OnStep, TrainFn
 
 __all__ = ["RayExecutor"]
 

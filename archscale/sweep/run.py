@@ -3,9 +3,9 @@
 :func:`plan_chunks` cuts every model's replica list into chunks (the same cut whatever is
 already done, so a resumed sweep trains exactly the chunks an uninterrupted one would) and
 :func:`train_chunk` trains one chunk and returns its rows; :func:`run_sweep` plans on the
-driver, hands the chunks to an executor (:class:`~archscale.sweep.executor.LocalExecutor`, or
+driver, hands the chunks to an executor (:class:`~archscale.executor.LocalExecutor`, or
 :class:`~archscale.sweep.ray_executor.RayExecutor` with ``ray=``) and appends each finished
-chunk to a :class:`~archscale.store.ResultStore` (:func:`~archscale.sweep.executor.run_chunks`).
+chunk to a :class:`~archscale.store.ResultStore` (:func:`~archscale.executor.run_chunks`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 
 from .. import validate
 from ..errors import ArchscaleError, StoreError
+from ..executor import LocalExecutor, run_chunks
 from ..results import SWEEP
 from ..store import ResultStore, Scan, chunk_id
-from .executor import LocalExecutor, run_chunks
 from .spec import SweepSpec, model_keys
 
 if TYPE_CHECKING:
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     import torch
 
     from ..data import Dataset
+    from ..executor import Executor
     from ..train import ModelSpec
-    from .executor import Executor
     from .ray_executor import RayExecutor
 
 __all__ = ["Chunk", "chunk_id", "grid_coverage", "load_results", "open_store", "plan_chunks", "run_sweep",

@@ -6,6 +6,7 @@ executor trains them and hands back :class:`Finished` records in completion orde
 :class:`~archscale.store.StoreWriter` at once, so a killed run loses at most the chunks in
 flight, keeps one progress bar, names chunks that failed without losing the others, and ends
 with a one-line summary. :class:`LocalExecutor` trains in this process, one chunk after another;
+:class:`ProcessExecutor` in worker processes of this machine;
 :class:`~archscale.sweep.ray_executor.RayExecutor` trains chunks as Ray tasks.
 
 A train function has the signature ``train(chunk, shared, device, on_step) -> rows``: ``shared``
@@ -23,9 +24,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .. import validate
+from . import validate
 
-__all__ = ["Executor", "Finished", "LocalExecutor", "OnStep", "RunReport", "TrainFn", "run_chunks"]
+__all__ = ["Executor", "Finished", "LocalExecutor", "OnStep", "ProcessExecutor", "RunReport", "TrainFn",
+           "run_chunks"]
 
 #: ``on_step(n)``: ``n`` more units of work done (None: nobody listens).
 OnStep = Callable[[int], object] | None
@@ -67,7 +69,7 @@ class LocalExecutor:
     """
 
     def __init__(self, device: str | None = None, threads: int | None = None):
-        from ..train import resolve_device
+        from .train import resolve_device
 
         if threads is not None:
             validate.positive_int(threads, "threads")
@@ -107,6 +109,83 @@ class LocalExecutor:
                 yield Finished(chunk, None, "local", time.perf_counter() - start, err)
             else:
                 yield Finished(chunk, rows, "local", time.perf_counter() - start)
+
+
+#: What a worker process of :class:`ProcessExecutor` was started with (set in the worker only).
+_WORKER_SHARED: Any = None
+
+
+def _start_worker(threads: int, shared: Any) -> None:
+    """A :class:`ProcessExecutor` worker's start: its torch threads and the shared payload, once."""
+    import torch
+
+    global _WORKER_SHARED
+    torch.set_num_threads(threads)
+    _WORKER_SHARED = shared
+
+
+def _train_in_worker(train: TrainFn, chunk: Any, device: str) -> tuple[list[dict], str, float]:
+    import os
+
+    start = time.perf_counter()
+    rows = train(chunk, _WORKER_SHARED, device, None)
+    return rows, f"pid {os.getpid()}", time.perf_counter() - start
+
+
+class ProcessExecutor:
+    """Trains chunks in ``workers`` processes of this machine, ``threads`` torch threads each.
+
+    For jobs of many small single-threaded runs (the NAS study's cells) that leave cores idle:
+    the rows are the same as :class:`LocalExecutor`'s with ``threads`` threads, since each chunk
+    runs the same code with its own seeds. Workers are spawned (not forked) and get ``shared``
+    once at start; ``train`` must be a module-level function of an installed package. Progress
+    arrives per finished chunk.
+    """
+
+    def __init__(self, workers: int, device: str | None = None, threads: int = 1):
+        from .train import resolve_device
+
+        self.workers = validate.positive_int(workers, "workers")
+        self.threads = validate.positive_int(threads, "threads")
+        self.device = str(resolve_device(device or "cpu"))
+
+    def __enter__(self) -> ProcessExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def call(self, fn: Callable[..., Any], shared: Any, *args: Any) -> Any:
+        """``fn(shared, *args)``; here, as the workers would compute it."""
+        return fn(shared, *args)
+
+    def map(self, train: TrainFn, chunks: Sequence, shared: Any, on_step: OnStep = None,
+            on_start: Callable[[Any], object] | None = None) -> Iterator[Finished]:
+        """Train ``chunks`` across the workers; finished chunks come back in completion order."""
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        if not chunks:
+            return
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(self.workers, len(chunks)), mp_context=context,
+                                 initializer=_start_worker, initargs=(self.threads, shared)) as pool:
+            pending = {}
+            for chunk in chunks:
+                if on_start is not None:
+                    on_start(chunk)
+                future = pool.submit(_train_in_worker, train, chunk, self.device)
+                pending[future] = (chunk, time.perf_counter())
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    chunk, submitted = pending.pop(future)
+                    err = future.exception()
+                    if err is None:
+                        rows, worker, seconds = future.result()
+                        yield Finished(chunk, rows, worker, seconds)
+                    else:  # the chunk's own failure (or a dead worker): reported, the others go on
+                        yield Finished(chunk, None, "process", time.perf_counter() - submitted, err)
 
 
 @dataclass
