@@ -104,12 +104,14 @@ class Experiment:
 
 def run_experiment(name: str, preset: str = "quick", *, dataset: str | None = None,
                    data_dir: str | None = None, device: str = "cpu", runs_dir: str | os.PathLike = "runs",
-                   split_groups: bool = False, progress: bool = True, **changes) -> Experiment:
+                   split_groups: bool = False, progress: bool = True, workers: int | None = None,
+                   **changes) -> Experiment:
     """Run (or reload) the bundled sweep ``<name>_<preset>`` into ``runs_dir`` and compare it with eq. 8/9.
 
     ``dataset``/``data_dir`` override the spec's data when given (the results directory then
     carries the dataset's name, so runs on different data never mix); other keyword arguments
     override spec fields. ``split_groups`` compares the listed and the sampled graphs apart.
+    ``workers``: CPU worker processes for the sweep (see :func:`~archscale.sweep.run_sweep`).
     """
     spec = load_spec(f"{name}_{preset}")
     if dataset is not None:
@@ -119,7 +121,8 @@ def run_experiment(name: str, preset: str = "quick", *, dataset: str | None = No
     if changes:
         spec = spec.replace(**changes)
     suffix = "" if dataset is None else f"_{dataset}"
-    results = run_sweep(spec, Path(runs_dir) / f"{name}_{preset}{suffix}", device=device, progress=progress)
+    results = run_sweep(spec, Path(runs_dir) / f"{name}_{preset}{suffix}", device=device, progress=progress,
+                        workers=workers)
     groups = spec.graph_groups() if split_groups else {"all": sorted(results["graph"].unique())}
     comparisons = {key: compare(results[results["graph"].isin(codes)], base=spec.base)
                    for key, codes in groups.items()}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sweep_specs import TINY_SPEC
 
 from archscale.dag import Dag
 from archscale.errors import ArchscaleError, DataError, SpecError, StoreError
@@ -489,3 +490,37 @@ def test_bundled_specs_name_their_recipe(path):
     text = path.read_text()
     for key in ("layout", "init", "readout"):
         assert re.search(rf"^{key}: ", text, re.M), f"{path.name} does not set {key}"
+
+
+CNN_TINY = """\
+arch: cnn
+graphs: ['1', '2_02', '2_12']
+widths: [4]
+kernel_sizes: [3]
+lr_min: 0.05
+lr_max: 0.5
+n_lrs: 3
+seeds: [0, 1]
+steps: 2
+batch_size: 16
+dataset: digits
+n_train: 64
+n_test: 32
+"""
+
+
+@pytest.mark.parametrize("text", [TINY_SPEC, CNN_TINY], ids=["mlp", "cnn"])
+def test_worker_processes_store_the_same_rows_as_one_process(tmp_path, text):
+    """workers=2 trains chunks in two spawned CPU processes: the same rows, each chunk stored once."""
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(text)
+    spec = load_spec(spec_path)
+    local = run_sweep(spec, tmp_path / "local", threads=1, progress=False, chunk_size=2)
+    both = run_sweep(spec, tmp_path / "workers", progress=False, chunk_size=2, workers=2)
+    key = ["graph", "width", "kernel_size", "lr", "seed"]
+    cols = [c for c in local.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(both[cols].sort_values(key).reset_index(drop=True),
+                                  local[cols].sort_values(key).reset_index(drop=True), check_exact=True)
+    assert ResultStore(tmp_path / "workers").scan().damaged == []
+    with pytest.raises(ArchscaleError, match="one of them"):
+        run_sweep(spec, tmp_path / "x", workers=2, ray=True)

@@ -52,7 +52,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     ray = None if args.ray is None else (args.ray or True)  # --ray alone: a local Ray instance
     df = run_sweep(spec, args.out, device=args.device, progress=not args.no_progress,
-                   chunk_size=args.chunk_size, threads=args.threads, ray=ray)
+                   chunk_size=args.chunk_size, threads=args.threads, ray=ray, workers=args.workers)
     wall = time.perf_counter() - start
     n_div = int(df["diverged"].astype(bool).sum()) if len(df) else 0
     print(f"{len(df)} rows in {Path(args.out) / 'results.jsonl'} ({n_div} diverged); "
@@ -195,6 +195,10 @@ def _add_sweep_maxlr(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's, one per core; with --ray, per task, default "
                         "1); use 1 on a CPU shared with other busy processes")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="train this many chunks at once in CPU worker processes of this machine (--threads "
+                        "each, default 1); the rows are the same. CNN steps use one thread, so CNN sweeps "
+                        "gain most")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="train the chunks as Ray tasks, on a local Ray instance (no ADDRESS) or on the "
                         "cluster at ADDRESS (e.g. auto, 10.0.0.1:6379); results land in --out as locally. "

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import validate
 from ..errors import ArchscaleError, StoreError
-from ..executor import LocalExecutor, run_chunks
+from ..executor import LocalExecutor, ProcessExecutor, run_chunks
 from ..results import SWEEP
 from ..store import ResultStore, Scan, chunk_id
 from .spec import SweepSpec, model_keys
@@ -118,7 +118,8 @@ def _report(scan: Scan, store: ResultStore, only_unrecovered: bool) -> None:
 
 def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = None, progress: bool = True,
               chunk_size: int | None = None, memory_budget: int | None = None,
-              threads: int | None = None, ray: bool | str | RayExecutor | None = None) -> pd.DataFrame:
+              threads: int | None = None, ray: bool | str | RayExecutor | None = None,
+              workers: int | None = None) -> pd.DataFrame:
     """Train every replica of ``spec`` not yet in ``out_dir`` and return the spec's rows.
 
     Rows are appended per finished chunk (flushed and fsync'd), so the sweep can be killed at any
@@ -137,6 +138,11 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
     (default 1) and ``device`` None means the cluster's GPUs when it has any. Locally ``device``
     None is the CPU. A chunk that fails is named in a warning, the others are still stored, and
     its error is raised at the end.
+
+    ``workers`` > 1 trains that many chunks at once in CPU worker processes of this machine
+    (:class:`~archscale.executor.ProcessExecutor`, ``threads`` each, default 1): the rows are the
+    same, since no replica's numbers depend on its chunk or the thread count. CNN steps run on one
+    thread, so a CNN sweep on a CPU of ``k`` cores gains up to ``k``-fold.
     """
     if not isinstance(spec, SweepSpec):
         raise ArchscaleError(f"spec must be a SweepSpec, got {type(spec).__name__}; use load_spec(path)")
@@ -145,7 +151,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
     if chunk_size is not None:
         validate.positive_int(chunk_size, "chunk_size")
     store = open_store(out_dir)
-    executor = _executor(device, threads, ray)  # a missing GPU is refused before anything is read or written
+    executor = _executor(device, threads, ray, workers)  # a missing GPU: refused before any I/O
     _check_same_setup(spec, store)
     scan = store.scan()
     _report(scan, store, only_unrecovered=True)
@@ -163,8 +169,18 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
     return spec.select(SWEEP.frame(store.scan().rows))
 
 
-def _executor(device: str | None, threads: int | None, ray: bool | str | RayExecutor | None) -> Executor:
+def _executor(device: str | None, threads: int | None, ray: bool | str | RayExecutor | None,
+              workers: int | None = None) -> Executor:
     """The executor ``run_sweep`` trains on (not started yet)."""
+    workers = 1 if workers is None else validate.positive_int(workers, "workers")
+    if workers > 1:
+        if ray is not None and ray is not False:
+            raise ArchscaleError("workers and ray are two ways to run chunks in parallel: give one of them")
+        executor = ProcessExecutor(workers, device, threads or 1)
+        if executor.device != "cpu":
+            raise ArchscaleError(f"workers={workers} trains chunks in parallel CPU processes; on "
+                                 f"{executor.device} leave workers unset")
+        return executor
     if ray is None or ray is False:
         return LocalExecutor(device, threads)
     from .ray_executor import RayExecutor
