@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import validate
+from .errors import ArchscaleError
 
 __all__ = ["Executor", "Finished", "LocalExecutor", "OnStep", "ProcessExecutor", "RunReport", "TrainFn",
            "run_chunks"]
@@ -164,6 +165,7 @@ class ProcessExecutor:
         """Train ``chunks`` across the workers; finished chunks come back in completion order."""
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
 
         if not chunks:
             return
@@ -181,6 +183,12 @@ class ProcessExecutor:
                 for future in done:
                     chunk, submitted = pending.pop(future)
                     err = future.exception()
+                    if isinstance(err, BrokenProcessPool):  # no worker can go on: stop, say why
+                        raise ArchscaleError(
+                            "a worker process died before its chunk finished (out of memory, killed, or "
+                            "a script without `if __name__ == '__main__':` that each spawned worker "
+                            "re-runs); the chunks already stored are kept, a rerun trains the rest; "
+                            "workers=1 trains in this process") from err
                     if err is None:
                         rows, worker, seconds = future.result()
                         yield Finished(chunk, rows, worker, seconds)

@@ -149,3 +149,33 @@ def test_maxlr_errors_exit_2(tmp_path, finished):
     _one_line_error(archscale("maxlr", str(tmp_path)), "no finished results")
     _, out, _ = finished
     _one_line_error(archscale("maxlr", str(out), "--base", "2_22"), "base graph '2_22'")
+
+
+def test_workers_from_the_command_line_give_the_same_rows(tmp_path, finished):
+    """``python -m archscale.cli sweep --workers 2``: the spawned workers re-import the entry module
+    without re-running the command, and the rows equal the one-process run's."""
+    from archscale.sweep import load_results
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    proc = archscale("sweep", str(spec), "--out", str(tmp_path / "out"), "--set", "seeds=[0, 1]", "--workers",
+                     "2", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    key = ["graph", "lr", "seed"]
+    cols = ["graph", "lr", "seed", "train_loss", "test_loss", "test_acc", "diverged"]
+    one = load_results(finished[1])[cols].sort_values(key).reset_index(drop=True)
+    two = load_results(tmp_path / "out")[cols].sort_values(key).reset_index(drop=True)
+    assert len(two) == len(one) > 0 and two.equals(one)
+
+
+def test_a_script_without_a_main_guard_gets_one_clear_error(tmp_path):
+    """Spawned workers re-run an unguarded script and die: one error that says why, not one per chunk."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    script = tmp_path / "unguarded.py"
+    script.write_text("from archscale.sweep import load_spec, run_sweep\n"
+                      f"run_sweep(load_spec({str(spec)!r}), {str(tmp_path / 'out')!r}, workers=2, "
+                      "chunk_size=1, progress=False)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode != 0
+    assert "if __name__ == '__main__':" in proc.stderr and proc.stderr.count("a worker process died") == 1
