@@ -28,7 +28,7 @@ from . import validate
 from .errors import ArchscaleError
 
 __all__ = ["Executor", "Finished", "LocalExecutor", "OnStep", "ProcessExecutor", "RunReport", "TrainFn",
-           "run_chunks"]
+           "default_workers", "run_chunks"]
 
 #: ``on_step(n)``: ``n`` more units of work done (None: nobody listens).
 OnStep = Callable[[int], object] | None
@@ -110,6 +110,13 @@ class LocalExecutor:
                 yield Finished(chunk, None, "local", time.perf_counter() - start, err)
             else:
                 yield Finished(chunk, rows, "local", time.perf_counter() - start)
+
+
+def default_workers(device: str | None) -> int | None:
+    """One worker process per core on the CPU (for the notebooks' sweeps); None (one process) elsewhere."""
+    import os
+
+    return (os.cpu_count() or 1) if (device or "cpu") == "cpu" else None
 
 
 #: What a worker process of :class:`ProcessExecutor` was started with (set in the worker only).

@@ -206,11 +206,12 @@ def _readout_moments(spec: SweepSpec, data: Dataset, n_seeds: int = 3, n_samples
 
 
 def run_factorial(preset: str = "quick", *, device: str = "cpu", runs_dir: str | os.PathLike = "runs",
-                  progress: bool = True, seed: int = 0, n_boot: int = 1000) -> Factorial:
+                  progress: bool = True, seed: int = 0, n_boot: int = 1000,
+                  workers: int | None = None) -> Factorial:
     """Train the bundled ``recipe_factorial_<preset>`` sweep under every recipe of :data:`FACTORS`.
 
     Each recipe has its own results directory (resumable) under ``runs_dir``; the comparisons share
-    the bootstrap ``seed``.
+    the bootstrap ``seed``. ``workers``: CPU worker processes (see :func:`~archscale.sweep.run_sweep`).
     """
     base_spec = load_spec(f"recipe_factorial_{preset}")
     comparisons, frames = {}, []
@@ -218,8 +219,8 @@ def run_factorial(preset: str = "quick", *, device: str = "cpu", runs_dir: str |
     for layout, init, readout in itertools.product(*FACTORS.values()):
         spec = base_spec.replace(layout=layout, init=init, readout=readout)
         out = Path(runs_dir) / f"recipe_factorial_{preset}" / f"{layout}_{init}_{readout}"
-        comp = compare(run_sweep(spec, out, device=device, progress=progress), base=spec.base, seed=seed,
-                       n_boot=n_boot)
+        rows = run_sweep(spec, out, device=device, progress=progress, workers=workers)
+        comp = compare(rows, base=spec.base, seed=seed, n_boot=n_boot)
         comparisons[(layout, init, readout)] = comp
         z2 = _readout_moments(spec, data)
         frames.append(comp.table.merge(z2, on="graph").assign(layout=layout, init=init, readout=readout))

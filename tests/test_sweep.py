@@ -524,3 +524,10 @@ def test_worker_processes_store_the_same_rows_as_one_process(tmp_path, text):
     assert ResultStore(tmp_path / "workers").scan().damaged == []
     with pytest.raises(ArchscaleError, match="one of them"):
         run_sweep(spec, tmp_path / "x", workers=2, ray=True)
+
+
+def test_default_workers_is_one_per_core_on_the_cpu_only():
+    from archscale.executor import default_workers
+
+    assert default_workers("cpu") == (os.cpu_count() or 1) == default_workers(None)
+    assert default_workers("cuda") is None

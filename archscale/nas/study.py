@@ -98,9 +98,9 @@ class _Collect:
 
 
 def _train_runs(runs: list[_Run], data, cfg: TrainConfig, model: dict, collect: _Collect, *, device,
-                workers: int, desc: str, progress: bool) -> None:
+                workers: int | None, desc: str, progress: bool) -> None:
     """Train ``runs`` here (``workers=1``) or in worker processes, storing each as it finishes."""
-    workers = validate.positive_int(workers, "workers")
+    workers = 1 if workers is None else validate.positive_int(workers, "workers")
     if workers > 1 and torch.device(device).type != "cpu":
         raise ArchscaleError(f"workers={workers} trains runs in parallel CPU processes; on {device} use "
                              f"workers=1")
@@ -116,7 +116,8 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
                   seeds: Sequence[int] = (0, 1), cfg: TrainConfig | None = None, width: int = 16,
                   n_cells: int = 5, batchnorm: bool = True, mup_base_width: int = 1,
                   out_dir: str | Path | None = None, device: str | torch.device = "cpu",
-                  base_lr: float = BENCHMARK_LR, progress: bool = True, workers: int = 1) -> pd.DataFrame:
+                  base_lr: float = BENCHMARK_LR, progress: bool = True,
+                  workers: int | None = 1) -> pd.DataFrame:
     """Train every (cell, recipe, seed) and return the tidy results table (:data:`RESULT_COLUMNS`).
 
     ``recipes`` are names (``"fixed"``, ``"archscale"``, ``"mup"``) or :class:`Recipe` objects;
@@ -179,7 +180,7 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1),
                  cfg: TrainConfig | None = None,
                  epochs: int = 1, width: int = 16, n_cells: int = 5, batchnorm: bool = True,
                  base_cell: str = "1_01_001", kind: str = "archscale", device: str | torch.device = "cpu",
-                 progress: bool = True, workers: int = 1) -> BaseLrSearch:
+                 progress: bool = True, workers: int | None = 1) -> BaseLrSearch:
     """Step 1 of the paper's recipe for cells: grid-search the base cell's maximal learning rate.
 
     The base of the nb201 convention is one path of depth 1 (the all-skip cell ``1_01_001``).
