@@ -28,7 +28,7 @@ from . import validate
 from .errors import ArchscaleError
 
 __all__ = ["Executor", "Finished", "LocalExecutor", "OnStep", "ProcessExecutor", "RunReport", "TrainFn",
-           "default_workers", "run_chunks"]
+           "default_workers", "executor_for", "run_chunks"]
 
 #: ``on_step(n)``: ``n`` more units of work done (None: nobody listens).
 OnStep = Callable[[int], object] | None
@@ -112,6 +112,14 @@ class LocalExecutor:
                 yield Finished(chunk, rows, "local", time.perf_counter() - start)
 
 
+def executor_for(device: str | None = None, threads: int | None = None,
+                 workers: int | None = None) -> LocalExecutor | ProcessExecutor:
+    """This process (``workers`` None or 1, ``threads`` torch threads) or ``workers`` CPU worker
+    processes (``threads`` each, default 1)."""
+    workers = 1 if workers is None else validate.positive_int(workers, "workers")
+    return LocalExecutor(device, threads) if workers == 1 else ProcessExecutor(workers, device, threads or 1)
+
+
 def default_workers(device: str | None) -> int | None:
     """One worker process per core on the CPU (for the notebooks' sweeps); None (one process) elsewhere."""
     import os
@@ -156,6 +164,9 @@ class ProcessExecutor:
         self.workers = validate.positive_int(workers, "workers")
         self.threads = validate.positive_int(threads, "threads")
         self.device = str(resolve_device(device or "cpu"))
+        if self.device != "cpu":
+            raise ArchscaleError(f"workers={workers} trains chunks in parallel CPU processes; on "
+                                 f"{self.device} leave workers unset (one process)")
 
     def __enter__(self) -> ProcessExecutor:
         return self
@@ -199,7 +210,7 @@ class ProcessExecutor:
                     if err is None:
                         rows, worker, seconds = future.result()
                         yield Finished(chunk, rows, worker, seconds)
-                    else:  # the chunk's own failure (or a dead worker): reported, the others go on
+                    else:  # the chunk's own failure: reported, the others go on
                         yield Finished(chunk, None, "process", time.perf_counter() - submitted, err)
 
 

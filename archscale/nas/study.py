@@ -17,7 +17,7 @@ from .. import validate
 from ..analysis import best_lr
 from ..dag import Dag
 from ..errors import ArchscaleError, StoreError
-from ..executor import LocalExecutor, ProcessExecutor, run_chunks
+from ..executor import executor_for, run_chunks
 from ..results import NAS
 from ..store import ResultStore, chunk_id
 from ..train import TrainConfig
@@ -100,11 +100,7 @@ class _Collect:
 def _train_runs(runs: list[_Run], data, cfg: TrainConfig, model: dict, collect: _Collect, *, device,
                 workers: int | None, desc: str, progress: bool) -> None:
     """Train ``runs`` here (``workers=1``) or in worker processes, storing each as it finishes."""
-    workers = 1 if workers is None else validate.positive_int(workers, "workers")
-    if workers > 1 and torch.device(device).type != "cpu":
-        raise ArchscaleError(f"workers={workers} trains runs in parallel CPU processes; on {device} use "
-                             f"workers=1")
-    executor = LocalExecutor(str(device)) if workers == 1 else ProcessExecutor(workers, str(device))
+    executor = executor_for(str(device), workers=workers)
     shared = {"data": _on_device(data, device), "cfg": cfg, "model": model}
     with executor:
         run_chunks(runs, _train_run, shared, collect, executor, work=lambda r: 1,

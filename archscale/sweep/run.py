@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import validate
 from ..errors import ArchscaleError, StoreError
-from ..executor import LocalExecutor, ProcessExecutor, run_chunks
+from ..executor import executor_for, run_chunks
 from ..results import SWEEP
 from ..store import ResultStore, Scan, chunk_id
 from .spec import SweepSpec, model_keys
@@ -172,17 +172,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
 def _executor(device: str | None, threads: int | None, ray: bool | str | RayExecutor | None,
               workers: int | None = None) -> Executor:
     """The executor ``run_sweep`` trains on (not started yet)."""
-    workers = 1 if workers is None else validate.positive_int(workers, "workers")
-    if workers > 1:
-        if ray is not None and ray is not False:
-            raise ArchscaleError("workers and ray are two ways to run chunks in parallel: give one of them")
-        executor = ProcessExecutor(workers, device, threads or 1)
-        if executor.device != "cpu":
-            raise ArchscaleError(f"workers={workers} trains chunks in parallel CPU processes; on "
-                                 f"{executor.device} leave workers unset")
-        return executor
     if ray is None or ray is False:
-        return LocalExecutor(device, threads)
+        return executor_for(device, threads, workers)
+    if workers is not None and workers != 1:
+        raise ArchscaleError("workers and ray are two ways to run chunks in parallel: give one of them")
     from .ray_executor import RayExecutor
 
     if isinstance(ray, RayExecutor):
