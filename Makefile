@@ -15,18 +15,28 @@ APP_PORT ?= 8866
 # Jupyter refuses to run as root without --allow-root (containers, CI); a user needs nothing
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: setup test test-fast test-browser lint lab app reproduce bench gpu-check clean
+.PHONY: setup lock test test-fast test-browser lint lab app reproduce bench gpu-check clean
 
 setup: $(STAMP)
 
-# torch is pinned in the same pip command as the package so nothing pulls a CUDA build.
-$(STAMP): pyproject.toml Makefile
+# torch is pinned in the same pip command as the package so nothing pulls a CUDA build; every other
+# package comes at the version in constraints.txt (the environment that made the committed results).
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet torch==2.13.0 -e '.[dev,notebooks,ray]'
+	$(PIP) install --quiet -c constraints.txt torch==2.13.0 -e '.[dev,notebooks,ray]'
 	# mup only cross-checks archscale's muP recipe in the tests; --no-deps keeps torchvision (CUDA torch) out
 	$(PIP) install --quiet --no-deps mup==1.0.0
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
+
+# constraints.txt anew from the newest releases pyproject.toml admits (then: make reproduce, commit both)
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet torch==2.13.0 -e '.[dev,notebooks,ray]'
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^torch=='; } \
+		> constraints.tmp && mv constraints.tmp constraints.txt
+	rm -rf .lock-venv
 
 # The browser tests (tests/browser) are part of the suite; they skip without Chromium unless
 # ARCHSCALE_REQUIRE_BROWSER=1 (.ci/run sets it after installing Chromium).

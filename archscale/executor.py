@@ -252,14 +252,15 @@ class RunReport:
         failed = f", {len(self.failed)} failed" if self.failed else ""
         return f"{self.stored + len(self.failed)}/{self.planned} chunks{failed}; {rates}"
 
-    def summary(self, desc: str) -> str:
-        """One line: chunks stored (and failed) in how long, and how many chunks each worker trained."""
+    def summary(self, desc: str, timed: bool = True) -> str:
+        """One line: chunks stored (and failed) and, if ``timed``, in how long and how many chunks each
+        worker trained (both change from run to run)."""
         names = self._names()
         per = ", ".join(f"{names[w]}" + ("" if names[w] == w else f" ({w})") + f" {n}"
                         for w, (n, _, _) in self.workers.items())
         failed = f", {len(self.failed)} failed" if self.failed else ""
-        return (f"{desc}: {self.stored} of {self.planned} chunks stored{failed} ({self.work} {self.unit}) "
-                f"in {self.wall_s:.1f} s; chunks per worker: {per or 'none'}")
+        line = f"{desc}: {self.stored} of {self.planned} chunks stored{failed} ({self.work} {self.unit})"
+        return f"{line} in {self.wall_s:.1f} s; chunks per worker: {per or 'none'}" if timed else line
 
 
 def run_chunks(chunks: Sequence, train: TrainFn, shared: Any, writer, executor: Executor, *,
@@ -305,7 +306,8 @@ def run_chunks(chunks: Sequence, train: TrainFn, shared: Any, writer, executor: 
             bar.set_postfix_str(report.postfix())
     report.wall_s = time.perf_counter() - start
     if progress and chunks:
-        print(report.summary(desc), file=sys.stderr, flush=True)
+        # a headless notebook's bar prints no times, so that a rerun's executed copy is the same
+        print(report.summary(desc, timed=not getattr(bar, "headless", False)), file=sys.stderr, flush=True)
     if report.failed:
         raise report.failed[0].error  # type: ignore[misc]
     return report

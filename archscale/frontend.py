@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["STATIC_ENV", "has_frontend", "text_progress_when_headless"]
+__all__ = ["STATIC_ENV", "has_frontend", "text_progress_when_headless"]  # and HeadlessBar, built lazily
 
 #: Set to ``1`` to force static output (``archscale reproduce`` and the notebook tests do), ``0``
 #: to force live widgets.
@@ -47,24 +47,61 @@ def has_frontend() -> bool:
 
 
 def text_progress_when_headless() -> bool:
-    """In a headless kernel (papermill, nbclient), make ``tqdm.auto`` draw plain-text bars.
+    """In a headless kernel (papermill, nbclient), make ``tqdm.auto`` bars print one final line.
 
-    Widget bars keep their first frame (0%) in an executed notebook's text; text bars end at
-    100%, redrawn at most every 10 s so the saved stream stays short. Returns whether it
-    switched (never in a live frontend or outside a kernel's headless run).
+    Widget bars keep their first frame (0%) in an executed notebook's text and text bars leave a
+    redraw per interval, with rates and times that change from run to run. A headless bar draws
+    nothing while it runs and, when it closes, prints ``desc: n/total unit`` on one line (none
+    with ``leave=False``): what the cell did, the same on every rerun. Returns whether it switched
+    (never in a live frontend or outside a kernel's headless run).
     """
     from IPython import get_ipython
 
     if has_frontend() or get_ipython() is None:
         return False
     import tqdm.auto
+
+    bar = __getattr__("HeadlessBar")
+    tqdm.auto.tqdm = bar
+    tqdm.auto.trange = lambda *args, **kwargs: bar(range(*args), **kwargs)
+    return True
+
+
+def _headless_bar_class():
+    import io
+    import sys
+
     from tqdm.asyncio import tqdm_asyncio
 
-    class HeadlessBar(tqdm_asyncio):
+    class _HeadlessBar(tqdm_asyncio):
+        """A tqdm that draws nothing while it runs and prints one summary line when it closes."""
+
+        headless = True  # what it prints is the same on every rerun: callers leave out wall times too
+
         def __init__(self, *args, **kwargs):
-            kwargs.setdefault("mininterval", 10.0)
+            self._final_file = kwargs.pop("file", None)
+            kwargs["file"] = io.StringIO()
+            kwargs["mininterval"] = float("inf")
             super().__init__(*args, **kwargs)
 
-    tqdm.auto.tqdm = HeadlessBar
-    tqdm.auto.trange = lambda *args, **kwargs: HeadlessBar(range(*args), **kwargs)
-    return True
+        def close(self):
+            if self.disable or getattr(self, "_summarized", False) or not self.leave:
+                return super().close()
+            self._summarized = True
+            n, total = self.n, self.total
+            unit = self.unit.strip()
+            count = self.format_sizeof(n) if self.unit_scale else str(n)
+            if total is not None:
+                count += "/" + (self.format_sizeof(total) if self.unit_scale else str(total))
+            desc = f"{self.desc}: " if self.desc else ""
+            super().close()
+            print(f"{desc}{count} {unit}".rstrip(), file=self._final_file or sys.stderr, flush=True)
+
+    return _HeadlessBar
+
+
+def __getattr__(name: str):
+    if name == "HeadlessBar":  # built on first use: tqdm is imported only when a bar is needed
+        globals()["HeadlessBar"] = _headless_bar_class()
+        return globals()["HeadlessBar"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

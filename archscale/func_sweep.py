@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from . import validate
+from . import blas, validate
 from .data import Dataset
 from .errors import ArchscaleError
 from .results import SWEEP
@@ -195,6 +195,7 @@ def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float], seed
         raise ArchscaleError(f"loss 'ce' needs a classification dataset; {data.name!r} is {data.task}; "
                              f"use 'mse'")
     dev = resolve_device(device)
+    blas.warn_if_not_strict()
     rep_lrs, rep_seeds = grid(lr_list, seed_list)
     lrs_arr, seeds_arr = np.asarray(rep_lrs, dtype=np.float64), np.asarray(rep_seeds, dtype=np.int64)
     built = {s: _build(make_model, s) for s in seed_list}

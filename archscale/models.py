@@ -42,12 +42,14 @@ import math
 import torch
 from torch import nn
 
-from . import validate
+from . import blas, validate
 from .dag import Dag, DagError
 from .errors import ArchscaleError
 from .residual import branch_edges, depth_mup_multiplier
 from .scaling import INIT_SCHEMES, init_std, readout_std
 from .traverse import traverse
+
+blas.ensure_strict()  # MKL's strict reproducible mode, before anything computes (see blas.py)
 
 __all__ = ["ACTIVATIONS", "INIT_SCHEMES", "LAYOUTS", "READOUTS", "DagCNN", "DagMLP", "DagNet"]
 

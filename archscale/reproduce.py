@@ -24,7 +24,8 @@ from .frontend import STATIC_ENV
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEVICES", "PRESETS", "find_notebooks", "format_table", "reproduce", "run_notebook"]
+__all__ = ["DEVICES", "PRESETS", "find_notebooks", "format_table", "normalize_executed", "reproduce",
+           "run_notebook"]
 
 PRESETS = ("smoke", "quick", "full")
 DEVICES = ("cpu", "cuda")
@@ -136,6 +137,32 @@ def _cell_source(output: Path, cell_index: int | None) -> str | None:
         return None
 
 
+#: Cell metadata that records when a run happened, not what it computed.
+_VOLATILE_PAPERMILL = ("start_time", "end_time", "duration")
+
+
+def normalize_executed(path: Path) -> None:
+    """Drop the run's timestamps and durations from an executed notebook, so that a rerun with the
+    same results writes the same bytes (papermill and the kernel stamp every cell, papermill gives
+    its injected parameters cell a random id, and it records absolute paths: made relative to the
+    working directory here)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    run = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):  # where the clone sits is not part of the result
+        if run.get(key) and os.path.isabs(run[key]):
+            run[key] = os.path.relpath(run[key])
+    for meta in [nb.metadata] + [cell.metadata for cell in nb.cells]:
+        for key in _VOLATILE_PAPERMILL:
+            meta.get("papermill", {}).pop(key, None)
+        meta.pop("execution", None)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"
+    nbformat.write(nb, path)
+
+
 def run_notebook(notebook: Path, output: Path, parameters: dict, *, cwd: Path, figures_dir: Path,
                  progress: bool = True, timeout: float | None = None,
                  kernel_name: str = KERNEL_NAME) -> NotebookResult:
@@ -165,6 +192,8 @@ def run_notebook(notebook: Path, output: Path, parameters: dict, *, cwd: Path, f
         else:
             os.environ[STATIC_ENV] = previous
     seconds = time.perf_counter() - start
+    if output.exists():
+        normalize_executed(output)
     return NotebookResult(notebook.stem, "ok" if error is None else "failed", seconds,
                           _written_figures(before, figures_dir), output, error, source, index)
 
@@ -192,7 +221,7 @@ def reproduce(preset: str = "quick", only: str | None = None, device: str = "cpu
               progress: bool = True, timeout: float | None = None, stream=None) -> pd.DataFrame:
     """Execute the notebooks in order and return the table (notebook, status, seconds, figures, ...).
 
-    Paths are resolved to absolute ones before the kernels start in ``notebooks_dir``. Failures are
+    The kernels start in ``notebooks_dir`` and get the figure and runs folders relative to it. Failures are
     printed to ``stream`` (stderr by default) with the failing cell's source and error.
     """
     if preset not in PRESETS:
@@ -209,7 +238,10 @@ def reproduce(preset: str = "quick", only: str | None = None, device: str = "cpu
     note = ensure_kernel()
     if note:
         print(note, file=stream)
-    params: dict = {"preset": preset, "device": device, "figures_dir": str(fig_dir), "runs_dir": str(run_dir)}
+    # relative to the notebooks' folder, the kernels' working directory: the executed copies then
+    # read the same wherever the clone sits
+    params: dict = {"preset": preset, "device": device, "figures_dir": os.path.relpath(fig_dir, nb_dir),
+                    "runs_dir": os.path.relpath(run_dir, nb_dir)}
     if dataset is not None:
         params["dataset"] = dataset
     if data_dir is not None:

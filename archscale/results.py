@@ -115,13 +115,16 @@ class RowSchema:
         return tuple(lr_key(row[k]) if types[k] is float else types[k](row[k]) for k in self.key)
 
     def frame(self, rows: Iterable[Mapping] = ()) -> pd.DataFrame:
-        """Rows as a DataFrame with the schema's columns in order (typed even when empty)."""
+        """Rows as a DataFrame with the schema's columns in order (typed even when empty), sorted by
+        the key: the same table whichever order chunks finished in (worker processes, Ray, resumes),
+        so that nothing downstream (a bootstrap's resamples, a groupby's order) depends on it."""
         import pandas as pd
 
         rows = list(rows)
         if not rows:
             return pd.DataFrame({n: pd.Series(dtype=_DTYPES[t]) for n, t in self.columns})
-        return pd.DataFrame(rows, columns=self.names)
+        frame = pd.DataFrame(rows, columns=self.names)
+        return frame.sort_values(list(self.key), kind="stable").reset_index(drop=True)
 
 
 #: The learning-rate sweeps' rows (written by ``TrainResult.rows`` and :func:`archscale.sweep.run_sweep`).

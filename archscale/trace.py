@@ -41,9 +41,11 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from . import validate
+from . import blas, validate
 from .dag import Dag
 from .errors import ArchscaleError, DagError
+
+blas.ensure_strict()  # MKL's strict reproducible mode, before anything computes (see blas.py)
 
 __all__ = ["NORM_MODES", "Capture", "Layer", "capture"]
 
@@ -177,7 +179,12 @@ def _source_line(stack: str | None) -> str | None:
     """``file:line`` of the innermost frame outside torch in a stack trace text."""
     frames = re.findall(r'File "([^"]+)", line (\d+)', stack or "")
     user = [(f, n) for f, n in frames if not re.match(_TORCH_DIR, f) and f != __file__]
-    return f"{user[-1][0]}:{user[-1][1]}" if user else None
+    if not user:
+        return None
+    file, line = user[-1]
+    if re.search(r"ipykernel_\d+[/\\]\d+\.py$", file):  # a notebook cell: its temporary file says nothing
+        return f"line {line} of a notebook cell"
+    return f"{file}:{line}"
 
 
 def _where(node: fx.Node) -> str:

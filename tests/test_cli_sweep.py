@@ -151,6 +151,7 @@ def test_maxlr_errors_exit_2(tmp_path, finished):
     _one_line_error(archscale("maxlr", str(out), "--base", "2_22"), "base graph '2_22'")
 
 
+@pytest.mark.determinism
 def test_workers_from_the_command_line_give_the_same_rows(tmp_path, finished):
     """``python -m archscale.cli sweep --workers 2``: the spawned workers re-import the entry module
     without re-running the command, and the rows equal the one-process run's."""

@@ -103,3 +103,48 @@ def test_sweep_module_argument_errors(digits):
     regression = load_dataset("gaussian_regression", n_train=50, n_test=20)
     with pytest.raises(ArchscaleError, match="classification"):
         archscale.sweep_module(make, [0.1], [0], regression, progress=False)
+
+
+class GeluMlp(nn.Module):
+    def __init__(self, width=24):
+        super().__init__()
+        self.stem, self.hidden = nn.Linear(64, width), nn.Linear(width, width)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        h = self.stem(x.flatten(1))
+        h = h + self.hidden(F.gelu(h))
+        return self.head(F.gelu(h))
+
+
+METRIC_COLUMNS = ["train_loss", "train_loss_final", "test_loss", "test_acc"]
+
+
+@pytest.mark.determinism
+@pytest.mark.parametrize("module, exact", [(GeluMlp, True), (SmallCnn, False)], ids=["mlp", "cnn"])
+def test_rows_across_chunks_and_threads_are_as_the_readme_says(module, exact, digits):
+    """Without convolutions: bit-identical. With them: identical at the same chunking and thread count
+    (a rerun), within 1e-6 otherwise (vmap batches the replicas' convolutions into one oneDNN call)."""
+    config = TrainConfig(steps=15, batch_size=16)
+    lrs = [0.05, 0.3, 1.0]
+    previous = torch.get_num_threads()
+    runs = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for chunk in (1, 3):
+                rows = archscale.sweep_module(module, lrs, [0, 1], digits, config, chunk_size=chunk,
+                                              progress=False)
+                runs[threads, chunk] = rows.sort_values(["seed", "lr"])[METRIC_COLUMNS].to_numpy()
+        torch.set_num_threads(1)
+        again = archscale.sweep_module(module, lrs, [0, 1], digits, config, chunk_size=3, progress=False)
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_array_equal(again.sort_values(["seed", "lr"])[METRIC_COLUMNS].to_numpy(), runs[1, 3])
+    first = runs[1, 1]
+    assert np.isfinite(first).all()
+    for run in runs.values():
+        if exact:
+            np.testing.assert_array_equal(run, first)
+        else:
+            np.testing.assert_allclose(run, first, rtol=1e-6, atol=0)

@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"dag"},                                     # the graph
     {"scaling"},                                 # the principles (no torch)
     {"derivations", "laws", "residual"},
+    {"blas"},                                    # torch and MKL settings, before any computation
     {"data", "traverse", "trace"},
     {"models"},
     {"train"},

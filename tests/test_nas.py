@@ -461,6 +461,7 @@ def test_mup_matches_the_mup_package():
         assert mine[name] == pytest.approx((lr, wd)), name
 
 
+@pytest.mark.determinism
 def test_worker_processes_give_the_same_rows_as_one_process(tmp_path):
     """workers=2 trains the runs in spawned CPU processes (one torch thread each, as this test's
     process): every stored row and the LR search equal the one-process results."""

@@ -142,6 +142,7 @@ def _markers(out: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- equal rows
+@pytest.mark.determinism
 def test_ray_rows_equal_local_rows(tmp_path):
     """``--ray`` alone: the driver starts (and stops) its own local Ray instance."""
     spec_path = _spec_file(tmp_path, TINY_SPEC)

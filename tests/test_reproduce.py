@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from archscale.plots import save_figure
 assert os.environ.get("ARCHSCALE_STATIC_WIDGETS") == "1"
-assert os.path.isabs(figures_dir) and os.path.isabs(runs_dir)
+assert not os.path.isabs(figures_dir) and os.path.isdir(figures_dir) and os.path.isdir(runs_dir)
 assert os.path.basename(os.getcwd()) == "nbs"
 fig, ax = plt.subplots()
 ax.set_title(preset + " " + device)
@@ -133,3 +133,37 @@ def test_format_table_lists_columns(smoke_run):
     table, _ = smoke_run
     text = rep.format_table(table)
     assert "figures written" in text and "2/3 notebooks passed" in text
+
+
+BARS = """
+from archscale import plots
+plots.use_style()  # switches tqdm.auto to its headless bar, as every notebook's first cell does
+from tqdm.auto import tqdm, trange
+for _ in tqdm(range(300), desc="training", unit="step"):
+    pass
+with tqdm(total=4500, desc="sweep", unit=" replica-steps", unit_scale=True) as bar:
+    bar.update(4500)
+print("done", sum(trange(4)))
+"""
+
+
+def test_a_rerun_writes_the_same_bytes_and_bars_print_one_line_without_times(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_bars.ipynb", BARS)
+    copies = []
+    for _ in range(2):
+        table = rep.reproduce("smoke", notebooks_dir=nbs, output_dir=tmp_path / "out",
+                              figures_dir=tmp_path / "f", runs_dir=tmp_path / "r", progress=False,
+                              stream=io.StringIO())
+        assert table["status"].tolist() == ["ok"]
+        copies.append((tmp_path / "out" / "01_bars.smoke.ipynb").read_bytes())
+    assert copies[0] == copies[1]
+    nb = nbformat.reads(copies[0].decode(), as_version=4)
+    streams = {"stdout": "", "stderr": ""}
+    for out in nb.cells[-1].outputs:
+        streams[out["name"]] += out["text"]
+    assert streams["stderr"] == "training: 300/300 step\nsweep: 4.50k/4.50k replica-steps\n4/4 it\n"
+    assert streams["stdout"] == "done 6\n"
+    assert all("execution" not in c.metadata and "start_time" not in c.metadata.get("papermill", {})
+               for c in nb.cells)

@@ -21,6 +21,7 @@ from sweep_specs import TINY_SPEC
 
 from archscale.dag import Dag
 from archscale.errors import ArchscaleError, DataError, SpecError, StoreError
+from archscale.results import SWEEP
 from archscale.scaling import lr_scale
 from archscale.store import LOCK_FILE, ResultStore
 from archscale.sweep import (
@@ -47,6 +48,12 @@ def tiny(**changes) -> SweepSpec:
 
 def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)
+
+
+def _rows_of(big: pd.DataFrame, small: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``big`` whose key is one of ``small``'s (tables come sorted by the key)."""
+    keys = {SWEEP.key_of(r) for r in small[list(SWEEP.key)].to_dict("records")}
+    return big[[SWEEP.key_of(r) in keys for r in big[list(SWEEP.key)].to_dict("records")]]
 
 
 # ---------------------------------------------------------------------------------------- spec
@@ -176,6 +183,7 @@ def test_unreadable_spec_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- running
+@pytest.mark.determinism
 def test_run_sweep_rows_and_resume(tmp_path, monkeypatch):
     spec = tiny()
     df = run_sweep(spec, tmp_path / "run", progress=False)
@@ -201,7 +209,7 @@ def test_run_sweep_rows_and_resume(tmp_path, monkeypatch):
     more = run_sweep(spec.replace(seeds=[0, 1, 2], graphs=["1", "2", "2_02", "2_12"]), tmp_path / "run",
                      progress=False)
     assert len(more) == 4 * 3 * 3
-    _same_rows(more.iloc[:len(df)], df)
+    _same_rows(_rows_of(more, df), df)
 
 
 def test_a_new_grid_in_an_old_directory_returns_only_its_rows(tmp_path):
@@ -274,6 +282,7 @@ def _chunk_id_kept(text: bytes) -> bool:
     return len(text.rsplit(b"\n", 1)[-1]) >= len(b'{"chunk": "0123456789abcdef"')
 
 
+@pytest.mark.determinism
 def test_any_cut_of_the_results_file_resumes_to_identical_rows(tmp_path):
     """What a kill mid-write leaves: whole chunks count, the torn line is reported, appends stay clean."""
     spec = tiny()
@@ -289,7 +298,7 @@ def test_any_cut_of_the_results_file_resumes_to_identical_rows(tmp_path):
         partial = _quiet_load(d)
         complete = sum(b'"chunk_done"' in line for line in raw[:cut].split(b"\n")[:-1])
         assert len(partial) == 2 * complete  # chunk_size 2: only finished chunks count
-        _same_rows(partial, ref.iloc[:len(partial)])
+        _same_rows(partial, _rows_of(ref, partial))
         torn = not raw[:cut].endswith(b"\n")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -313,6 +322,7 @@ def test_load_results_errors(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.determinism
 def test_sigkill_at_random_moments_then_resume_gives_identical_rows(tmp_path):
     # 24 chunks of 2 replicas, a few seconds in all (long enough to be killed in the middle)
     spec = SweepSpec(arch="mlp", graphs=["1", "2", "2_02", "2_12"], widths=[64], lr_min=0.01, lr_max=3.0,
@@ -510,6 +520,7 @@ n_test: 32
 
 
 @pytest.mark.parametrize("text", [TINY_SPEC, CNN_TINY], ids=["mlp", "cnn"])
+@pytest.mark.determinism
 def test_worker_processes_store_the_same_rows_as_one_process(tmp_path, text):
     """workers=2 trains chunks in two spawned CPU processes: the same rows, each chunk stored once."""
     spec_path = tmp_path / "spec.yaml"

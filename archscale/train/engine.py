@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import validate
+from .. import blas, validate
 from ..data import Dataset
 from ..errors import ArchscaleError
 from ..results import SWEEP
@@ -150,9 +150,11 @@ def train_replicas(model: ModelSpec, lrs: Sequence[float], seeds: Sequence[int],
     ``chunk_size`` forces a size). ``on_step(n)`` is called after every step with the number of
     planned replica-steps it completes (diverged replicas included), for progress bars.
     A replica's numbers depend on its spec, LR, seed, data, config and device only: not on the
-    chunking, the other replicas or the number of CPU threads.
+    chunking, the other replicas or the number of CPU threads (with MKL in strict mode, which
+    :mod:`archscale.blas` sets; on MKL's AVX2 path that is what makes it hold).
     """
     config = config or TrainConfig()
+    blas.warn_if_not_strict()
     if config.augment:
         raise ArchscaleError("train_replicas trains without augmentation; augment=True is for the "
                              "cell-network trainer (archscale.nas)")
