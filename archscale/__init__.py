@@ -5,9 +5,9 @@ Hanin, ICLR 2024). The pure-math core (``Dag``, ``scaled_lr``) imports no torch;
 ``Plan``, ``capture`` and ``sweep_module`` (for any ``nn.Module``) load torch on first use.
 """
 
-from .dag import Dag
-from .errors import ArchscaleError, DagError, DataError, NoPathError, SpecError, StoreError
-from .scaling import CONVENTIONS, Convention, convention, lr_scale, scaled_lr
+from .core.dag import Dag
+from .core.errors import ArchscaleError, DagError, DataError, NoPathError, SpecError, StoreError
+from .core.scaling import CONVENTIONS, Convention, convention, lr_scale, scaled_lr
 
 __version__ = "0.1.0"
 
@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 #: Torch-side names, imported on first access so that ``import archscale`` stays free of torch.
-_LAZY = {"apply": "plan", "Plan": "plan", "capture": "trace", "sweep_module": "func_sweep"}
+_LAZY = {"apply": "module.plan", "Plan": "module.plan", "capture": "module.capture",
+         "sweep_module": "module.sweep"}
 
 
 def __getattr__(name: str):

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import validate
-from .errors import DataError
+from .core import validate
+from .core.errors import DataError
 
 __all__ = [
     "CIFAR_ARCHIVES",

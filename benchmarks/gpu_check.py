@@ -59,7 +59,7 @@ def environment(device: str) -> dict:
 
 def sweep(name: str, preset: str, device: str, data_dir: str | None, out: Path) -> dict:
     """One bundled sweep on the device, its maxlr report and its figure."""
-    from archscale.experiment import run_experiment
+    from archscale.experiments.maxlr import run_experiment
     from archscale.plots import save_figure, use_style
 
     use_style()

@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from archscale.core.errors import DataError
 from archscale.data import Dataset
-from archscale.errors import DataError
-from archscale.store import ResultStore
+from archscale.runs.store import ResultStore
 from archscale.sweep import LocalExecutor, RayExecutor, SweepSpec, load_spec, plan_chunks, run_chunks
 from archscale.sweep.run import _train, describe_chunk, train_chunk
 

@@ -20,7 +20,7 @@ import numpy as np
 CHILD = r"""
 import json, sys, time
 import torch
-from archscale import blas
+from archscale.nn import blas
 from archscale.data import load_dataset
 from archscale.train import ModelSpec, TrainConfig, train_replicas
 data = load_dataset("digits")

@@ -2,7 +2,7 @@
 
 from hypothesis import strategies as st
 
-from archscale.dag import OP_SETS, Dag
+from archscale.core.dag import OP_SETS, Dag
 
 
 @st.composite

@@ -13,31 +13,27 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "archscale"
 
-#: Layers from the bottom. A module is named by its dotted path below ``archscale``; a package
-#: name covers its submodules.
+#: Layers from the bottom: each is a folder of ``archscale/`` (or one of the few modules at its top).
+#: A module may import only lower layers, or its own folder.
 LAYERS: list[set[str]] = [
-    {"errors", "frontend"},                      # import nothing of archscale
-    {"validate", "results"},
-    {"dag"},                                     # the graph
-    {"scaling"},                                 # the principles (no torch)
-    {"derivations", "laws", "residual"},
-    {"blas"},                                    # torch and MKL settings, before any computation
-    {"data", "traverse", "trace"},
-    {"models"},
-    {"train"},
-    {"store", "executor"},                       # the results store; where chunks train (local, processes)
-    {"analysis"},
-    {"sweep", "probe", "stats", "nas", "plan", "func_sweep"},
+    {"core", "frontend"},        # pure math, no torch; where the code runs (imports nothing)
+    {"data"},                    # datasets
+    {"nn"},                      # networks from a Dag, the one traversal, MKL's reproducible mode
+    {"train"},                   # the batched replica engine
+    {"runs"},                    # the results store and where chunks train (process, workers, Ray)
+    {"module"},                  # any nn.Module: capture, plan/apply, vmap sweeps
+    {"analysis"},                # reading results: the maximal LR, agreement, laws scored
+    {"sweep", "probe", "stats", "nas"},
     {"plots"},
-    {"experiment", "explorer", "reproduce", "inspect_cmd", "residual_depth"},
-    {"which_law"},                               # notebook 11's head-to-head over the experiments
-    {"widgets"},
-    {"cli", ""},                                 # "" is the package's own __init__
+    {"experiments"},             # one module per paper experiment or question
+    {"notebook"},                # explorer, widgets, papermill reproduction
+    {"cli", ""},                 # "" is the package's own __init__
     {"__main__"},
 ]
-#: Modules that must never import torch (the pure core the command line's lr/paths load).
-NO_TORCH = {"errors", "frontend", "validate", "results", "dag", "scaling", "derivations", "laws", "residual",
-            "store", "analysis", "stats"}
+#: Folders (and modules) that must never import torch: the pure core the command line's lr/paths load.
+NO_TORCH = {"core", "frontend", "runs.store", "analysis", "stats"}
+#: The modules allowed directly under ``archscale/`` besides ``__init__`` and ``__main__``.
+TOP_MODULES = {"data", "frontend"}
 
 
 def _name(path: Path) -> str:
@@ -90,14 +86,14 @@ def test_nothing_imports_upward(path):
             f"archscale.{name} (layer {mine}) imports archscale.{target} (layer {theirs}): upward or sideways"
 
 
-CORE = [p for p in MODULES if _name(p).split(".")[0] in NO_TORCH]
+CORE = [p for p in MODULES if _name(p).split(".")[0] in NO_TORCH or _name(p) in NO_TORCH]
 
 
 @pytest.mark.parametrize("path", CORE, ids=[_name(p) for p in CORE])
 def test_the_core_imports_no_torch_and_no_notebook_extra(path):
     _, theirs = _imports(path)
     banned = {"torch", "ipywidgets", "papermill", "seaborn"}
-    if not _name(path).startswith("derivations"):
+    if _name(path) != "core.derivations":
         banned.add("sympy")  # derivations imports it inside the functions that derive
     assert not theirs & banned, f"archscale.{_name(path)} imports {sorted(theirs & banned)}"
 
@@ -134,3 +130,13 @@ def test_the_largest_module_holds_one_idea():
     sizes = {_name(p): len(p.read_text().splitlines()) for p in MODULES}
     big = {m: n for m, n in sizes.items() if n > 600}
     assert not big, f"modules past ~500 lines (split them by job): {big}"
+
+
+def test_the_top_of_the_package_is_folders():
+    top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    assert top == TOP_MODULES, f"modules directly under archscale/: {sorted(top)}; put them in a layer folder"
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    placed = set().union(*LAYERS)
+    assert folders <= placed, f"folders in no layer: {sorted(folders - placed)}"
+    plural = {f for f in folders if f.endswith("s") and f[:-1] in folders}
+    assert not plural, f"names that differ only by a plural: {sorted(plural)}"

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError
-from ..scaling import convention
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError
+from ..core.scaling import convention
 from .compare import Comparison, Measured, Rule, compare, measure
 
 __all__ = ["Calibration", "PathLaw", "calibrate", "can_split", "fit_offset", "held_out", "split_graphs"]

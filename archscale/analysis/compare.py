@@ -1,7 +1,7 @@
 """Measured maximal learning rates against eq. 8/9's predictions, with honest agreement metrics.
 
 :func:`compare` transfers the base network's measured maximal LR to every configuration with
-:func:`archscale.scaling.lr_scale` and scores the predictions with
+:func:`archscale.core.scaling.lr_scale` and scores the predictions with
 :mod:`~archscale.analysis.agreement` (log scale, base excluded, bootstrap intervals over seeds and
 configurations). The linear Pearson r that includes the base (as the paper reports it) is kept
 as a secondary, labelled figure.
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError
-from ..scaling import convention, lr_scale
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError
+from ..core.scaling import convention, lr_scale
 from .agreement import Agreement, _none, bootstrap_agreement
 from .agreement import _fmt as _f
 from .maxlr import loss_matrix, max_lr
@@ -188,7 +188,8 @@ Rule = Callable[[Dag, "int | None", Dag, "int | None"], float]
 
 
 def eq8_rule(arch: str, offset: int | None = None) -> Rule:
-    """Eq. 8 (eq. 9 with kernels) under ``offset`` as a :data:`Rule`: :func:`archscale.scaling.lr_scale`."""
+    """Eq. 8 (eq. 9 with kernels) under ``offset`` as a :data:`Rule`
+    (:func:`~archscale.core.scaling.lr_scale`)."""
     return lambda dag, q, base, qb: lr_scale(dag, arch, q, offset=offset, base=base, base_kernel=qb)
 
 
@@ -198,7 +199,7 @@ def compare(results: pd.DataFrame | Measured, base: str = "1", offset: int | Non
     """Measured maximal LR per configuration against ``max_lr(base) * lr_scale(graph)`` (eq. 8/9).
 
     The base graph's measured maximal LR (:func:`measure`) is transferred to every configuration
-    with :func:`archscale.scaling.lr_scale` under the depth ``offset`` (default: the arch's
+    with :func:`archscale.core.scaling.lr_scale` under the depth ``offset`` (default: the arch's
     convention), which shifts the base's depths and the graph's alike; ``rule`` replaces eq. 8/9
     by another (:data:`Rule`). The agreement metrics leave the base out (and, with ``score``, every
     graph not in it: a held-out set) and resample seeds and configurations (``n_boot``

@@ -1,7 +1,7 @@
 """How far the measured optimum drifts from a law's prediction across depth (residual nets).
 
 :func:`depth_transfer` takes a depth sweep (one graph per depth, the shallowest the base),
-transfers the base's measured maximal LR to every depth with a law of :mod:`archscale.laws`
+transfers the base's measured maximal LR to every depth with a law of :mod:`archscale.core.laws`
 (eq. 8, the effective depth, or the constant LR that Depth-muP promises) and reports, per depth,
 the ratio measured / predicted with a 95% bootstrap interval over seeds (the base and the target
 resampled together, every maximal LR re-read from the resampled seeds), and over all depths the
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import ArchscaleError
-from ..laws import Law, law
+from ..core.errors import ArchscaleError
+from ..core.laws import Law, law
 from .agreement import Agreement, against_factor
 from .agreement import _fmt as _f
 from .compare import Comparison, compare, measure
-from .laws import law_rule
+from .law_scores import law_rule
 
 __all__ = ["DepthTransfer", "depth_transfer", "law_rule", "rank_transfers"]
 

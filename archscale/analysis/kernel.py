@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import ArchscaleError
+from ..core.errors import ArchscaleError
 from .agreement import bootstrap_max_lrs, percentile_interval
 from .compare import Comparison, Measured, compare, measure
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import ArchscaleError
-from ..results import CONFIG_KEYS, METRICS
+from ..core.errors import ArchscaleError
+from ..core.schema import CONFIG_KEYS, METRICS
 from .agreement import cap_diverged, max_lr_interval, seed_bootstrap_best
 
 __all__ = ["best_lr", "clean_losses", "loss_matrix", "max_lr"]

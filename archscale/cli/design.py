@@ -1,7 +1,7 @@
 """``archscale lr`` and ``archscale paths``: a DAG's scaled learning rate and its paths.
 
-These load neither torch nor pandas: only the pure-math core (:mod:`archscale.dag`,
-:mod:`archscale.scaling`).
+These load neither torch nor pandas: only the pure-math core (:mod:`archscale.core.dag`,
+:mod:`archscale.core.scaling`).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import validate
-from ..dag import Dag
-from ..scaling import convention, lr_scale
+from ..core import validate
+from ..core.dag import Dag
+from ..core.scaling import convention, lr_scale
 from .common import UsageError, positive_int
 
 __all__ = ["add_parsers"]

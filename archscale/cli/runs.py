@@ -14,9 +14,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import validate
-from ..errors import ArchscaleError, StoreError
-from ..results import METRICS
+from ..core import validate
+from ..core.errors import ArchscaleError, StoreError
+from ..core.schema import METRICS
 from .common import UsageError, positive_int
 
 __all__ = ["add_parsers"]
@@ -86,7 +86,7 @@ class _Run:
 
 def _load_run(args: argparse.Namespace) -> _Run:
     """The rows of ``args.dir`` for maxlr/calibrate: refused when the grid is incomplete unless --partial."""
-    from ..results import SWEEP
+    from ..core.schema import SWEEP
     from ..sweep import SweepSpec, grid_coverage
     from ..sweep.run import open_store
 
@@ -148,7 +148,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_laws(args: argparse.Namespace) -> int:
-    from ..analysis.laws import compare_laws
+    from ..analysis.law_scores import compare_laws
 
     run = _load_run(args)
     report = compare_laws(run.df, base=_base_of(args, run), metric=args.metric, holdout=args.holdout,
@@ -157,7 +157,7 @@ def _cmd_laws(args: argparse.Namespace) -> int:
 
 
 def _cmd_residual_depth(args: argparse.Namespace) -> int:
-    from ..residual_depth import report, run_residual_depth
+    from ..experiments.residual_depth import report, run_residual_depth
 
     rd = run_residual_depth(args.preset, dataset=args.dataset, data_dir=args.data_dir, device=args.device,
                             runs_dir=args.runs_dir, progress=not args.no_progress, threads=args.threads,

@@ -19,7 +19,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"archscale reproduce needs {', '.join(missing)}, part of the notebooks extra: "
                          f"pip install 'archscale[notebooks]'")
-    from ..reproduce import format_table, reproduce
+    from ..notebook.reproduce import format_table, reproduce
 
     table = reproduce(args.preset, only=args.only, device=args.device, notebooks_dir=args.notebooks_dir,
                       output_dir=args.output_dir, figures_dir=args.figures_dir, runs_dir=args.runs_dir,
@@ -36,7 +36,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    from ..reproduce import DEVICES, PRESETS
+    from ..notebook.reproduce import DEVICES, PRESETS
 
     p = sub.add_parser(
         "reproduce", help="execute every notebook with papermill and regenerate the figures",
@@ -64,7 +64,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from ..inspect_cmd import run
+    from .inspect import run
 
     return run(args)
 

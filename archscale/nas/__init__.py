@@ -5,7 +5,7 @@ cells with several recipes (:mod:`~archscale.nas.recipes`) and compares the resu
 and rankings (:mod:`~archscale.nas.ranking`):
 
 * :mod:`~archscale.nas.cells` — the cell, the residual reduction block and the skeleton network;
-* :mod:`~archscale.nas.mup` — muP as the ``mup`` package applies it, reimplemented;
+* :mod:`~archscale.nas.mup_recipe` — muP as the ``mup`` package applies it, reimplemented;
 * :mod:`~archscale.nas.recipes` — fixed, archscale and muP recipes and the networks they build;
 * :mod:`~archscale.nas.training` — one cell, one recipe, one seed;
 * :mod:`~archscale.nas.study` — every (cell, recipe, seed), stored and resumable;
@@ -13,7 +13,7 @@ and rankings (:mod:`~archscale.nas.ranking`):
 """
 
 from .cells import CELL_OPS, CellNet, NasCell, ReductionBlock, ReLUConvBN, as_cell
-from .mup import apply_mup, mup_infshapes, mup_param_groups
+from .mup_recipe import apply_mup, mup_infshapes, mup_param_groups
 from .ranking import (
     GainEstimate,
     RecipeComparison,

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError, DagError
-from ..scaling import init_std, readout_std
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError, DagError
+from ..core.scaling import init_std, readout_std
 
 __all__ = ["CELL_OPS", "INITS", "READOUTS", "CellNet", "NasCell", "ReLUConvBN", "ReductionBlock", "as_cell"]
 
@@ -72,7 +72,7 @@ def _cell_op(op: str, channels: int, batchnorm: bool) -> nn.Module:
 class NasCell(nn.Module):
     """One NAS-Bench-201 cell: every vertex sums its incoming edges; vertex 3 is the output.
 
-    ``edge_modules`` is keyed ``"src_dst"`` like :class:`archscale.models.DagNet`; ``none``
+    ``edge_modules`` is keyed ``"src_dst"`` like :class:`archscale.nn.models.DagNet`; ``none``
     edges have no module and a vertex without incoming edges holds zeros.
     """
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import validate
-from ..errors import ArchscaleError
+from ..core import validate
+from ..core.errors import ArchscaleError
 from .study import accuracy_table
 
 __all__ = ["GainEstimate", "RecipeComparison", "compare_recipes", "comparison_table", "kendall_tau",

@@ -5,7 +5,7 @@
 * ``"archscale"`` — the paper's: ``lr = base_lr * lr_scale(dag, "nb201")`` (eq. 8 with
   ``L_p = 1 + conv edges on p``, base: one path of depth 1), the in-degree rule on every cell
   conv and on the reduction sums, and a mean-field readout (std ``sqrt(2) / n``).
-* ``"mup"`` — muP as the ``mup`` package applies it (:mod:`archscale.nas.mup`).
+* ``"mup"`` — muP as the ``mup`` package applies it (:mod:`archscale.nas.mup_recipe`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError
-from ..scaling import lr_scale
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError
+from ..core.scaling import lr_scale
 from .cells import CellNet, as_cell
-from .mup import apply_mup
+from .mup_recipe import apply_mup
 
 __all__ = ["RECIPES", "Recipe", "as_recipe", "build_cell_net", "describe_cells", "recipe_lr"]
 

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import validate
 from ..analysis import best_lr
-from ..dag import Dag
-from ..errors import ArchscaleError, StoreError
-from ..executor import executor_for, run_chunks
-from ..results import NAS
-from ..store import ResultStore, chunk_id
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError, StoreError
+from ..core.schema import NAS
+from ..runs.executor import executor_for, run_chunks
+from ..runs.store import ResultStore, chunk_id
 from ..train import TrainConfig
 from .cells import as_cell
 from .recipes import RECIPES, Recipe, as_recipe
@@ -28,7 +28,7 @@ from .training import BENCHMARK, BENCHMARK_LR, _check_images, _on_device, train_
 __all__ = ["META_FILE", "RESULT_COLUMNS", "BaseLrSearch", "accuracy_table", "find_base_lr",
            "load_nas_results", "run_nas_study"]
 
-#: Columns of the tidy results table (the :data:`archscale.results.NAS` rows).
+#: Columns of the tidy results table (the :data:`archscale.core.schema.NAS` rows).
 RESULT_COLUMNS = tuple(NAS.names)
 #: The study's settings file in its results directory (the store's meta file).
 META_FILE = "study.yaml"
@@ -71,7 +71,8 @@ def _check_settings(store: ResultStore, settings: dict, recipes: list[Recipe], d
 
 @dataclass(frozen=True)
 class _Run:
-    """One training run of the study or the LR search: a chunk for :func:`archscale.executor.run_chunks`."""
+    """One training run of the study or the LR search: a chunk for
+    :func:`~archscale.runs.executor.run_chunks`."""
 
     id: str
     cell: str
@@ -118,7 +119,7 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
 
     ``recipes`` are names (``"fixed"``, ``"archscale"``, ``"mup"``) or :class:`Recipe` objects;
     a recipe without a base LR of its own takes ``base_lr`` (NAS-Bench-201's 0.1 by default).
-    With ``out_dir`` the runs go to the crash-safe results store (:mod:`archscale.store`): each
+    With ``out_dir`` the runs go to the crash-safe results store (:mod:`archscale.runs.store`): each
     finished run is appended at once, a rerun skips the runs already there, and ``study.yaml``
     holds the settings; a directory with other settings (or a recipe name reused with another
     kind or base LR) is refused rather than mixed in, and a directory that is not archscale's is

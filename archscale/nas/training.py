@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError
 from ..train import TrainConfig, minibatch_schedule
 from .cells import CellNet, as_cell
-from .mup import mup_param_groups
+from .mup_recipe import mup_param_groups
 from .recipes import Recipe, as_recipe, build_cell_net, recipe_lr
 
 __all__ = ["BENCHMARK", "BENCHMARK_LR", "train_cell_net"]

@@ -1,4 +1,5 @@
-"""Figure functions, by topic: ``plots.dags``, ``plots.sweeps``, ``plots.mup``, ``plots.nas``.
+"""Figure functions, by topic: ``plots.dags``, ``plots.sweeps``, ``plots.maximal_update``, ``plots.nas``,
+``plots.law_scores``.
 
 Every figure is saved through :func:`save_figure` as PNG and PDF with a stable name.
 """
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ArchscaleError
+from ..core.errors import ArchscaleError
 
 __all__ = ["FIGURES_ENV", "FIGURE_METADATA", "default_figures_dir", "fixed_jitter", "save_figure",
            "use_style"]

@@ -14,8 +14,8 @@ import seaborn as sns
 from matplotlib import ticker as mticker
 from matplotlib.lines import Line2D
 
-from ..dag import Dag
-from ..scaling import convention
+from ..core.dag import Dag
+from ..core.scaling import convention
 from . import fixed_jitter
 
 __all__ = [
@@ -166,7 +166,7 @@ def lr_scale_distribution(table: pd.DataFrame, highlight: dict[str, str] | None 
                           title: str | None = None):
     """Histogram of predicted LR scale over a graph space, and scale against the number of paths.
 
-    ``table`` comes from :func:`archscale.derivations.space_table`; ``highlight`` maps codes to
+    ``table`` comes from :func:`archscale.core.derivations.space_table`; ``highlight`` maps codes to
     labels drawn as vertical lines / marked points. Returns the figure.
     """
     if table.empty:
@@ -274,7 +274,7 @@ def lr_offset_figure(predictions: pd.DataFrame, fit: pd.DataFrame | None = None,
                      title: str | None = None):
     """What the depth offset does to predicted LR scales, and (if ``fit``) which offset fits data.
 
-    ``predictions`` comes from :func:`archscale.derivations.offset_predictions`: (a) chains (listed
+    ``predictions`` comes from :func:`archscale.core.derivations.offset_predictions`: (a) chains (listed
     in ``chain_codes``) against their number of blocks, one line per offset; (b) other graphs
     (``topology_codes``, default: the rest) against the offset, where crossing lines are graphs
     the offset reorders. With ``fit`` from :func:`archscale.analysis.calibrate.fit_offset`, a second

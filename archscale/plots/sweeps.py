@@ -35,7 +35,7 @@ N_WORST = 4
 
 def graph_label(code: str, offset: int = 3) -> str:
     """Short legend label: ``L = d`` for a chain of blocks (or the lone-skip base), else the code."""
-    from ..dag import Dag, DagError
+    from ..core.dag import Dag, DagError
 
     try:
         dag = Dag.parse(str(code))
@@ -306,7 +306,7 @@ def calibration_figure(cal, *, title: str | None = None):
 def factorial_figure(fact, *, title: str | None = None):
     """The recipe factorial: each recipe's log r and error factor with intervals, and the moment link.
 
-    ``fact`` is :func:`archscale.experiment.run_factorial`'s result. (a) log-scale Pearson r per
+    ``fact`` is :func:`archscale.experiments.maxlr.run_factorial`'s result. (a) log-scale Pearson r per
     recipe, (b) the typical error factor per recipe, both with their 95% intervals and coloured
     by readout; (c) per graph, measured / predicted max LR against the readout-input second
     moment at init (relative to the base), for the paper's setup and the reference code's.

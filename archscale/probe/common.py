@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError
 from ..train import LOSSES
 
 __all__ = ["LossArg", "loss_value", "parameter_groups"]

@@ -8,8 +8,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import validate
-from ..errors import ArchscaleError
+from ..core import validate
+from ..core.errors import ArchscaleError
 from ..train import minibatch_schedule
 from .common import (
     LossArg,

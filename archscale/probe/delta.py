@@ -9,10 +9,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError
-from ..scaling import lr_scale
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError
+from ..core.scaling import lr_scale
 from .common import (
     LossArg,
     _as_batch,

@@ -9,11 +9,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError
-from ..models import DagCNN, DagMLP
-from ..scaling import second_moments
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError
+from ..core.scaling import second_moments
+from ..nn.models import DagCNN, DagMLP
 
 __all__ = ["forward_second_moments", "init_second_moments", "kernel_second_moments", "padding_coverage",
            "predicted_second_moments", "readout_input_moment"]
@@ -56,7 +56,8 @@ def readout_input_moment(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def predicted_second_moments(dag: Dag | str, init: str = "archscale") -> np.ndarray:
-    """Per-vertex ``E[z_v^2] / E[z_0^2]`` at infinite width (:func:`archscale.scaling.second_moments`)."""
+    """Per-vertex ``E[z_v^2] / E[z_0^2]`` at infinite width
+    (:func:`~archscale.core.scaling.second_moments`)."""
     K = second_moments(dag, init)
     return np.array([float(K[v][v]) for v in range(len(K))])
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError, DagError
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError, DagError
 
 __all__ = [
     "PathLawFit", "delta_z_spread", "fit_path_law", "has_skip_path", "min_path_params",

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import validate
 from ..analysis import best_lr, loss_matrix
-from ..errors import ArchscaleError
+from ..core import validate
+from ..core.errors import ArchscaleError
 
 __all__ = ["coord_slopes", "lr_at_target", "lr_optimum_drift", "update_lr_table", "width_slope"]
 

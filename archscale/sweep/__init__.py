@@ -2,19 +2,19 @@
 
 A :class:`SweepSpec` (from YAML, or a bundled preset by name) names graphs, widths, kernel
 sizes, an LR grid, seeds and the training recipe; :func:`run_sweep` trains every replica with
-the batched trainer, chunk by chunk, into a crash-safe :class:`~archscale.store.ResultStore`,
+the batched trainer, chunk by chunk, into a crash-safe :class:`~archscale.runs.store.ResultStore`,
 in this process (:class:`LocalExecutor`) or as Ray tasks across a cluster (:class:`RayExecutor`);
 :func:`max_lr` and :func:`compare` (from :mod:`archscale.analysis`) read the maximal LRs off
 the rows and set them against eq. 8/9.
 """
 
 from ..analysis import Comparison, best_lr, compare, max_lr
-from ..errors import ArchscaleError, SpecError, StoreError
-from ..executor import LocalExecutor, run_chunks
-from ..results import COLUMNS, CONFIG_KEYS, METRICS
-from ..store import META_FILE as SPEC_FILE
-from ..store import RESULTS_FILE
-from .ray_executor import RayExecutor
+from ..core.errors import ArchscaleError, SpecError, StoreError
+from ..core.schema import COLUMNS, CONFIG_KEYS, METRICS
+from ..runs.executor import LocalExecutor, run_chunks
+from ..runs.ray import RayExecutor
+from ..runs.store import META_FILE as SPEC_FILE
+from ..runs.store import RESULTS_FILE
 from .run import Chunk, grid_coverage, load_results, plan_chunks, run_sweep, train_chunk
 from .spec import IDENTITY_FIELDS, SweepSpec, load_spec, presets
 

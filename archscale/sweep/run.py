@@ -3,9 +3,9 @@
 :func:`plan_chunks` cuts every model's replica list into chunks (the same cut whatever is
 already done, so a resumed sweep trains exactly the chunks an uninterrupted one would) and
 :func:`train_chunk` trains one chunk and returns its rows; :func:`run_sweep` plans on the
-driver, hands the chunks to an executor (:class:`~archscale.executor.LocalExecutor`, or
-:class:`~archscale.sweep.ray_executor.RayExecutor` with ``ray=``) and appends each finished
-chunk to a :class:`~archscale.store.ResultStore` (:func:`~archscale.executor.run_chunks`).
+driver, hands the chunks to an executor (:class:`~archscale.runs.executor.LocalExecutor`, or
+:class:`~archscale.runs.ray.RayExecutor` with ``ray=``) and appends each finished
+chunk to a :class:`~archscale.runs.store.ResultStore` (:func:`~archscale.runs.executor.run_chunks`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import validate
-from ..errors import ArchscaleError, StoreError
-from ..executor import executor_for, run_chunks
-from ..results import SWEEP
-from ..store import ResultStore, Scan, chunk_id
+from ..core import validate
+from ..core.errors import ArchscaleError, StoreError
+from ..core.schema import SWEEP
+from ..runs.executor import executor_for, run_chunks
+from ..runs.store import ResultStore, Scan, chunk_id
 from .spec import SweepSpec, model_keys
 
 if TYPE_CHECKING:
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     import torch
 
     from ..data import Dataset
-    from ..executor import Executor
+    from ..runs.executor import Executor
+    from ..runs.ray import RayExecutor
     from ..train import ModelSpec
-    from .ray_executor import RayExecutor
 
 __all__ = ["Chunk", "chunk_id", "grid_coverage", "load_results", "open_store", "plan_chunks", "run_sweep",
            "train_chunk"]
@@ -82,7 +82,8 @@ def plan_chunks(spec: SweepSpec, data: Dataset, device: str | torch.device = "cp
 
 def train_chunk(spec: SweepSpec, chunk: Chunk, data: Dataset, device: str | torch.device = "cpu",
                 on_step: Callable[[int], object] | None = None) -> list[dict]:
-    """Train one chunk's replicas as one batched run; return their rows (:data:`archscale.results.SWEEP`)."""
+    """Train one chunk's replicas as one batched run; return their rows
+    (:data:`~archscale.core.schema.SWEEP`)."""
     from .. import train
 
     result = train.train_replicas(chunk.model, [lr for lr, _ in chunk.replicas],
@@ -134,13 +135,13 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
 
     ``ray`` trains the chunks as Ray tasks: ``True`` on a local Ray instance, an address (e.g.
     ``"auto"``, ``"10.0.0.1:6379"``) on that cluster, or a configured
-    :class:`~archscale.sweep.ray_executor.RayExecutor`; ``threads`` is then each task's CPUs
+    :class:`~archscale.runs.ray.RayExecutor`; ``threads`` is then each task's CPUs
     (default 1) and ``device`` None means the cluster's GPUs when it has any. Locally ``device``
     None is the CPU. A chunk that fails is named in a warning, the others are still stored, and
     its error is raised at the end.
 
     ``workers`` > 1 trains that many chunks at once in CPU worker processes of this machine
-    (:class:`~archscale.executor.ProcessExecutor`, ``threads`` each, default 1): the rows are the
+    (:class:`~archscale.runs.executor.ProcessExecutor`, ``threads`` each, default 1): the rows are the
     same, since no replica's numbers depend on its chunk or the thread count. CNN steps run on one
     thread, so a CNN sweep on a CPU of ``k`` cores gains up to ``k``-fold.
     """
@@ -176,7 +177,7 @@ def _executor(device: str | None, threads: int | None, ray: bool | str | RayExec
         return executor_for(device, threads, workers)
     if workers is not None and workers != 1:
         raise ArchscaleError("workers and ray are two ways to run chunks in parallel: give one of them")
-    from .ray_executor import RayExecutor
+    from ..runs.ray import RayExecutor
 
     if isinstance(ray, RayExecutor):
         if device is not None or threads is not None:
@@ -220,7 +221,8 @@ def _train_plan(spec: SweepSpec, data: Dataset, executor: Executor, writer, chun
 
 
 def load_results(out_dir: str | os.PathLike) -> pd.DataFrame:
-    """Every verified row of the sweep in ``out_dir``, a tidy DataFrame (:data:`archscale.results.COLUMNS`).
+    """Every verified row of the sweep in ``out_dir``, a tidy DataFrame
+    (:data:`~archscale.core.schema.COLUMNS`).
 
     Lines set aside (damaged, or cut off by a kill) are reported in a warning with their numbers.
     """

@@ -4,7 +4,7 @@ Strict means: booleans only as YAML booleans (``cosine: 'false'`` is refused, ne
 True), numbers as numbers, duplicate YAML keys refused, keys that conflict (``lrs`` with
 ``lr_min``/``lr_max``/``n_lrs``) or do not apply (``kernel_sizes`` on an MLP) refused, and the
 required keys (``arch``, the LR grid, ``graphs`` or ``sample``) required. Every refusal is a
-:class:`~archscale.errors.SpecError` whose one line says what is accepted.
+:class:`~archscale.core.errors.SpecError` whose one line says what is accepted.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError, SpecError
-from ..results import SWEEP, lr_key
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError, SpecError
+from ..core.schema import SWEEP, lr_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -200,7 +200,7 @@ class SweepSpec:
     # -- validation
     def _validate(self) -> None:
         from ..data import DATASETS
-        from ..models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS
+        from ..nn.models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS
         from ..train import ARCHS, LOSSES
 
         if self.arch is None:
@@ -352,7 +352,7 @@ class SweepSpec:
         return [(lr, s) for s in self.seeds for lr in self.lr_grid()]
 
     def keys(self) -> set[tuple]:
-        """The row key (:meth:`archscale.results.RowSchema.key_of`) of every row this spec trains."""
+        """The row key (:meth:`archscale.core.schema.RowSchema.key_of`) of every row this spec trains."""
         reps = self.replicas()
         return {key for model in self.model_specs() for key in model_keys(model, reps)}
 
@@ -387,7 +387,7 @@ def model_keys(model: ModelSpec, reps: list[tuple[float, int]]) -> list[tuple]:
 # ---------------------------------------------------------------------------------------- presets
 def presets() -> list[str]:
     """Names of the specs bundled with archscale (``mlp_depth_quick``, ...)."""
-    folder = resources.files("archscale") / "sweeps"
+    folder = resources.files("archscale") / "sweep" / "presets"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -397,7 +397,7 @@ def load_spec(source: str | os.PathLike) -> SweepSpec:
     if path.exists() or not isinstance(source, str) or path.suffix in (".yaml", ".yml") or "/" in source \
             or os.sep in source:
         return SweepSpec.from_yaml(path)
-    bundled = resources.files("archscale") / "sweeps" / f"{source}.yaml"
+    bundled = resources.files("archscale") / "sweep" / "presets" / f"{source}.yaml"
     if not bundled.is_file():
         raise SpecError(f"no spec file {source!r} and no bundled preset of that name; presets: "
                         f"{', '.join(presets())}")

@@ -1,10 +1,10 @@
 """The batched trainer: many (graph, learning rate, seed) replicas trained as one computation.
 
 Replicas in one call share a model spec (graph, width, kernel, activation, layout, init) and
-differ in learning rate and seed. Each replica is a real :class:`~archscale.models.DagMLP` or
-:class:`~archscale.models.DagCNN` (so its initialization is exactly archscale's, drawn after
+differ in learning rate and seed. Each replica is a real :class:`~archscale.nn.models.DagMLP` or
+:class:`~archscale.nn.models.DagCNN` (so its initialization is exactly archscale's, drawn after
 ``torch.manual_seed(seed)``); the trainer stacks their weights along a leading replica axis and
-runs the one DAG traversal (:mod:`archscale.traverse`) on batched matrix products. Each replica
+runs the one DAG traversal (:mod:`archscale.nn.traverse`) on batched matrix products. Each replica
 draws its minibatch order from its own seed (:func:`minibatch_schedule`), so a replica trained
 in a batch follows the same trajectory as the same model trained alone with ``torch.optim.SGD``.
 
@@ -14,7 +14,7 @@ scheme), :mod:`.layers` (batched layers with a fixed per-replica arithmetic), :m
 training loop, :class:`TrainResult`).
 """
 
-from ..errors import ArchscaleError
+from ..core.errors import ArchscaleError
 from .config import ARCHS, LOSSES, ModelSpec, TrainConfig, epoch_order, minibatch_schedule
 from .engine import (
     CPU_CACHE_BYTES,

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import validate
-from ..dag import Dag
-from ..errors import ArchscaleError
-from ..models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS, DagCNN, DagMLP, DagNet
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError
+from ..nn.models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS, DagCNN, DagMLP, DagNet
 
 __all__ = ["ARCHS", "LOSSES", "ModelSpec", "TrainConfig", "epoch_order", "minibatch_schedule"]
 

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import blas, validate
+from ..core import validate
+from ..core.errors import ArchscaleError
+from ..core.schema import SWEEP
 from ..data import Dataset
-from ..errors import ArchscaleError
-from ..results import SWEEP
+from ..nn import blas
 from .config import ModelSpec, TrainConfig, epoch_order
 from .stack import Sgd, Stack
 
@@ -59,7 +60,7 @@ class TrainResult:
         return len(self.lrs)
 
     def rows(self) -> list[dict]:
-        """One tidy row per replica (:data:`archscale.results.SWEEP`)."""
+        """One tidy row per replica (:data:`archscale.core.schema.SWEEP`)."""
         m = self.model
         labels = {"graph": m.graph, "arch": m.arch, "width": m.width,
                   "kernel_size": m.kernel_size if m.arch == "cnn" else 0, "act": m.act, "layout": m.layout,
@@ -151,7 +152,7 @@ def train_replicas(model: ModelSpec, lrs: Sequence[float], seeds: Sequence[int],
     planned replica-steps it completes (diverged replicas included), for progress bars.
     A replica's numbers depend on its spec, LR, seed, data, config and device only: not on the
     chunking, the other replicas or the number of CPU threads (with MKL in strict mode, which
-    :mod:`archscale.blas` sets; on MKL's AVX2 path that is what makes it hold).
+    :mod:`archscale.nn.blas` sets; on MKL's AVX2 path that is what makes it hold).
     """
     config = config or TrainConfig()
     blas.warn_if_not_strict()

@@ -15,7 +15,7 @@ A replica's numbers must not depend on which replicas share its chunk or on torc
 * torch's GELU rounds differently on strided and on contiguous tensors.
 * On MKL's AVX2 path (AMD processors), a lone product (a chunk of one replica) is shared among
   threads with another rounding than a batch of products, from K = 16 up; strict reproducible
-  mode removes that, and :mod:`archscale.blas` sets it before anything computes.
+  mode removes that, and :mod:`archscale.nn.blas` sets it before anything computes.
 
 Hence :class:`Dense` layers are ``torch.bmm`` over the replica axis with the contraction cut into
 blocks of at most :data:`K_BLOCK`, accumulated in a fixed order (:func:`bmm`, :func:`bmm_acc_`,

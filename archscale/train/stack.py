@@ -1,6 +1,6 @@
 """R replicas of one DagMLP or DagCNN as stacked weights, trained by a hand-written SGD step.
 
-The forward pass is :func:`archscale.traverse.traverse` over the stacked layers of
+The forward pass is :func:`archscale.nn.traverse.traverse` over the stacked layers of
 :mod:`.layers` (what ``DagNet.forward`` computes, replica by replica); the backward pass walks
 the same edges in reverse. With plain SGD the per-replica LR is folded into the output gradient
 and each weight update is accumulated straight into the weights by the weight-gradient GEMM
@@ -14,9 +14,9 @@ from contextlib import contextmanager, nullcontext
 import torch
 import torch.nn.functional as F
 
-from ..errors import ArchscaleError
-from ..models import DagCNN, DagNet
-from ..traverse import traverse
+from ..core.errors import ArchscaleError
+from ..nn.models import DagCNN, DagNet
+from ..nn.traverse import traverse
 from .config import TrainConfig
 from .layers import Conv, Dense, addmm
 

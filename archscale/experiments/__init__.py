@@ -1,0 +1,1 @@
+"""One module per paper experiment or question, with its presets."""

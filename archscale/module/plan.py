@@ -1,0 +1,398 @@
+"""``archscale.apply(model, x)``: the architecture-aware init and learning rate of any module.
+
+:func:`apply` reads the module's graph (:mod:`archscale.module.capture`), draws every weight by the
+target in-degree rule (``scaling.init_std``; the readout mean-field by ``scaling.readout_std``),
+and transfers the learning rate the user tuned on a base network by eq. 8/9
+(``scaling.lr_scale``, the path-sum dynamic program). The returned :class:`Plan` holds the graph,
+a per-module table, the scale and LR, the path histogram, the predicted forward second moment of
+every vertex (``scaling.second_moments``, the exact infinite-width recursion) and the optimizer's
+parameter groups.
+
+With ``depth_mup=True`` the graph must be a residual chain (:mod:`archscale.core.residual`): the last
+weighted module of every residual branch gets its output multiplied by ``1/sqrt(K)`` (a forward
+hook), and the learning rate is the same at every depth (Depth-muP) instead of eq. 8's.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..core import validate
+from ..core.dag import Dag
+from ..core.errors import ArchscaleError, DagError
+from ..core.residual import residual_blocks
+from ..core.scaling import as_dag, convention, init_std, lr_scale, readout_std, second_moments
+from .capture import Capture, capture
+
+__all__ = ["READOUT_MODES", "BranchMultiplier", "Plan", "apply"]
+
+READOUT_MODES = ("mean_field", "standard", "keep")
+#: Predicted growth above which a vertex is flagged: identity skips carry their source's variance.
+_GROWTH_NOTE = 1.05
+#: The attribute under which a module keeps the handle of the Depth-muP hook apply() installed.
+_HOOK_ATTR = "_archscale_branch_multiplier"
+
+
+class BranchMultiplier:
+    """A forward hook that multiplies a module's output by ``multiplier`` (a residual branch's Depth-muP
+    factor); a class rather than a closure, so that models holding it can be copied and pickled."""
+
+    def __init__(self, multiplier: float):
+        self.multiplier = float(multiplier)
+
+    def __call__(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        return output * self.multiplier
+
+    def __repr__(self) -> str:
+        return f"BranchMultiplier({self.multiplier:.4g})"
+
+
+@dataclass
+class Plan:
+    """What :func:`apply` read and decided; ``print(plan)`` or display it in a notebook.
+
+    ``modules`` has one row per Linear/Conv: module path, role (stem/edge/readout/unused), type,
+    source and target vertex, the target's in-degree (live edges, what the rule divides by),
+    fan-in and the init std the rule gives (``None`` where the plan keeps the user's weights).
+    ``scale`` is ``eta_target / eta_base`` and ``lr = base_lr * scale`` (``None`` without a
+    base LR). ``second_moments[v]`` is the predicted ``E[z_v^2] / E[z_0^2]`` at infinite width
+    (without branch multipliers). ``branch_multipliers`` maps the module closing each residual
+    branch to the multiplier ``apply(depth_mup=True)`` installed on it (empty otherwise).
+    """
+
+    graph: Dag
+    arch: str
+    kernel_size: int | None
+    base: str
+    base_kernel: int | None
+    offset: int
+    scale: float
+    base_lr: float | None
+    lr: float | None
+    modules: object  # pandas.DataFrame
+    second_moments: list[float]
+    notes: list[str] = field(default_factory=list)
+    initialized: bool = False
+    branch_multipliers: dict[str, float] = field(default_factory=dict)
+    capture: Capture | None = field(default=None, repr=False)
+    model: nn.Module | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def n_paths(self) -> int:
+        return self.graph.n_paths
+
+    @property
+    def depth_counts(self) -> dict[int, int]:
+        """``{L_p: number of paths}`` under the plan's depth offset."""
+        return self.graph.depth_counts(self.offset)
+
+    @property
+    def path_sum(self) -> int:
+        """``sum_p L_p^3``, the architecture term of eq. 8."""
+        return self.graph.path_power_sum(3, self.offset)
+
+    def paths(self, limit: int = 50) -> list[dict]:
+        """Up to ``limit`` end-to-end paths: vertices, the modules on them (or ``skip``), and depth."""
+        layers: dict[tuple[int, int], list[str]] = {}
+        for la in self.capture.layers if self.capture else []:
+            if la.role == "edge":
+                layers.setdefault((la.src, la.dst), []).append(la.path)
+        name: dict[int, str] = {}  # id of each block edge -> its module (parallel edges in order)
+        for e in self.graph.edges:
+            if e.is_parameterized:
+                names = layers.get((e.src, e.dst), [])
+                name[id(e)] = names.pop(0) if names else "block"
+        out = []
+        for path in itertools.islice(self.graph.iter_edge_paths(), limit):
+            out.append({"vertices": [0] + [e.dst for e in path],
+                        "ops": [name[id(e)] if e.is_parameterized else "skip" for e in path],
+                        "depth": self.offset + sum(e.is_parameterized for e in path)})
+        return out
+
+    @property
+    def depth_mup(self) -> bool:
+        """Whether the plan installed Depth-muP's residual branch multipliers."""
+        return bool(self.branch_multipliers)
+
+    def residual_blocks(self):
+        """One row per residual block (refused unless the graph is a residual chain): start and merge
+        vertex, the branch's modules, the module closing it, and Depth-muP's multiplier ``1/sqrt(K)``."""
+        import pandas as pd
+
+        blocks = residual_blocks(self.graph)
+        names = _edge_modules(self.capture)
+        rows = [{"block": i + 1, "start": b.start, "merge": b.merge,
+                 "branch": " -> ".join(names.get((e.src, e.dst), "?") for e in b.branch),
+                 "closing_module": names.get((b.closing.src, b.closing.dst), "?"), "layers": b.layers,
+                 "depth_mup_multiplier": 1.0 / len(blocks) ** 0.5} for i, b in enumerate(blocks)]
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ optimizer
+    def param_groups(self, lr: float | None = None) -> list[dict]:
+        """Parameter groups for ``torch.optim`` labelled ``stem``/``hidden``/``readout``, each at the LR.
+
+        ``hidden`` also holds every parameter outside the stem and the readout (unused modules,
+        normalization read with ``norm="ignore"``). ``lr`` overrides the plan's.
+        """
+        lr = self.lr if lr is None else validate.learning_rate(lr)
+        if lr is None:
+            raise ArchscaleError("the plan has no learning rate: pass base_lr to apply(), or lr= here")
+        if self.model is None or self.capture is None:
+            raise ArchscaleError("this plan holds no model; build it with archscale.apply(model, x)")
+        role = {}
+        for la in self.capture.layers:
+            for p in la.module.parameters(recurse=False):
+                role[id(p)] = la.role if la.role in ("stem", "readout") else "hidden"
+        groups: dict[str, list] = {"stem": [], "hidden": [], "readout": []}
+        for p in self.model.parameters():
+            groups[role.get(id(p), "hidden")].append(p)
+        return [{"params": ps, "lr": lr, "name": name} for name, ps in groups.items() if ps]
+
+    # ------------------------------------------------------------------ moments
+    def measured_second_moments(self, x: torch.Tensor) -> list[float]:
+        """Measured ``E[z_v^2] / E[z_0^2]`` of every vertex on the batch ``x`` (no gradient)."""
+        if self.capture is None:
+            raise ArchscaleError("this plan holds no traced model")
+        gm, wanted = self.capture.graph_module, set(self.capture.vertex_nodes)
+        values: dict[str, float] = {}
+
+        class _Recorder(torch.fx.Interpreter):
+            def run_node(self, n):
+                out = super().run_node(n)
+                if n.name in wanted:
+                    values[n.name] = float(out.detach().double().pow(2).mean())
+                return out
+
+        with torch.no_grad():
+            _Recorder(gm).run(x)
+        first = values[self.capture.vertex_nodes[0]]
+        return [values[name] / first for name in self.capture.vertex_nodes]
+
+    # ------------------------------------------------------------------ display
+    def summary(self) -> dict[str, str]:
+        hist = ", ".join(f"{c} x L={d}" for d, c in self.depth_counts.items())
+        base = f"{self.base}" + (f", kernel {self.base_kernel}" if self.base_kernel else "")
+        out = {"graph": str(self.graph),
+               "arch": self.arch + (f", kernel q = {self.kernel_size}" if self.kernel_size else ""),
+               "paths": f"{self.n_paths} ({hist}; L_p = {self.offset} + weighted edges)",
+               "sum L_p^3": str(self.path_sum),
+               "base": base, "scale": f"{self.scale:.6g}"}
+        out["lr"] = f"{self.lr:.6g} (base {self.base_lr:g})" if self.lr is not None else \
+            "pass base_lr to get one (lr = base_lr x scale)"
+        out["init"] = ("applied in place: weights by the target in-degree rule, biases zero"
+                       if self.initialized else "not applied (init=False); the table shows the stds")
+        if self.depth_mup:
+            m = next(iter(self.branch_multipliers.values()))
+            out["depth-muP"] = (f"branch outputs x {m:.4g} = 1/sqrt({len(self.branch_multipliers)}) on "
+                                f"{', '.join(self.branch_multipliers)}; one LR at every depth")
+        tail = ", without the multipliers)" if self.depth_mup else ")"
+        out["E[z^2] / E[z_0^2]"] = " ".join(f"{m:.3g}" for m in self.second_moments) + \
+            " (predicted per vertex, infinite width" + tail
+        return out
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly summary (the CLI's ``--json``)."""
+        return {"graph": str(self.graph), "code": self.graph.code if self.graph.has_code else None,
+                "arch": self.arch, "kernel_size": self.kernel_size, "base": self.base,
+                "base_kernel": self.base_kernel, "offset": self.offset, "scale": self.scale,
+                "base_lr": self.base_lr, "lr": self.lr, "paths": self.n_paths,
+                "depth_counts": {str(k): v for k, v in self.depth_counts.items()},
+                "path_sum": self.path_sum, "in_degrees": list(self.graph.live_in_degrees),
+                "second_moments": self.second_moments, "depth_mup": self.depth_mup,
+                "branch_multipliers": dict(self.branch_multipliers),
+                "modules": self.modules.astype(object).where(self.modules.notna(), None)
+                .to_dict(orient="records"),
+                "notes": self.notes}
+
+    def __repr__(self) -> str:
+        lines = ["archscale plan"] + [f"  {k:<18} {v}" for k, v in self.summary().items()]
+        lines += ["", self.modules.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                       f"{html.escape(v)}</td></tr>" for k, v in self.summary().items())
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (f"<div><b>archscale plan</b><table>{rows}</table>"
+                f"{self.modules.to_html(index=False, float_format=lambda v: f'{v:.4g}', na_rep='')}"
+                + (f"<ul>{notes}</ul>" if notes else "") + "</div>")
+
+
+# ---------------------------------------------------------------------------------------- apply
+def _base(base, example_input, base_input, arch: str, norm: str, base_kernel: int | None
+          ) -> tuple[Dag, int | None, str]:
+    """The base graph, its kernel (CNNs) and a label, from a module, a Dag, a code or None."""
+    conv = convention(arch)
+    if isinstance(base, nn.Module):
+        cap = capture(base, example_input if base_input is None else base_input, norm=norm)
+        if cap.arch != arch:
+            raise ArchscaleError(f"the base network is an {cap.arch.upper()} and the model an "
+                                 f"{arch.upper()}; transfer the LR between networks of one kind "
+                                 f"(both MLPs or both CNNs)")
+        kernel = base_kernel if base_kernel is not None else cap.kernel_size
+        return cap.graph, kernel, f"{type(base).__name__} ({cap.graph})"
+    if base_input is not None:
+        raise ArchscaleError("base_input applies only when base is an nn.Module")
+    dag = as_dag(conv.base if base is None else base, arch)
+    kernel = (conv.base_kernel if base_kernel is None else base_kernel) if conv.uses_kernel else None
+    return dag, kernel, f"'{dag}'" + (" (one hidden layer)" if base is None else "")
+
+
+def _table(cap: Capture, readout: str, gain: float):
+    import pandas as pd
+
+    cols: dict[str, list] = {k: [] for k in ("module", "role", "type", "src", "dst", "in_degree", "fan_in",
+                                             "init_std")}
+    deg = cap.graph.live_in_degrees
+    for la in cap.layers:
+        if la.role == "stem":
+            std, d = init_std(la.fan_in, 1, gain), None
+        elif la.role == "edge":
+            std, d = init_std(la.fan_in, deg[la.dst], gain), deg[la.dst]
+        elif la.role == "readout" and readout != "keep":
+            std, d = readout_std(la.fan_in, gain, mean_field=readout == "mean_field"), None
+        else:
+            std, d = None, None
+        src = "input" if la.role == "stem" else la.src
+        dst = "output" if la.role == "readout" else la.dst
+        for key, value in (("module", la.path), ("role", la.role), ("type", la.kind),
+                           ("src", "" if src is None else src), ("dst", "" if dst is None else dst),
+                           ("in_degree", d), ("fan_in", la.fan_in), ("init_std", std)):
+            cols[key].append(value)
+    cols["in_degree"] = pd.array(cols["in_degree"], dtype="Int64")
+    cols["init_std"] = [float("nan") if v is None else v for v in cols["init_std"]]
+    return pd.DataFrame(cols)
+
+
+def _edge_modules(cap: Capture | None) -> dict[tuple[int, int], str]:
+    """Module path of the weighted edge ``src -> dst`` (a residual chain has at most one per pair)."""
+    return {(la.src, la.dst): la.path for la in (cap.layers if cap else []) if la.role == "edge"}
+
+
+def _depth_mup(model: nn.Module, cap: Capture, enable: bool) -> tuple[dict[str, float], list[str]]:
+    """Install (or, when not ``enable``, remove) the Depth-muP hooks; the multipliers and notes."""
+    removed = []
+    for path, mod in model.named_modules():
+        handle = mod.__dict__.pop(_HOOK_ATTR, None)
+        if handle is not None:
+            handle.remove()
+            removed.append(path)
+    if not enable:
+        return {}, [f"removed the Depth-muP branch multipliers a previous apply(depth_mup=True) put on "
+                    f"{', '.join(removed)}"] if removed else []
+    try:
+        blocks = residual_blocks(cap.graph)
+    except DagError as err:
+        raise DagError(f"apply(depth_mup=True): {err}") from None
+    layers = {(la.src, la.dst): la for la in cap.layers if la.role == "edge"}
+    multiplier = 1.0 / len(blocks) ** 0.5
+    out = {}
+    for b in blocks:
+        la = layers[(b.closing.src, b.closing.dst)]
+        if la.post_act:
+            raise ArchscaleError(f"apply(depth_mup=True): the residual branch ending in {la.path!r} applies "
+                                 f"its activation after the weights and before the sum; Depth-muP multiplies "
+                                 f"the branch's output, so end the branch with the weighted layer "
+                                 f"(x + W act(...), the paper's layout)")
+        out[la.path] = multiplier
+    for path in out:
+        mod = model.get_submodule(path)
+        setattr(mod, _HOOK_ATTR, mod.register_forward_hook(BranchMultiplier(multiplier)))
+    return out, []
+
+
+@torch.no_grad()
+def _initialize(cap: Capture, table) -> None:
+    for la, std in zip(cap.layers, table["init_std"]):
+        if std != std:  # NaN: kept (readout="keep", unused modules)
+            continue
+        la.module.weight.normal_(0.0, float(std))
+        if la.module.bias is not None:
+            la.module.bias.zero_()
+
+
+def _moment_notes(graph: Dag, moments: list[float]) -> list[str]:
+    grown = [v for v in range(graph.n_vertices) if moments[v] > _GROWTH_NOTE
+             and any(not e.is_parameterized and e.dst == v for e in graph.edges)]
+    if not grown:
+        return []
+    listed = ", ".join(f"vertex {v} {moments[v]:.2f}x" for v in grown[:6])
+    listed += ", ..." if len(grown) > 6 else ""
+    return [f"identity skips make the forward second moment grow (predicted E[z^2] relative to vertex 0 "
+            f"at infinite width: {listed}): a skip carries its source's full variance, which no weight "
+            f"scaling of the in-degree rule can prevent (about 1.5x per residual block measured at "
+            f"width 1024)"]
+
+
+def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None = None, base=None,
+          init: bool = True, readout: str = "mean_field", *, base_input: torch.Tensor | None = None,
+          norm: str = "error", kernel_size: int | None = None, base_kernel: int | None = None,
+          offset: int | None = None, gain: float = 2.0, seed: int | None = None,
+          depth_mup: bool = False) -> Plan:
+    """Read ``model``'s graph on ``example_input``, initialize it by the in-degree rule, and scale the LR.
+
+    ``base`` is the network ``base_lr`` was tuned on: another ``nn.Module`` (traced on
+    ``base_input``, default ``example_input``), a :class:`~archscale.core.dag.Dag` or a code string;
+    default the one-hidden-layer base ``'1'`` (kernel 3 for CNNs), as in ``scaled_lr``. With
+    ``init=True`` every stem and edge weight is redrawn in place with std
+    ``sqrt(gain / (d_in(target) * fan_in))`` and bias 0, and the readout per ``readout``
+    (``mean_field``: ``sqrt(gain) / fan_in``; ``standard``: ``sqrt(gain / fan_in)``; ``keep``: the
+    user's), from torch's global RNG or, given ``seed``, a forked one. ``norm="ignore"`` reads
+    normalization layers as pass-throughs (with a warning); ``kernel_size`` sets eq. 9's q for
+    convolutions of mixed sizes; ``offset`` is the depth offset (default 3: ``L_p`` = weighted
+    edges + 3, stem and readout included).
+
+    ``depth_mup=True`` (Depth-muP, :mod:`archscale.core.residual`) needs a residual chain: the module
+    closing each of its ``K`` residual branches gets a forward hook multiplying its output by
+    ``1/sqrt(K)`` (a later ``apply`` without it removes the hook), and ``lr = base_lr`` at every
+    depth (times eq. 9's kernel factor ``q_base / q`` for convolutions): tune ``base_lr`` on a
+    shallow net of the same family with ``depth_mup=True``.
+    """
+    validate.boolean(init, "init")
+    validate.boolean(depth_mup, "depth_mup")
+    validate.choice(readout, "readout", READOUT_MODES)
+    gain = validate.number(gain, "gain", positive=True, example="2.0")
+    base_lr = None if base_lr is None else validate.learning_rate(base_lr, "base_lr")
+    cap = capture(model, example_input, norm=norm, kernel_size=kernel_size)
+    conv = convention(cap.arch)
+    off = conv.offset if offset is None else validate.integer(offset, "offset", minimum=0)
+    if base_kernel is not None:
+        validate.kernel_size(base_kernel, "base_kernel")
+        if not conv.uses_kernel:
+            raise ArchscaleError("base_kernel applies to convolutional models only; this one has no conv")
+    base_dag, b_kernel, base_label = _base(base, example_input, base_input, cap.arch, norm, base_kernel)
+    cap.graph.require_path()
+    scale = lr_scale(cap.graph, cap.arch, cap.kernel_size, offset=off, base=base_dag,
+                     base_kernel=b_kernel if conv.uses_kernel else None)
+    multipliers, mup_notes = _depth_mup(model, cap, depth_mup)
+    table = _table(cap, readout, gain)
+    if multipliers:
+        eq8 = scale
+        scale = b_kernel / cap.kernel_size if conv.uses_kernel else 1.0
+        table["multiplier"] = [multipliers.get(p, 1.0) if r == "edge" else 1.0
+                               for p, r in zip(table["module"], table["role"])]
+        mup_notes.append(f"Depth-muP: branch outputs x 1/sqrt({len(multipliers)}) and one learning rate at "
+                         f"every depth (scale {scale:.4g}); eq. 8 would scale the LR by {eq8:.4g} instead")
+    if init:
+        if seed is None:
+            _initialize(cap, table)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(validate.integer(seed, "seed"))
+                _initialize(cap, table)
+    k = second_moments(cap.graph)
+    moments = [float(k[v][v]) for v in range(cap.graph.n_vertices)]
+    return Plan(graph=cap.graph, arch=cap.arch, kernel_size=cap.kernel_size, base=base_label,
+                base_kernel=b_kernel if conv.uses_kernel else None, offset=off, scale=scale, base_lr=base_lr,
+                lr=None if base_lr is None else base_lr * scale, modules=table, second_moments=moments,
+                notes=list(cap.notes) + _moment_notes(cap.graph, moments) + mup_notes, initialized=init,
+                branch_multipliers=multipliers, capture=cap, model=model)

@@ -1,0 +1,1 @@
+"""The notebook layer: the explorer, widgets and papermill reproduction."""

@@ -1,0 +1,109 @@
+"""The law registry against independent computations, and the head-to-head on sweep rows."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from strategies import dags
+
+from archscale import Dag, lr_scale
+from archscale.analysis.law_scores import compare_laws
+from archscale.core.errors import ArchscaleError
+from archscale.core.laws import LAWS, effective_depth, law
+
+BASE = Dag.parse("1")
+
+
+def _shortest(dag: Dag, offset: int) -> float:
+    """Independent L_eff: enumerate every path, count blocks and merge vertices passed."""
+    merges = {v for v in range(dag.n_vertices) if dag.in_degrees[v] >= 2}
+    best = min(sum(1 for a, b in zip(p, p[1:]) if dag.op(a, b) == "block")
+               + sum(1 for v in p[1:] if v in merges) for p in dag.iter_paths())
+    return offset + best
+
+
+@settings(max_examples=300, deadline=None)
+@given(dags())
+def test_effective_depth_equals_an_independent_shortest_path(dag):
+    if not dag.has_path:
+        return
+    assert effective_depth(dag, 3) == _shortest(dag, 3)
+    assert effective_depth(dag, 1) == _shortest(dag, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(dags())
+def test_eq8_law_is_lr_scale_and_every_law_is_one_on_the_base(dag):
+    if not dag.has_path:
+        return
+    assert LAWS["eq8"].scale(dag, BASE) == pytest.approx(lr_scale(dag))
+    cnn = Dag.parse(dag.code, ops="cnn")
+    assert LAWS["eq8"].scale(cnn, Dag.parse("1", ops="cnn"), q=5, q_base=3) == pytest.approx(
+        lr_scale(cnn, "cnn", 5))
+    for each in LAWS.values():
+        assert each.scale(BASE, BASE) == 1.0
+        assert each.scale(dag, BASE) > 0
+
+
+def test_on_a_chain_eq8_and_effective_depth_agree_and_multi_path_graphs_split_them():
+    for k in range(1, 8):
+        chain = Dag.chain(k)
+        assert LAWS["effective_depth"].scale(chain, BASE) == pytest.approx(LAWS["eq8"].scale(chain, BASE))
+    skip = Dag.parse("2_12_202_0012")  # skip edges shorten the graph: L_eff falls, eq. 8's sum grows
+    assert LAWS["effective_depth"].scale(skip, BASE) > LAWS["eq8"].scale(skip, BASE)
+    assert LAWS["constant"].scale(skip, BASE) == 1.0
+    with pytest.raises(ArchscaleError, match="unknown law"):
+        law("sqrt_depth")
+
+
+def _rows(codes, truth, rng, seeds=(0, 1, 2)):
+    grid = np.geomspace(1e-3, 10, 61)
+    rows = []
+    for code in codes:
+        target = 0.5 * truth(Dag.parse(code)) * np.exp(0.05 * rng.standard_normal())
+        for s in seeds:
+            loss = (np.log(grid) - np.log(target)) ** 2
+            rows += [dict(graph=code, arch="mlp", width=8, kernel_size=0, act="relu", lr=float(lr), seed=s,
+                          train_loss=float(v), train_loss_final=float(v), test_loss=float(v), test_acc=0.5,
+                          diverged=False, steps=3, diverged_step=-1, layout="paper", init="archscale",
+                          readout="mean_field") for lr, v in zip(grid, loss)]
+    import pandas as pd
+    return pd.DataFrame(rows)
+
+
+def test_the_generating_law_ranks_first_and_its_zero_shot_numbers_are_maxlrs():
+    from archscale.analysis import compare
+
+    codes = ["1"] + [d.code for d in Dag.sample(5, 30, seed=2)]
+    rows = _rows(codes, lambda d: LAWS["effective_depth"].scale(d, BASE), np.random.default_rng(0))
+    report = compare_laws(rows, holdout=0.5, seed=1, n_boot=200)
+    assert report.laws[0].name == "effective_depth"
+    assert report.laws[0].fitted_exponent == pytest.approx(1.5, abs=0.2)
+    eq8 = next(r for r in report.laws if r.name == "eq8")
+    direct = compare(rows, n_boot=200, seed=1)  # maxlr's comparison: the same numbers for eq. 8
+    assert eq8.zero_shot.agreement.estimate == direct.agreement.estimate
+    assert "held out" in report.format() and json.dumps(report.to_dict())
+    assert report.top_difference[1] <= report.top_difference[0] <= report.top_difference[2]
+
+
+def test_laws_command_line(tmp_path):
+    from test_calibrate import CAL_SPEC
+
+    spec = tmp_path / "cal.yaml"
+    spec.write_text(CAL_SPEC)
+    out = tmp_path / "run"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "archscale", *a], capture_output=True, text=True)  # noqa
+    assert run("sweep", str(spec), "--out", str(out), "--no-progress").returncode == 0
+    done = run("laws", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report["ranking"]) == set(LAWS) and "verdict" in report
+    maxlr = json.loads(run("maxlr", str(out), "--json").stdout)
+    eq8 = next(x for x in report["laws"] if x["name"] == "eq8")
+    for name, value in maxlr["metrics"].items():  # the same rows give maxlr's numbers for eq. 8
+        ours = eq8["zero_shot"]["metrics"][name]
+        assert (ours["estimate"] is None and value["estimate"] is None) or \
+            ours["estimate"] == pytest.approx(value["estimate"], rel=1e-9)
