@@ -140,3 +140,12 @@ def test_the_top_of_the_package_is_folders():
     assert folders <= placed, f"folders in no layer: {sorted(folders - placed)}"
     plural = {f for f in folders if f.endswith("s") and f[:-1] in folders}
     assert not plural, f"names that differ only by a plural: {sorted(plural)}"
+
+
+def test_the_top_level_names_are_listed_and_resolve():
+    import archscale
+
+    assert "apply" in dir(archscale) and set(archscale.__all__) <= set(dir(archscale))
+    assert set(archscale._LAZY) <= set(archscale.__all__)
+    for name in archscale.__all__:
+        assert getattr(archscale, name) is not None, name

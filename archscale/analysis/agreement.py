@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.errors import ArchscaleError
+
 __all__ = [
     "METRIC_NAMES",
     "Agreement",
@@ -226,7 +228,7 @@ def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of
     """
     n_seeds = {c.shape[0] for c in capped}
     if len(n_seeds) != 1:
-        raise ValueError(f"every configuration needs the same seeds; got seed counts {sorted(n_seeds)}")
+        raise ArchscaleError(f"every configuration needs the same seeds; got seed counts {sorted(n_seeds)}")
     s = n_seeds.pop()
     rng = np.random.default_rng(seed)
     seed_counts = rng.multinomial(s, np.full(s, 1.0 / s), size=n_boot).astype(float)

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .errors import ArchscaleError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -55,7 +57,7 @@ def _column(kind: type, value: object, name: str, json: bool) -> object:
         ok = isinstance(value, str)
     if not ok or (kind is not bool and isinstance(value, bool)):
         what = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}[kind]
-        raise ValueError(f"column {name!r} must be {what}, got {value!r}")
+        raise ArchscaleError(f"column {name!r} must be {what}, got {value!r}")
     return kind(value)
 
 
@@ -74,9 +76,9 @@ class RowSchema:
     def __post_init__(self):
         names = self.names
         if len(set(names)) != len(names) or not set(self.key) <= set(names):
-            raise ValueError(f"schema {self.kind!r}: repeated columns or key outside the columns")
+            raise ArchscaleError(f"schema {self.kind!r}: repeated columns or key outside the columns")
         if any(t not in _TYPES for _, t in self.columns):
-            raise ValueError(f"schema {self.kind!r}: column types must be one of str, int, float, bool")
+            raise ArchscaleError(f"schema {self.kind!r}: column types must be one of str, int, float, bool")
 
     @property
     def names(self) -> list[str]:
@@ -88,14 +90,14 @@ class RowSchema:
         each checked against its type."""
         missing = [n for n in self.names if n not in row]
         if missing:
-            raise ValueError(f"{self.kind} row lacks column(s) {', '.join(missing)}")
+            raise ArchscaleError(f"{self.kind} row lacks column(s) {', '.join(missing)}")
         return {name: _column(kind, row[name], name, json=False) for name, kind in self.columns}
 
     def rows(self, labels: Mapping, columns: Mapping[str, Sequence]) -> list[dict]:
         """One row per entry of the per-replica ``columns`` (equal lengths), with constant ``labels``."""
         n = {len(v) for v in columns.values()}
         if len(n) != 1:
-            raise ValueError(f"{self.kind} columns have different lengths: {sorted(n)}")
+            raise ArchscaleError(f"{self.kind} columns have different lengths: {sorted(n)}")
         return [self.row({**labels, **{k: v[i] for k, v in columns.items()}}) for i in range(n.pop())]
 
     def encode(self, row: Mapping) -> dict:
@@ -106,7 +108,7 @@ class RowSchema:
         """A row read back from JSON (:meth:`encode`'s inverse); ``ValueError`` if it does not fit."""
         missing = [n for n in self.names if n not in obj]
         if missing:
-            raise ValueError(f"not a {self.kind} row: no column(s) {', '.join(missing)}")
+            raise ArchscaleError(f"not a {self.kind} row: no column(s) {', '.join(missing)}")
         return {name: _column(kind, obj[name], name, json=True) for name, kind in self.columns}
 
     def key_of(self, row: Mapping) -> tuple:

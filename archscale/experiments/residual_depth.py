@@ -34,7 +34,7 @@ from ..analysis import recipe_of
 from ..analysis.depth_transfer import DepthTransfer, depth_transfer, rank_transfers
 from ..analysis.law_scores import LawsReport, compare_laws
 from ..core import validate
-from ..core.errors import ArchscaleError, StoreError
+from ..core.errors import ArchscaleError
 from ..core.residual import depth_mup_multiplier, residual_chain_dag
 from ..core.schema import SWEEP, lr_key
 from ..data import Dataset, load_dataset
@@ -196,11 +196,8 @@ def _train(spec: ResidualDepthSpec, data: Dataset, store: ResultStore, graphs: d
            device: str, progress: bool) -> pd.DataFrame:
     """Train every graph of ``graphs`` (code -> multiplier) missing from ``store``; return its rows."""
     store.check()
+    store.check_setup(meta, "a residual depth sweep", "runs_dir")
     old = store.read_meta()
-    if old is not None and old != meta:
-        diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in meta.items() if old.get(k) != v]
-        raise StoreError(f"{store.dir} holds a different residual depth sweep ({'; '.join(diffs)}); use "
-                         f"another runs_dir or delete it")
     todo = [g for g in graphs if not _keys(spec, g) <= store.scan().keys]
     if todo or old is None:
         with store.open() as writer:

@@ -54,11 +54,7 @@ def _open(out_dir: str | Path) -> ResultStore:
 
 def _check_settings(store: ResultStore, settings: dict, recipes: list[Recipe], default_base: float,
                     rows: list[dict]) -> None:
-    old = store.read_meta()
-    if old is not None and old != settings:
-        diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
-        raise StoreError(f"{store.dir} holds a NAS study with other settings ({'; '.join(diffs)}); "
-                         f"use another out_dir")
+    store.check_setup(settings, "a NAS study", "out_dir")
     for recipe in recipes:
         base = default_base if recipe.base_lr is None else recipe.base_lr
         for r in rows:

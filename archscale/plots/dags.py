@@ -15,6 +15,7 @@ from matplotlib import ticker as mticker
 from matplotlib.lines import Line2D
 
 from ..core.dag import Dag
+from ..core.errors import ArchscaleError
 from ..core.scaling import convention
 from . import fixed_jitter
 
@@ -83,7 +84,7 @@ def draw_dag(dag: Dag | str, ax=None, *, arch: str | None = None, offset: int | 
         chosen = list(range(min(len(paths), max_paths)))
     else:
         if isinstance(highlight, str) or not 0 <= int(highlight) < len(paths):
-            raise ValueError(f"highlight must be a path index in 0..{len(paths) - 1}, 'all' or None; "
+            raise ArchscaleError(f"highlight must be a path index in 0..{len(paths) - 1}, 'all' or None; "
                              f"got {highlight!r}")
         chosen = [int(highlight)]
     colors = sns.color_palette("tab10" if len(chosen) <= 10 else "husl", max(len(chosen), 1))
@@ -135,7 +136,7 @@ def draw_dag_paths(codes: list[str] | str, *, arch: str = "mlp", offset: int | N
     """
     codes = [codes] if isinstance(codes, str) else list(codes)
     if not codes:
-        raise ValueError("give at least one DAG code to draw")
+        raise ArchscaleError("give at least one DAG code to draw")
     dags = [_dag_of(c, arch) for c in codes]
     conv = convention(arch)
     offset = conv.offset if offset is None else offset
@@ -170,7 +171,7 @@ def lr_scale_distribution(table: pd.DataFrame, highlight: dict[str, str] | None 
     labels drawn as vertical lines / marked points. Returns the figure.
     """
     if table.empty:
-        raise ValueError("the table is empty: no graph with a path to plot")
+        raise ArchscaleError("the table is empty: no graph with a path to plot")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     bins = np.logspace(np.log10(table["scale"].min()) - 0.02, np.log10(table["scale"].max()) + 0.02, 50)
     ax1.hist(table["scale"], bins=bins, color="#4c72b0", alpha=0.85)

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..core.errors import ArchscaleError
 from ..nas import RecipeComparison
 
 __all__ = ["mup_vs_archscale_figure", "rank_stability_figure", "scaled_vs_fixed_figure"]
@@ -108,7 +109,8 @@ def scaled_vs_fixed_figure(cmp: RecipeComparison, title: str | None = None):
 def mup_vs_archscale_figure(*comparisons: RecipeComparison):
     """Fig. 8: per-cell paired differences of archscale against muP, one panel per comparison."""
     if not comparisons:
-        raise ValueError("pass at least one comparison, e.g. compare_recipes(results, 'archscale', 'mup')")
+        raise ArchscaleError("pass at least one comparison, e.g. "
+                             "compare_recipes(results, 'archscale', 'mup')")
     fig, axes = plt.subplots(1, len(comparisons), figsize=(7.5 * len(comparisons), 5.4), squeeze=False)
     for ax, cmp in zip(axes[0], comparisons):
         _per_cell(ax, cmp)

@@ -20,6 +20,7 @@ import seaborn as sns
 from matplotlib import ticker as mticker
 
 from ..analysis import clean_losses, loss_matrix
+from ..core.errors import ArchscaleError
 
 __all__ = ["calibration_figure", "column_figure", "factorial_figure", "graph_label", "graph_order",
            "grouped_sweep_figure", "kernel_exponent_figure", "loss_vs_lr", "measured_vs_predicted",
@@ -277,7 +278,7 @@ def grouped_sweep_figure(results: pd.DataFrame, comparisons: dict, *, title: str
     rows; the loss panel shows the same graphs. Returns the figure.
     """
     if not comparisons:
-        raise ValueError("give at least one named comparison to plot")
+        raise ArchscaleError("give at least one named comparison to plot")
     return column_figure({name: (results, comp, max_lrs) for name, comp in comparisons.items()}, title=title,
                          metric=metric)
 

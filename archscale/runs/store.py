@@ -210,6 +210,17 @@ class ResultStore:
                              f"{self.schema.kind!r}; {_LEAVE}")
         return text
 
+    def check_setup(self, setup: Mapping, what: str, option: str = "--out directory") -> None:
+        """Refuse a directory whose stored setup differs from ``setup`` on a key both name (the
+        one "this directory holds another setup" check: rows of two setups must never mix)."""
+        old = self.read_meta()
+        if old is None:
+            return
+        diffs = [f"{k}: {old[k]!r} -> {v!r}" for k, v in setup.items() if k in old and old[k] != v]
+        if diffs:
+            raise StoreError(f"{self.dir} holds {what} of another setup ({'; '.join(diffs)}); use another "
+                             f"{option} or delete the old one")
+
     def read_meta(self) -> dict | None:
         """The mapping the last writer stored (None when there is no meta file yet)."""
         text = self._read_meta_text()

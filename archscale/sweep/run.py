@@ -99,16 +99,6 @@ def open_store(out_dir: str | os.PathLike) -> ResultStore:
     return store
 
 
-def _check_same_setup(spec: SweepSpec, store: ResultStore) -> None:
-    old = store.read_meta()
-    if old is None:
-        return
-    diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in spec.identity().items() if k in old and old[k] != v]
-    if diffs:
-        raise StoreError(f"{store.dir} holds results of a different training setup ({'; '.join(diffs)}); "
-                         f"use a new --out directory or delete the old one")
-
-
 def _report(scan: Scan, store: ResultStore, only_unrecovered: bool) -> None:
     damaged = scan.unrecovered() if only_unrecovered else scan.damaged
     if damaged:
@@ -153,7 +143,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
         validate.positive_int(chunk_size, "chunk_size")
     store = open_store(out_dir)
     executor = _executor(device, threads, ray, workers)  # a missing GPU: refused before any I/O
-    _check_same_setup(spec, store)
+    store.check_setup(spec.identity(), "a sweep")
     scan = store.scan()
     _report(scan, store, only_unrecovered=True)
     todo = spec.keys() - scan.keys
@@ -161,7 +151,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
     if todo or store.read_meta() != meta:
         data = spec.load_data() if todo else None  # before anything is written
         with store.open() as writer:
-            _check_same_setup(spec, store)
+            store.check_setup(spec.identity(), "a sweep")
             writer.write_meta(meta)
             if spec.keys() - writer.scan.keys:
                 data = data if data is not None else spec.load_data()

@@ -138,7 +138,7 @@ def test_bad_overrides_and_arguments_exit_2(tmp_path, finished):
                     "cosine must be true or false")
     _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--set", "nonsense"), "KEY=VALUE")
     _one_line_error(archscale("sweep", str(spec), "--out", str(out), "--set", "steps=7"),
-                    "different training setup")
+                    "holds a sweep of another setup")
     _one_line_error(archscale("sweep", str(spec)), "--out")
     if not torch.cuda.is_available():
         _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--device", "cuda"), "CUDA")

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from archscale.core.errors import ArchscaleError
 from archscale.core.schema import COLUMNS, NAS, SWEEP, RowSchema, lr_key
 
 ROW = {"graph": "2_02", "arch": "mlp", "width": 8, "kernel_size": 0, "act": "relu", "lr": 0.1, "seed": 1,
@@ -39,16 +40,16 @@ def test_numpy_scalars_are_encoded_as_python_values():
     ({"diverged": "yes"}, "diverged"), ({"graph": 202}, "graph"),
 ])
 def test_encode_refuses_mistyped_columns(change, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ArchscaleError, match=match):
         SWEEP.encode({**ROW, **change})
 
 
 def test_decode_refuses_missing_and_mistyped_columns():
     enc = SWEEP.encode(ROW)
-    with pytest.raises(ValueError, match="no column"):
+    with pytest.raises(ArchscaleError, match="no column"):
         SWEEP.decode({k: v for k, v in enc.items() if k != "seed"})
     for change in ({"seed": "1"}, {"seed": True}, {"lr": "fast"}, {"diverged": 1}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ArchscaleError):
             SWEEP.decode({**enc, **change})
 
 
@@ -76,7 +77,7 @@ def test_nas_rows_fit_the_same_machinery():
 
 
 def test_schemas_are_checked():
-    with pytest.raises(ValueError):
+    with pytest.raises(ArchscaleError):
         RowSchema("bad", (("a", int),), key=("b",))
-    with pytest.raises(ValueError):
+    with pytest.raises(ArchscaleError):
         RowSchema("bad", (("a", list),), key=("a",))

@@ -58,7 +58,7 @@ def test_the_sweep_trains_both_parametrizations_and_a_second_run_only_reloads(ti
     monkeypatch.setattr(rd, "sweep_module", lambda *a, **k: pytest.fail("a finished sweep was retrained"))
     again = run_residual_depth("smoke", runs_dir=runs, progress=False, **TINY)
     pd.testing.assert_frame_equal(again.results["standard"], std)
-    with pytest.raises(StoreError, match="different residual depth sweep"):
+    with pytest.raises(StoreError, match="holds a residual depth sweep of another setup"):
         run_residual_depth("smoke", runs_dir=runs, progress=False, **{**TINY, "width": 9})
 
 

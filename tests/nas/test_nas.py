@@ -233,7 +233,7 @@ def test_run_nas_study_is_resumable_and_refuses_other_settings(tmp_path, monkeyp
     again = nas.run_nas_study(cells, data, out_dir=tmp_path, **kw)
     cols = ["graph", "recipe", "test_acc"]
     pd.testing.assert_frame_equal(again[cols], first[cols])
-    with pytest.raises(ArchscaleError, match="other settings"):
+    with pytest.raises(ArchscaleError, match="holds a NAS study of another setup"):
         nas.run_nas_study(cells, data, out_dir=tmp_path, **{**kw, "width": 8})
     with pytest.raises(ArchscaleError, match="no NAS results"):
         nas.load_nas_results(tmp_path / "nowhere")

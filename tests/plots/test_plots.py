@@ -55,7 +55,7 @@ def test_draw_dag_labels_every_path_with_its_depth():
 def test_draw_dag_single_path_and_offset():
     ax = draw_dag("2_12", highlight=1, offset=1, legend=False)
     assert ax.get_title() == "0→2:  L = 1"
-    with pytest.raises(ValueError, match="path index"):
+    with pytest.raises(ArchscaleError, match="path index"):
         draw_dag("2_12", highlight=5)
 
 
@@ -74,7 +74,7 @@ def test_draw_dag_paths_has_one_panel_per_path():
     fig = draw_dag_paths(["2_02_002", "2_22_222"], max_paths=4)
     titles = [ax.get_title() for ax in fig.axes if ax.axison is False and ax.get_title()]
     assert sum("L = " in t for t in titles) == 1 + 4
-    with pytest.raises(ValueError):
+    with pytest.raises(ArchscaleError):
         draw_dag_paths([])
 
 
@@ -85,7 +85,7 @@ def test_lr_scale_distribution_marks_highlights(tmp_path):
     assert any(t.startswith("chain (2_02_002)") for t in texts) and not any("absent" in t for t in texts)
     paths = save_figure(fig, "fig_test_dist", tmp_path)
     assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
-    with pytest.raises(ValueError):
+    with pytest.raises(ArchscaleError):
         lr_scale_distribution(table.iloc[:0])
 
 
@@ -293,7 +293,7 @@ def test_path_law_vs_width_figure_draws_both_series_with_intervals_and_n(tmp_pat
     assert sum("▼ -2.50" in t.get_text() for t in capped.axes[0].texts) == 2
     assert {p.name for p in save_figure(fig, "fig_mup_path_law_clean", tmp_path)} == \
         {"fig_mup_path_law_clean.png", "fig_mup_path_law_clean.pdf"}
-    with pytest.raises(ValueError, match="path_law_by_width"):
+    with pytest.raises(ArchscaleError, match="path_law_by_width"):
         plot_path_law_vs_width(summary.drop(columns="b_free"))
 
 
