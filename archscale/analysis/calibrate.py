@@ -94,15 +94,9 @@ def held_out(results: pd.DataFrame | Measured, base: str, metric: str, holdout: 
 def _fit(meas: Measured, graphs: set[str], offsets: Sequence[float], powers: Sequence[float]
          ) -> tuple[PathLaw, float, int]:
     """Least-squares ``(offset, power, exponent)`` on ``graphs``; returns the law, its RMSE (ln) and n."""
-    conv = convention(meas.arch)
-    t = meas.table
-    rows = t[t["graph"].isin(graphs) & ~t["is_base"] & np.isfinite(t["measured"])]
+    rows, y = meas.log_target(graphs)
     if len(rows) < 2:
         raise ArchscaleError(f"only {len(rows)} measured configuration(s) to fit on; need at least 2")
-    y = np.log(rows["measured"].to_numpy(float)) - np.log(t["measured"].to_numpy(float)[rows["base_row"]])
-    if conv.uses_kernel:
-        qb = np.array([meas.base_kernel[(w, a)] for w, a in zip(rows["width"], rows["act"])], dtype=float)
-        y = y - np.log(qb / rows["kernel_size"].to_numpy(float))
     dags = [meas.dag(g) for g in rows["graph"]]
     best = None
     for o in offsets:

@@ -137,6 +137,18 @@ class Measured:
     def dag(self, code: str) -> Dag:
         return Dag.parse(code, ops=self.arch)
 
+    def log_target(self, graphs: set[str]) -> tuple[pd.DataFrame, np.ndarray]:
+        """The non-base configurations of ``graphs`` with a finite measurement, and what a law's
+        depth term must explain there: ``ln(measured / measured_base)`` less eq. 9's kernel factor
+        ``ln(q_base / q)`` for CNNs (the one log-LR target the calibration and the laws fit)."""
+        t = self.table
+        rows = t[t["graph"].isin(graphs) & ~t["is_base"] & np.isfinite(t["measured"])]
+        y = np.log(rows["measured"].to_numpy(float)) - np.log(t["measured"].to_numpy(float)[rows["base_row"]])
+        if convention(self.arch).uses_kernel:
+            qb = np.array([self.base_kernel[(w, a)] for w, a in zip(rows["width"], rows["act"])], dtype=float)
+            y = y - np.log(qb / rows["kernel_size"].to_numpy(float))
+        return rows, y
+
 
 def measure(results: pd.DataFrame, base: str = "1", metric: str = "train_loss", *, n_boot: int = 1000,
             seed: int = 0) -> Measured:

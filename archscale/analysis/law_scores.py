@@ -50,12 +50,7 @@ def law_rule(which: Law | str, arch: str = "mlp", exponent: float | None = None)
 def _fit_exponent(law: Law, meas: Measured, graphs: set[str]) -> float:
     """Least-squares power ``a`` of ``ln m - ln m_base - kernel = -a ln(size/size_base)`` on ``graphs``."""
     conv = convention(meas.arch)
-    t = meas.table
-    rows = t[t["graph"].isin(graphs) & ~t["is_base"] & np.isfinite(t["measured"])]
-    y = np.log(rows["measured"].to_numpy(float)) - np.log(t["measured"].to_numpy(float)[rows["base_row"]])
-    if conv.uses_kernel:
-        qb = np.array([meas.base_kernel[(w, a)] for w, a in zip(rows["width"], rows["act"])], dtype=float)
-        y = y - np.log(qb / rows["kernel_size"].to_numpy(float))
+    rows, y = meas.log_target(graphs)
     x = np.array([math.log(law.size(meas.dag(g), conv.offset) / law.size(meas.base, conv.offset))
                   for g in rows["graph"]])
     return float(-(x @ y) / (x @ x)) if np.any(x) else law.exponent

@@ -27,7 +27,7 @@ from ..core.errors import ArchscaleError
 from ..core.schema import SWEEP
 from ..data import Dataset
 from ..nn import blas
-from ..train import TrainConfig, grid, minibatch_schedule, resolve_device
+from ..train import TrainConfig, grid, minibatch_schedule, resolve_device, summarize
 from ..train.stack import Sgd
 
 __all__ = ["sweep_module"]
@@ -129,22 +129,7 @@ def _train_chunk(models: list[nn.Module], lrs: np.ndarray, seeds: np.ndarray, te
         reps.base.eval()
         out["train_loss_final"][idx_np], _ = _evaluate(reps, x_train, y_train, config)
         out["test_loss"][idx_np], out["test_acc"][idx_np] = _evaluate(reps, x_test, y_test, config)
-    return _summarize(out, curves.cpu().numpy().astype(np.float64), diverged_step.cpu().numpy(), n, config)
-
-
-def _summarize(out: dict, curves: np.ndarray, ds: np.ndarray, n: int, config: TrainConfig) -> dict:
-    """Divergence flags and the epoch training loss (batch-size-weighted, as the DAG sweeps define it)."""
-    total, per_epoch = curves.shape[0], config.steps_per_epoch(n)
-    ds[~np.isfinite(out["train_loss_final"]) & (ds < 0)] = total  # finite steps, non-finite final loss
-    diverged = ds >= 0
-    for key in out:
-        out[key][diverged] = np.nan
-    window = np.arange(max(0, total - min(per_epoch, total)), total)
-    sizes = np.minimum(config.batch_size, n - (window % per_epoch) * config.batch_size).astype(np.float64)
-    out["train_loss"] = np.where(diverged, np.nan, (curves[window] * sizes[:, None]).sum(0) / sizes.sum())
-    out["diverged"], out["diverged_step"] = diverged, ds
-    out["steps"] = np.where(diverged, ds, total).astype(np.int64)
-    return out
+    return summarize(out, curves.cpu().numpy().astype(np.float64), diverged_step.cpu().numpy(), n, config)
 
 
 @torch.no_grad()
@@ -213,7 +198,7 @@ def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float], seed
             models = [built[int(s)] for s in seeds_arr[part]]
             parts.append(_train_chunk(models, lrs_arr[part], seeds_arr[part], tensors, config, dev, dtype,
                                       bar))
-    res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    res = {k: np.concatenate([p[k] for p in parts], axis=1 if k == "curves" else 0) for k in parts[0]}
     rows = SWEEP.rows({"graph": labels["graph"], "arch": labels["arch"], "width": width,
                        "kernel_size": labels["kernel_size"], "act": act, "layout": "module", "init": "module",
                        "readout": "module"},

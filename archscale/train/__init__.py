@@ -23,6 +23,7 @@ from .engine import (
     grid,
     replica_bytes,
     resolve_device,
+    summarize,
     train_replicas,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "minibatch_schedule",
     "replica_bytes",
     "resolve_device",
+    "summarize",
     "train_replicas",
 ]

@@ -262,21 +262,27 @@ def _train_chunk(model: ModelSpec, lrs: np.ndarray, seeds: np.ndarray, out_dim: 
         out["train_loss_final"][idx_np] = tr_loss
         out["test_loss"][idx_np] = te_loss
         out["test_acc"][idx_np] = te_acc
-    ds = diverged_step.cpu().numpy()
-    curves_np = curves.cpu().numpy().astype(np.float64)
-    bad_end = ~np.isfinite(out["train_loss_final"]) & (ds < 0)  # finite steps but a non-finite final loss
-    ds[bad_end] = total
+    return summarize(out, curves.cpu().numpy().astype(np.float64), diverged_step.cpu().numpy(), n, config)
+
+
+def summarize(out: dict, curves: np.ndarray, ds: np.ndarray, n: int, config: TrainConfig) -> dict:
+    """A chunk's per-replica results from its loss curves ``(steps, R)``, divergence steps ``ds``
+    (-1: none) and final evaluations ``out``: divergence flags (a finite run whose final loss is
+    not finite diverged at the last step) and ``train_loss``, the batch-size-weighted mean of the
+    last epoch's minibatch losses. The one summary both engines (this and ``sweep_module``) use."""
+    total, per_epoch = curves.shape[0], config.steps_per_epoch(n)
+    ds = ds.copy()
+    ds[~np.isfinite(out["train_loss_final"]) & (ds < 0)] = total
     diverged = ds >= 0
     for key in out:
         out[key][diverged] = np.nan
     window = np.arange(max(0, total - min(per_epoch, total)), total)
     sizes = np.minimum(config.batch_size, n - (window % per_epoch) * config.batch_size).astype(np.float64)
-    avg = (curves_np[window] * sizes[:, None]).sum(axis=0) / sizes.sum()
+    avg = (curves[window] * sizes[:, None]).sum(axis=0) / sizes.sum()
     out["train_loss"] = np.where(diverged, np.nan, avg)
-    out["diverged"] = diverged
-    out["diverged_step"] = ds
+    out["diverged"], out["diverged_step"] = diverged, ds
     out["steps"] = np.where(diverged, ds, total).astype(np.int64)
-    out["curves"] = curves_np
+    out["curves"] = curves
     return out
 
 
