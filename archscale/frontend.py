@@ -52,8 +52,9 @@ def text_progress_when_headless() -> bool:
     Widget bars keep their first frame (0%) in an executed notebook's text and text bars leave a
     redraw per interval, with rates and times that change from run to run. A headless bar draws
     nothing while it runs and, when it closes, prints ``desc: n/total unit`` on one line (none
-    with ``leave=False``): what the cell did, the same on every rerun. Returns whether it switched
-    (never in a live frontend or outside a kernel's headless run).
+    with ``leave=False``): what the cell did, the same on every rerun. Warnings print as
+    ``Category: message``, without the path of the file that raised them. Returns whether it
+    switched (never in a live frontend or outside a kernel's headless run).
     """
     from IPython import get_ipython
 
@@ -64,7 +65,14 @@ def text_progress_when_headless() -> bool:
     bar = __getattr__("HeadlessBar")
     tqdm.auto.tqdm = bar
     tqdm.auto.trange = lambda *args, **kwargs: bar(range(*args), **kwargs)
+    import warnings
+
+    warnings.formatwarning = _warning_line  # no file paths: where the clone sits is not the message
     return True
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"{category.__name__}: {message}\n"
 
 
 def _headless_bar_class():

@@ -1,4 +1,4 @@
-"""The tiny sweep spec the command-line tests run (a few seconds: 3 graphs x 3 LRs, 3 steps)."""
+"""The tiny sweep specs the tests run (a few seconds each), shared by the test folders."""
 
 TINY_SPEC = """\
 arch: mlp
@@ -8,6 +8,20 @@ lr_min: 0.05
 lr_max: 0.5
 n_lrs: 3
 seeds: [0]
+steps: 3
+batch_size: 64
+n_train: 128
+n_test: 32
+"""
+
+#: Six sampled graphs and the base: enough for a held-out calibration split.
+CAL_SPEC = """\
+arch: mlp
+graphs: ['1']
+sample: {n_vertices: 4, k: 6, seed: 0}
+widths: [8]
+lrs: [0.05, 0.2, 0.8]
+seeds: [0, 1]
 steps: 3
 batch_size: 64
 n_train: 128

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..core import validate
 from ..core.errors import ArchscaleError, StoreError
+from ..core.presets import preset_names
 from ..core.schema import METRICS
 from .common import UsageError, positive_int
 
@@ -245,7 +246,7 @@ def _add_residual_depth(sub: argparse._SubParsersAction) -> None:
                     "under Depth-muP (branches x 1/sqrt(K)), and report how far the measured optimum LR "
                     "drifts from (a) eq. 8, (b) the effective-depth law and (c) Depth-muP's one LR, with "
                     "95%% bootstrap intervals.")
-    p.add_argument("--preset", choices=("smoke", "quick", "full"), default="quick",
+    p.add_argument("--preset", choices=preset_names("residual_depth"), default="quick",
                    help="smoke (seconds), quick (CPU, default) or full (GPU scale, MNIST)")
     p.add_argument("--runs-dir", default="runs",
                    help="results go to RUNS_DIR/residual_depth_PRESET[_DATASET]/ (default: runs); resumable")

@@ -35,8 +35,10 @@ from ..analysis.depth_transfer import DepthTransfer, depth_transfer, rank_transf
 from ..analysis.law_scores import LawsReport, compare_laws
 from ..core import validate
 from ..core.errors import ArchscaleError
+from ..core.presets import load_settings
 from ..core.residual import depth_mup_multiplier, residual_chain_dag
 from ..core.schema import SWEEP, lr_key
+from ..core.spec import RunSpec
 from ..data import Dataset, load_dataset
 from ..module.sweep import sweep_module
 from ..nn.models import DagMLP
@@ -44,36 +46,26 @@ from ..runs.executor import LocalExecutor
 from ..runs.store import ResultStore, chunk_id
 from ..train import TrainConfig
 
-__all__ = ["PARAMETRIZATIONS", "PRESETS", "ResidualDepth", "ResidualDepthSpec", "report",
-           "run_residual_depth"]
+__all__ = ["PARAMETRIZATIONS", "ResidualDepth", "ResidualDepthSpec", "report", "run_residual_depth"]
 
 PARAMETRIZATIONS = ("standard", "depth_mup")
 #: The one-hidden-layer base of the paper (the laws' head-to-head transfers from it).
 PLAIN_BASE = "1"
 
 
-@dataclass(frozen=True)
-class ResidualDepthSpec:
-    """What the residual depth sweep trains: depths, width, LR grid, seeds, training and data."""
+@dataclass(kw_only=True)
+class ResidualDepthSpec(RunSpec):
+    """What the residual depth sweep trains: depths, width, LR grid and seeds, on top of the recipe,
+    training and data fields every spec shares (:class:`~archscale.core.spec.RunSpec`)."""
 
     name: str
-    depths: tuple[int, ...]
+    depths: list[int]
     width: int
     lr_min: float
     lr_max: float
     n_lrs: int
-    seeds: tuple[int, ...]
-    dataset: str = "digits"
-    epochs: int = 1
-    steps: int | None = None
-    batch_size: int = 32
-    n_train: int | None = None
-    n_test: int | None = None
+    seeds: list[int]
     branch_layers: int = 2
-    act: str = "relu"
-    layout: str = "paper"
-    init: str = "archscale"
-    readout: str = "mean_field"
 
     def __post_init__(self):
         depths = validate.int_list(self.depths, "depths", minimum=1, unique=True)
@@ -100,25 +92,16 @@ class ResidualDepthSpec:
         return {self.graph(k): k for k in self.depths}
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(steps=self.steps, epochs=self.epochs, batch_size=self.batch_size)
+        return TrainConfig.of(self)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    @classmethod
+    def preset(cls, preset: str) -> ResidualDepthSpec:
+        """The bundled preset (``archscale/experiments/presets/residual_depth_<preset>.yaml``)."""
+        return cls(name=f"residual_depth_{preset}", **load_settings("residual_depth", preset))
 
-#: The bundled presets. ``smoke``: seconds, for the tests. ``quick``: the CPU preset of the notebooks,
-#: digits, one epoch at batch 32 (45 SGD steps, as mlp_depth_quick), width 128; 15 LRs a factor 1.58
-#: apart over 0.004..2.5, which holds every measured optimum of K = 1..8 in both parametrizations
-#: (0.02..0.3) inside the grid; 3 seeds; 8 graphs x 45 replicas trained as vmapped groups (about 16 s of
-#: one core's CPU time). ``full``: GPU scale, MNIST 28x28, width 512, K up to 32, 5 seeds.
-PRESETS: dict[str, ResidualDepthSpec] = {
-    "smoke": ResidualDepthSpec("residual_depth_smoke", depths=(1, 2, 3, 4), width=8, lr_min=0.03, lr_max=3.0,
-                               n_lrs=4, seeds=(0, 1), steps=4, n_train=128, n_test=64),
-    "quick": ResidualDepthSpec("residual_depth_quick", depths=(1, 2, 4, 8), width=128, lr_min=0.004,
-                               lr_max=2.5, n_lrs=15, seeds=(0, 1, 2)),
-    "full": ResidualDepthSpec("residual_depth_full", depths=(1, 2, 4, 8, 16, 32), width=512, lr_min=1e-4,
-                              lr_max=3.0, n_lrs=25, seeds=(0, 1, 2, 3, 4), dataset="mnist"),
-}
 
 
 @dataclass
@@ -224,8 +207,7 @@ def run_residual_depth(preset: str = "quick", *, dataset: str | None = None, dat
     replicas' matrices are small: the quick preset trained in 22.6 s on one thread and about 160 s on
     torch's two on the same shared 2-core CPU (other jobs running).
     """
-    validate.choice(preset, "preset", tuple(PRESETS))
-    spec = PRESETS[preset]
+    spec = ResidualDepthSpec.preset(preset)
     if dataset is not None:
         changes["dataset"] = dataset
     if changes:

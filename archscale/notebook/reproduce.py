@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import ArchscaleError
+from ..core.presets import preset_names
 from ..frontend import STATIC_ENV
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["DEVICES", "PRESETS", "find_notebooks", "format_table", "normalize_executed", "reproduce",
            "run_notebook"]
 
-PRESETS = ("smoke", "quick", "full")
+#: Every preset some experiment has a file for (the notebooks pass it on to each one).
+PRESETS = tuple(preset_names())
 DEVICES = ("cpu", "cuda")
 KERNEL_NAME = "python3"
 #: Environment variable the widgets read to draw static figures instead of live widgets.

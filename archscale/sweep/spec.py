@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +21,9 @@ import yaml
 from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError, SpecError
+from ..core.presets import experiments_with, preset_path, read_yaml
 from ..core.schema import SWEEP, lr_key
+from ..core.spec import RunSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,51 +41,19 @@ _SAMPLE_KEYS = ("n_vertices", "k", "seed", "digits")
 
 
 # ---------------------------------------------------------------------------------------- YAML
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that refuses duplicate keys and reads ``1e-3`` as a number (as YAML 1.2 does)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                first = seen.setdefault(key, key_node.start_mark.line + 1)
-            except TypeError:  # an unhashable key: let PyYAML report it
-                continue
-            if first != key_node.start_mark.line + 1:
-                raise SpecError(f"duplicate key {key!r} (lines {first} and {key_node.start_mark.line + 1}); "
-                                f"give each key once")
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
-
-
-def _load_yaml(text: str) -> object:
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise SpecError(f"not valid YAML: {first}{where}") from None
-
-
 def parse_value(text: str) -> object:
     """A ``--set KEY=VALUE`` value read as YAML (``[0, 1]``, ``1e-3``, ``true``), else the text itself."""
     if not text:
         return None
     try:
-        return _load_yaml(text)
+        return read_yaml(text)
     except SpecError:
         return text
 
 
 # ---------------------------------------------------------------------------------------- the spec
 @dataclass
-class SweepSpec:
+class SweepSpec(RunSpec):
     """One grid search: which networks, which learning rates and seeds, how to train them.
 
     ``arch`` (``mlp`` or ``cnn``) is required, and so is the LR grid: either ``lrs`` (a list) or
@@ -102,28 +70,13 @@ class SweepSpec:
     sample: dict | None = None
     widths: list[int] = field(default_factory=lambda: [128])
     kernel_sizes: list[int] | None = None
-    act: str = "relu"
-    layout: str = "paper"
-    init: str = "archscale"
-    readout: str = "mean_field"
     lr_min: float | None = None
     lr_max: float | None = None
     n_lrs: int | None = None
     lrs: list[float] | None = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    # training: the fields of archscale.train.TrainConfig, which checks them (train_config())
-    loss: str = "ce"
-    epochs: int = 1
-    steps: int | None = None
-    batch_size: int = 128
-    cosine: bool = False
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    dataset: str = "digits"
+    # the recipe, training and data fields come from RunSpec (TrainConfig checks the training ones)
     data_dir: str | None = None
-    n_train: int | None = None
-    n_test: int | None = None
     data_seed: int = 0
     base: str = "1"
     chunk_size: int | None = None
@@ -153,7 +106,7 @@ class SweepSpec:
     def from_text(cls, text: str, source: str = "<text>", name: str = "") -> SweepSpec:
         """Parse YAML ``text``; errors name ``source``; ``name`` fills an empty ``name`` field."""
         try:
-            raw = _load_yaml(text)
+            raw = read_yaml(text)
             if not isinstance(raw, dict):
                 raise SpecError(f"must hold a mapping of field: value, got {type(raw).__name__}")
             spec = cls.from_dict(raw)
@@ -334,9 +287,7 @@ class SweepSpec:
     def train_config(self) -> TrainConfig:
         from ..train import TrainConfig
 
-        return TrainConfig(steps=self.steps, epochs=self.epochs, batch_size=self.batch_size,
-                           momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay,
-                           cosine=self.cosine, loss=self.loss)
+        return TrainConfig.of(self)
 
     def model_specs(self) -> list[ModelSpec]:
         """One :class:`ModelSpec` per (graph, width, kernel size) in a fixed order."""
@@ -386,9 +337,11 @@ def model_keys(model: ModelSpec, reps: list[tuple[float, int]]) -> list[tuple]:
 
 # ---------------------------------------------------------------------------------------- presets
 def presets() -> list[str]:
-    """Names of the specs bundled with archscale (``mlp_depth_quick``, ...)."""
-    folder = resources.files("archscale") / "sweep" / "presets"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    """Names of the specs bundled with archscale (``mlp_depth_quick``, ...), listed from the files."""
+    from ..core.presets import preset_names
+
+    folder = "sweep/presets"
+    return sorted(f"{e}_{p}" for e in experiments_with(folder) for p in preset_names(e, folder))
 
 
 def load_spec(source: str | os.PathLike) -> SweepSpec:
@@ -397,8 +350,9 @@ def load_spec(source: str | os.PathLike) -> SweepSpec:
     if path.exists() or not isinstance(source, str) or path.suffix in (".yaml", ".yml") or "/" in source \
             or os.sep in source:
         return SweepSpec.from_yaml(path)
-    bundled = resources.files("archscale") / "sweep" / "presets" / f"{source}.yaml"
-    if not bundled.is_file():
+    if source not in presets():
         raise SpecError(f"no spec file {source!r} and no bundled preset of that name; presets: "
                         f"{', '.join(presets())}")
+    experiment, _, preset = source.rpartition("_")
+    bundled = preset_path(experiment, preset, "sweep/presets")
     return SweepSpec.from_text(bundled.read_text(encoding="utf-8"), f"preset {source}", source)

@@ -15,7 +15,17 @@ training loop, :class:`TrainResult`).
 """
 
 from ..core.errors import ArchscaleError
-from .config import ARCHS, LOSSES, ModelSpec, TrainConfig, epoch_order, minibatch_schedule
+from .config import (
+    ARCHS,
+    LOSSES,
+    MODEL_FIELDS,
+    TRAIN_FIELDS,
+    ModelSpec,
+    RunSpec,
+    TrainConfig,
+    epoch_order,
+    minibatch_schedule,
+)
 from .engine import (
     CPU_CACHE_BYTES,
     TrainResult,
@@ -31,8 +41,11 @@ __all__ = [
     "ARCHS",
     "CPU_CACHE_BYTES",
     "LOSSES",
+    "MODEL_FIELDS",
+    "TRAIN_FIELDS",
     "ArchscaleError",
     "ModelSpec",
+    "RunSpec",
     "TrainConfig",
     "TrainResult",
     "auto_chunk_size",

@@ -13,9 +13,11 @@ import torch
 from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError
+from ..core.spec import MODEL_FIELDS, TRAIN_FIELDS, RunSpec
 from ..nn.models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS, DagCNN, DagMLP, DagNet
 
-__all__ = ["ARCHS", "LOSSES", "ModelSpec", "TrainConfig", "epoch_order", "minibatch_schedule"]
+__all__ = ["ARCHS", "LOSSES", "MODEL_FIELDS", "TRAIN_FIELDS", "ModelSpec", "RunSpec", "TrainConfig",
+           "epoch_order", "minibatch_schedule"]
 
 ARCHS = ("mlp", "cnn")
 LOSSES = ("ce", "mse")
@@ -30,10 +32,10 @@ class ModelSpec:
     arch: str = "mlp"
     width: int = 128
     kernel_size: int = 3  # CNNs only
-    act: str = "relu"
-    layout: str = "paper"
-    init: str = "archscale"
-    readout: str = "mean_field"
+    act: str = RunSpec.act
+    layout: str = RunSpec.layout
+    init: str = RunSpec.init
+    readout: str = RunSpec.readout
 
     def __post_init__(self):
         validate.choice(self.arch, "arch", ARCHS)
@@ -77,14 +79,14 @@ class TrainConfig:
     batched trainer refuses it rather than silently training without.
     """
 
-    steps: int | None = None
-    epochs: int = 1
-    batch_size: int = 128
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    cosine: bool = False
-    loss: str = "ce"
+    steps: int | None = RunSpec.steps
+    epochs: int = RunSpec.epochs
+    batch_size: int = RunSpec.batch_size
+    momentum: float = RunSpec.momentum
+    nesterov: bool = RunSpec.nesterov
+    weight_decay: float = RunSpec.weight_decay
+    cosine: bool = RunSpec.cosine
+    loss: str = RunSpec.loss
     eval_batch_size: int = 1024
     augment: bool = False
 
@@ -103,6 +105,11 @@ class TrainConfig:
         if self.nesterov and momentum == 0:
             raise ArchscaleError("nesterov needs momentum > 0 (as in torch.optim.SGD)")
         validate.choice(self.loss, "loss", LOSSES)
+
+    @classmethod
+    def of(cls, spec: RunSpec) -> TrainConfig:
+        """The config of a spec's training fields (:data:`~archscale.core.spec.TRAIN_FIELDS`)."""
+        return cls(**{name: getattr(spec, name) for name in TRAIN_FIELDS})
 
     def steps_per_epoch(self, n_train: int) -> int:
         return -(-n_train // self.batch_size)

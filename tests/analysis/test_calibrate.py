@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from sweep_specs import CAL_SPEC
 
 from archscale import Dag
 from archscale.analysis.calibrate import EQ8, PathLaw, calibrate, split_graphs
@@ -64,18 +65,6 @@ def test_split_is_seeded_and_needs_two_graphs_a_side():
         split_graphs(list("abc"), 0.5, 0)
 
 
-CAL_SPEC = """\
-arch: mlp
-graphs: ['1']
-sample: {n_vertices: 4, k: 6, seed: 0}
-widths: [8]
-lrs: [0.05, 0.2, 0.8]
-seeds: [0, 1]
-steps: 3
-batch_size: 64
-n_train: 128
-n_test: 32
-"""
 
 
 def _cli(*args):

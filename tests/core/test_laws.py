@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from strategies import dags
+from synthetic import law_rows
 
 from archscale import Dag, lr_scale
 from archscale.analysis.law_scores import compare_laws
@@ -59,26 +60,11 @@ def test_on_a_chain_eq8_and_effective_depth_agree_and_multi_path_graphs_split_th
         law("sqrt_depth")
 
 
-def _rows(codes, truth, rng, seeds=(0, 1, 2)):
-    grid = np.geomspace(1e-3, 10, 61)
-    rows = []
-    for code in codes:
-        target = 0.5 * truth(Dag.parse(code)) * np.exp(0.05 * rng.standard_normal())
-        for s in seeds:
-            loss = (np.log(grid) - np.log(target)) ** 2
-            rows += [dict(graph=code, arch="mlp", width=8, kernel_size=0, act="relu", lr=float(lr), seed=s,
-                          train_loss=float(v), train_loss_final=float(v), test_loss=float(v), test_acc=0.5,
-                          diverged=False, steps=3, diverged_step=-1, layout="paper", init="archscale",
-                          readout="mean_field") for lr, v in zip(grid, loss)]
-    import pandas as pd
-    return pd.DataFrame(rows)
-
-
 def test_the_generating_law_ranks_first_and_its_zero_shot_numbers_are_maxlrs():
     from archscale.analysis import compare
 
     codes = ["1"] + [d.code for d in Dag.sample(5, 30, seed=2)]
-    rows = _rows(codes, lambda d: LAWS["effective_depth"].scale(d, BASE), np.random.default_rng(0))
+    rows = law_rows(codes, lambda d: LAWS["effective_depth"].scale(d, BASE), np.random.default_rng(0))
     report = compare_laws(rows, holdout=0.5, seed=1, n_boot=200)
     assert report.laws[0].name == "effective_depth"
     assert report.laws[0].fitted_exponent == pytest.approx(1.5, abs=0.2)
@@ -90,7 +76,7 @@ def test_the_generating_law_ranks_first_and_its_zero_shot_numbers_are_maxlrs():
 
 
 def test_laws_command_line(tmp_path):
-    from test_calibrate import CAL_SPEC
+    from sweep_specs import CAL_SPEC
 
     spec = tmp_path / "cal.yaml"
     spec.write_text(CAL_SPEC)

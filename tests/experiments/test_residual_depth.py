@@ -11,8 +11,9 @@ from archscale import Dag, lr_scale
 from archscale.analysis.depth_transfer import depth_transfer
 from archscale.analysis.law_scores import compare_laws
 from archscale.core.errors import ArchscaleError, StoreError
+from archscale.core.presets import preset_names
 from archscale.core.residual import residual_chain_dag
-from archscale.experiments.residual_depth import PRESETS, ResidualDepthSpec, run_residual_depth
+from archscale.experiments.residual_depth import ResidualDepthSpec, run_residual_depth
 
 matplotlib.use("Agg")
 
@@ -28,13 +29,14 @@ def tiny(tmp_path_factory):
 
 
 def test_presets_are_valid_specs_and_bad_settings_are_refused():
-    assert set(PRESETS) == {"smoke", "quick", "full"}
-    for spec in PRESETS.values():
+    assert preset_names("residual_depth") == ["smoke", "quick", "full"]
+    for spec in map(ResidualDepthSpec.preset, preset_names("residual_depth")):
         assert spec.depths[0] == 1 and len(spec.lrs) == spec.n_lrs and spec.graph(1) == "2_12"
     with pytest.raises(ArchscaleError, match="include 1"):
-        ResidualDepthSpec("x", (2, 4), 8, 0.1, 1.0, 3, (0,))
+        ResidualDepthSpec(name="x", depths=[2, 4], width=8, lr_min=0.1, lr_max=1.0, n_lrs=3, seeds=[0])
     with pytest.raises(ArchscaleError, match="act"):
-        ResidualDepthSpec("x", (1, 2), 8, 0.1, 1.0, 3, (0,), act="tanhh")
+        ResidualDepthSpec(name="x", depths=[1, 2], width=8, lr_min=0.1, lr_max=1.0, n_lrs=3, seeds=[0],
+                          act="tanhh")
     with pytest.raises(ArchscaleError, match="preset"):
         run_residual_depth("huge")
     with pytest.raises(ArchscaleError, match="unknown residual depth setting"):

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from test_laws import _rows
+from synthetic import law_rows
 
 from archscale import Dag
 from archscale.analysis.law_scores import compare_laws
@@ -18,7 +18,7 @@ BASE = Dag.parse("1")
 @pytest.fixture(scope="module")
 def reports():
     codes = ["1"] + [d.code for d in Dag.sample(5, 20, seed=4)]
-    rows = _rows(codes, lambda d: LAWS["eq8"].scale(d, BASE), np.random.default_rng(1))
+    rows = law_rows(codes, lambda d: LAWS["eq8"].scale(d, BASE), np.random.default_rng(1))
     small = rows[rows["graph"].isin(codes[:3])]  # two non-base graphs: no held-out split possible
     return {"good": compare_laws(rows, n_boot=100), "small": compare_laws(small, holdout=0, n_boot=100)}
 

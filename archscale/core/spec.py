@@ -1,0 +1,45 @@
+"""The fields every experiment spec shares, with one set of defaults (no torch).
+
+:class:`RunSpec` is the base of :class:`~archscale.sweep.SweepSpec` and of the residual depth
+sweep's spec; :class:`~archscale.train.ModelSpec` and :class:`~archscale.train.TrainConfig` (what
+the trainer takes) draw their defaults from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MODEL_FIELDS", "TRAIN_FIELDS", "RunSpec"]
+
+
+@dataclass
+class RunSpec:
+    """The fields every experiment spec shares, with their one set of defaults: the recipe of the
+    network (activation, block layout, init, readout), the training protocol and the data.
+
+    :class:`~archscale.sweep.SweepSpec` and the residual depth sweep's spec extend it;
+    :class:`ModelSpec` and :class:`TrainConfig` (what the trainer takes) draw their defaults
+    from it, and :meth:`TrainConfig.of <archscale.train.TrainConfig.of>` builds the trainer's
+    config from a spec.
+    """
+
+    act: str = "relu"
+    layout: str = "paper"
+    init: str = "archscale"
+    readout: str = "mean_field"
+    loss: str = "ce"
+    epochs: int = 1
+    steps: int | None = None
+    batch_size: int = 128
+    cosine: bool = False
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    dataset: str = "digits"
+    n_train: int | None = None
+    n_test: int | None = None
+
+
+#: The fields of :class:`RunSpec` that :class:`TrainConfig` and :class:`ModelSpec` take.
+TRAIN_FIELDS = ("loss", "epochs", "steps", "batch_size", "cosine", "momentum", "nesterov", "weight_decay")
+MODEL_FIELDS = ("act", "layout", "init", "readout")
