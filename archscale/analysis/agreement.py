@@ -29,18 +29,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.errors import ArchscaleError
+from .estimator import DEFAULT_METHOD, MIN_VALID, bootstrap_estimates, estimate, seed_counts
 
 __all__ = [
     "METRIC_NAMES",
     "Agreement",
     "agreement_metrics",
-    "best_index",
     "bootstrap_agreement",
-    "bootstrap_max_lrs",
     "cap_diverged",
-    "max_lr_interval",
+    "noise_floor",
     "percentile_interval",
-    "seed_bootstrap_best",
     "variance_link",
 ]
 
@@ -49,12 +47,10 @@ METRIC_NAMES = ("pearson_log", "spearman", "log_rmse", "error_factor", "bias", "
 
 
 def cap_diverged(losses: np.ndarray) -> np.ndarray:
-    """``losses`` (seeds x LRs) with every non-finite entry (a diverged run) replaced by a cap.
-
-    The cap lies above every finite loss of the configuration: the worst finite loss plus 10%
-    of the finite range (plus 1 when all finite losses are equal). A diverged seed therefore
-    counts as the worst run seen, not as an infinite loss that would make a whole learning
-    rate's mean infinite. Missing entries (NaN where no run exists) stay NaN.
+    """``losses`` (seeds x LRs) with every non-finite entry (a diverged run) replaced by a cap, for
+    drawing loss curves: the worst finite loss plus 10% of the finite range (plus 1 when all finite
+    losses are equal). Missing entries (NaN where no run exists) stay NaN. (The estimator does not
+    use it: an LR where a seed diverged is not eligible, :mod:`~archscale.analysis.estimator`.)
     """
     out = np.array(losses, dtype=float)
     finite = np.isfinite(out)
@@ -65,40 +61,6 @@ def cap_diverged(losses: np.ndarray) -> np.ndarray:
     return np.where(~finite & ~np.isnan(out), cap, out)
 
 
-def best_index(mean_losses: np.ndarray) -> int:
-    """Index of the lowest mean loss (the smallest LR among exact ties); -1 when none is finite."""
-    vals = np.asarray(mean_losses, dtype=float)
-    if not np.isfinite(vals).any():
-        return -1
-    return int(np.nanargmin(np.where(np.isfinite(vals), vals, np.inf)))
-
-
-def seed_bootstrap_best(capped: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Best-LR index for each bootstrap replicate of the seeds.
-
-    ``capped``: (seeds x LRs) losses from :func:`cap_diverged`; ``counts``: (replicates x seeds)
-    resampling counts. Replicates whose resampled seeds leave no finite mean give -1.
-    """
-    present = np.isfinite(capped)
-    filled = np.where(present, capped, 0.0)
-    weight = counts @ present.astype(float)                 # (B, L) seeds contributing per LR
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(weight > 0, (counts @ filled) / weight, np.inf)
-    out = np.argmin(means, axis=1)
-    out[~np.isfinite(means).any(axis=1)] = -1
-    return out
-
-
-def bootstrap_max_lrs(capped: list[np.ndarray], lrs: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
-    """(replicates x configurations) maximal LR of every configuration on each seed resample.
-
-    ``counts`` (replicates x seeds) is one resampling shared by all configurations, so they stay
-    paired; a replicate with no finite mean gives NaN.
-    """
-    picked = [seed_bootstrap_best(c, counts) for c in capped]
-    return np.stack([np.where(b >= 0, lr[np.maximum(b, 0)], np.nan) for lr, b in zip(lrs, picked)], axis=1)
-
-
 def percentile_interval(samples) -> tuple[float, float, int]:
     """95% percentile interval of the finite bootstrap samples and how many there were (NaN if none)."""
     arr = np.asarray(samples, dtype=float)
@@ -106,26 +68,6 @@ def percentile_interval(samples) -> tuple[float, float, int]:
     if not arr.size:
         return math.nan, math.nan, 0
     return float(np.percentile(arr, 2.5)), float(np.percentile(arr, 97.5)), int(arr.size)
-
-
-def max_lr_interval(capped: np.ndarray, lrs: np.ndarray, *, n_boot: int = 1000, seed: int = 0
-                    ) -> tuple[float, float, float]:
-    """The maximal LR of one configuration and its 95% bootstrap interval over seeds.
-
-    The point is the LR with the lowest seed-mean capped loss; the interval spans the 2.5 and
-    97.5 percentiles of the best LR over seed resamples, widened where needed to contain the
-    point (with few seeds the resampled argmin can skip it). NaN when no run stayed finite.
-    """
-    s = capped.shape[0]
-    point = seed_bootstrap_best(capped, np.ones((1, s)))[0]
-    if point < 0:
-        return math.nan, math.nan, math.nan
-    counts = np.random.default_rng(seed).multinomial(s, np.full(s, 1.0 / s), size=n_boot).astype(float)
-    boot = seed_bootstrap_best(capped, counts)
-    chosen = boot[boot >= 0]  # grid indices; percentiles that land on grid points
-    lo = int(np.percentile(chosen, 2.5, method="lower"))
-    hi = int(np.percentile(chosen, 97.5, method="higher"))
-    return float(lrs[point]), float(lrs[min(lo, point)]), float(lrs[max(hi, point)])
 
 
 def against_factor(lo: float, hi: float, good: float) -> str:
@@ -171,10 +113,13 @@ class Agreement:
     """Agreement metrics of a comparison, each with a bootstrap interval.
 
     ``estimate[name]`` is the metric on the measured maximal LRs; ``lo``/``hi`` its 95%
-    percentile interval; ``n`` the number of non-base configurations, ``n_seeds`` the seeds
-    per configuration, ``n_boot`` the replicates (``n_valid[name]`` of them gave a finite value)
-    and ``samples[name]`` their values (NaN where undefined). Two agreements computed with the
-    same ``seed`` on the same configurations share their resamples, so their ``samples`` pair up.
+    percentile interval (NaN when fewer than 80% of the replicates gave a value); ``n`` the
+    number of non-base configurations (in ``n_clusters`` resampled clusters, e.g. graphs),
+    ``n_seeds`` the seeds per configuration, ``n_boot`` the replicates (``n_valid[name]`` of them
+    gave a finite value) and ``samples[name]`` their values (NaN where undefined). ``noise_floor``
+    is the error factor a perfect law would score on these data (:func:`noise_floor`, from
+    ``n_floor`` configurations). Two agreements computed with the same ``seed`` on the same
+    configurations share their resamples, so their ``samples`` pair up.
     """
 
     estimate: dict[str, float]
@@ -186,23 +131,36 @@ class Agreement:
     seed: int
     n_valid: dict[str, int] = field(default_factory=dict)
     samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    n_clusters: int = 0
+    noise_floor: float = math.nan
+    n_floor: int = 0
+    method: str = DEFAULT_METHOD
 
     def to_dict(self) -> dict:
         metrics = {k: {"estimate": _none(self.estimate[k]), "lo": _none(self.lo[k]), "hi": _none(self.hi[k]),
                        "n_valid": self.n_valid.get(k, 0)} for k in METRIC_NAMES}
-        return {"metrics": metrics, "n": self.n, "n_seeds": self.n_seeds, "n_boot": self.n_boot,
-                "seed": self.seed, "base_excluded": True, "scale": "log"}
+        return {"metrics": metrics, "n": self.n, "n_clusters": self.n_clusters, "n_seeds": self.n_seeds,
+                "n_boot": self.n_boot, "seed": self.seed, "base_excluded": True, "scale": "log",
+                "noise_floor": _none(self.noise_floor), "n_floor": self.n_floor, "method": self.method}
 
     def line(self, name: str, digits: int = 3) -> str:
-        """``name = x [lo, hi]`` for one metric."""
+        """``name = x [lo, hi]`` for one metric (``[no interval: k/n valid]`` when refused)."""
+        refused = not (np.isfinite(self.lo[name]) and np.isfinite(self.hi[name]))
+        if refused and np.isfinite(self.estimate[name]):
+            return f"{name} = {_fmt(self.estimate[name], digits)} [no interval: " \
+                   f"{self.n_valid.get(name, 0)}/{self.n_boot} replicates valid]"
         return f"{name} = {_fmt(self.estimate[name], digits)} [{_fmt(self.lo[name], digits)}, " \
                f"{_fmt(self.hi[name], digits)}]"
 
     def format(self) -> str:
-        """Every metric with its interval, and n: the lines printed under a comparison."""
-        head = (f"agreement on {self.n} non-base configuration(s), log LRs, 95% bootstrap intervals over "
-                f"{self.n_seeds} seeds and the configurations ({self.n_boot} replicates):")
-        return "\n".join([head] + [f"  {self.line(k)}" for k in METRIC_NAMES])
+        """Every metric with its interval, n and the noise floor: the lines printed under a comparison."""
+        clusters = f" in {self.n_clusters} graphs" if self.n_clusters and self.n_clusters != self.n else ""
+        head = (f"agreement on {self.n} non-base configuration(s){clusters}, log LRs, max LR by "
+                f"{self.method}, 95% bootstrap intervals over {self.n_seeds} seeds and the "
+                f"{'graphs' if clusters else 'configurations'} ({self.n_boot} replicates):")
+        floor = (f"  noise floor = {_fmt(self.noise_floor)} (the error factor of a perfect law on these "
+                 f"data: two halves of the seeds, n = {self.n_floor}; no law can score below it)")
+        return "\n".join([head] + [f"  {self.line(k)}" for k in METRIC_NAMES] + [floor])
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -215,36 +173,70 @@ def _none(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of: list[int],
-                        scale: np.ndarray, targets: list[int], *, n_boot: int = 1000, seed: int = 0
-                        ) -> Agreement:
+def noise_floor(losses: list[np.ndarray], lrs: list[np.ndarray], targets, method: str = DEFAULT_METHOD
+                ) -> tuple[float, int]:
+    """The error factor a perfect law would score on these data, and the configurations it rests on.
+
+    Each configuration's maximal LR is estimated twice, from the first ``floor(S/2)`` of its
+    ``S`` seeds (in their order) and from the rest; ``d = ln(first / rest)`` over the
+    ``targets`` where both exist. A law's residual ``ln m - ln(m_base * scale)`` carries the
+    noise of two full-seed estimates, whose variance is ``var(d) * (2/S) / (1/n_a + 1/n_b)``,
+    so the floor is ``exp(rms(d) * sqrt((2/S) / (1/n_a + 1/n_b)))``. NaN with fewer than 2 seeds.
+    """
+    s = losses[0].shape[0] if losses else 0
+    n_a = s // 2
+    if n_a < 1 or s - n_a < 1:
+        return math.nan, 0
+    halves = np.zeros((2, s))
+    halves[0, :n_a] = 1.0
+    halves[1, n_a:] = 1.0
+    d = []
+    for t in targets:
+        a, b = estimate(losses[t], lrs[t], halves, method).lr
+        if np.isfinite(a) and np.isfinite(b):
+            d.append(math.log(a / b))
+    if not d:
+        return math.nan, 0
+    scale = math.sqrt((2 / s) / (1 / n_a + 1 / (s - n_a)))
+    return float(math.exp(math.sqrt(float(np.mean(np.square(d)))) * scale)), len(d)
+
+
+def bootstrap_agreement(losses: list[np.ndarray], lrs: list[np.ndarray], base_of: list[int],
+                        scale: np.ndarray, targets: list[int], *, clusters: list | None = None,
+                        method: str = DEFAULT_METHOD, n_boot: int = 1000, seed: int = 0) -> Agreement:
     """Metrics of measured vs predicted maximal LRs with intervals over seeds and configurations.
 
-    ``capped[i]`` (seeds x LRs, from :func:`cap_diverged`) and ``lrs[i]`` describe configuration
-    ``i``; every configuration must hold the same number of seeds, in the same order.
-    ``base_of[i]`` is the index of the base configuration its prediction transfers from and
-    ``scale[i]`` the rule's LR ratio, so ``predicted_i = max_lr(base_of[i]) * scale[i]``;
-    ``targets`` are the indices that enter the metrics (the non-base configurations).
+    ``losses[i]`` (seeds x LRs, ``inf`` where a run diverged, from
+    :func:`~archscale.analysis.maxlr.loss_matrix`) and ``lrs[i]`` describe configuration ``i``;
+    every configuration must hold the same number of seeds, in the same order. ``base_of[i]`` is
+    the index of the base configuration its prediction transfers from and ``scale[i]`` the rule's
+    LR ratio, so ``predicted_i = max_lr(base_of[i]) * scale[i]``; ``targets`` are the indices that
+    enter the metrics (the non-base configurations). Each replicate re-estimates every maximal
+    LR (:mod:`~archscale.analysis.estimator`) on one seed resample shared by all, and resamples
+    the targets; with ``clusters`` (a label per configuration, e.g. its graph) it resamples whole
+    clusters, so configurations that share a graph are not counted as independent.
     """
-    n_seeds = {c.shape[0] for c in capped}
+    n_seeds = {c.shape[0] for c in losses}
     if len(n_seeds) != 1:
         raise ArchscaleError(f"every configuration needs the same seeds; got seed counts {sorted(n_seeds)}")
     s = n_seeds.pop()
     rng = np.random.default_rng(seed)
-    seed_counts = rng.multinomial(s, np.full(s, 1.0 / s), size=n_boot).astype(float)
-    point_lr = bootstrap_max_lrs(capped, lrs, np.ones((1, s)))[0]
-    boot_lr = bootstrap_max_lrs(capped, lrs, seed_counts)
+    counts = seed_counts(s, n_boot, rng)
+    point_lr = bootstrap_estimates(losses, lrs, np.ones((1, s)), method)[0]
+    boot_lr = bootstrap_estimates(losses, lrs, counts, method)
     targets = np.asarray(targets, dtype=int)
     base_of = np.asarray(base_of, dtype=int)
     pred_point = point_lr[base_of] * scale
-    estimate = agreement_metrics(point_lr[targets], pred_point[targets]) if len(targets) else \
-        agreement_metrics(np.array([]), np.array([]))
-    pick = rng.integers(0, len(targets), size=(n_boot, len(targets))) if len(targets) else None
+    estimate_ = agreement_metrics(point_lr[targets], pred_point[targets])
+    labels = [targets[i] for i in range(len(targets))] if clusters is None else \
+        [clusters[t] for t in targets]
+    groups = list(dict.fromkeys(labels))
+    members = [targets[[lab == g for lab in labels]] for g in groups]
     samples = {k: [] for k in METRIC_NAMES}
-    for b in range(n_boot if pick is not None else 0):
+    for b in range(n_boot if len(targets) else 0):
         meas = boot_lr[b]
         pred = meas[base_of] * scale
-        idx = targets[pick[b]]
+        idx = np.concatenate([members[j] for j in rng.integers(0, len(groups), size=len(groups))])
         ok = np.isfinite(meas[idx]) & np.isfinite(pred[idx])
         vals = agreement_metrics(meas[idx][ok], pred[idx][ok])
         for k in METRIC_NAMES:
@@ -253,7 +245,11 @@ def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of
     kept = {k: np.asarray(samples[k], dtype=float) for k in METRIC_NAMES}
     for k in METRIC_NAMES:
         lo[k], hi[k], valid[k] = percentile_interval(kept[k])
-    return Agreement(estimate, lo, hi, int(len(targets)), s, int(n_boot), int(seed), valid, kept)
+        if valid[k] < MIN_VALID * n_boot:  # too few replicates hold: no interval
+            lo[k] = hi[k] = math.nan
+    floor, n_floor = noise_floor(losses, lrs, targets, method)
+    return Agreement(estimate_, lo, hi, int(len(targets)), s, int(n_boot), int(seed), valid, kept,
+                     n_clusters=len(groups), noise_floor=floor, n_floor=n_floor, method=method)
 
 
 def _partial(y: np.ndarray, x: np.ndarray, z: np.ndarray) -> float:

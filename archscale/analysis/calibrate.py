@@ -26,6 +26,7 @@ from ..core.dag import Dag
 from ..core.errors import ArchscaleError
 from ..core.scaling import convention
 from .compare import Comparison, Measured, Rule, compare, measure
+from .estimator import DEFAULT_METHOD
 
 __all__ = ["Calibration", "PathLaw", "calibrate", "can_split", "fit_offset", "held_out", "split_graphs"]
 
@@ -80,12 +81,13 @@ def split_graphs(graphs: Sequence[str], holdout: float, seed: int) -> tuple[list
 
 
 def held_out(results: pd.DataFrame | Measured, base: str, metric: str, holdout: float, seed: int,
-             n_boot: int) -> tuple[Measured, list[str], list[str], float, int]:
+             n_boot: int, method: str = DEFAULT_METHOD, edges: bool = False
+             ) -> tuple[Measured, list[str], list[str], float, int]:
     """The measured sweep and its seeded split of the non-base graphs into (fitting, held-out)."""
     holdout = validate.number(holdout, "holdout", minimum=0.0, maximum=1.0, example="0.5")
     seed = validate.integer(seed, "seed")
     meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
-                                                                 seed=seed)
+                                                                 seed=seed, method=method, edges=edges)
     graphs = sorted(set(meas.table.loc[~meas.table["is_base"], "graph"]) - {meas.base.code})
     fit_graphs, test_graphs = split_graphs(graphs, holdout, seed)
     return meas, fit_graphs, test_graphs, holdout, seed
@@ -168,9 +170,12 @@ class Calibration:
 
 def calibrate(results: pd.DataFrame | Measured, base: str = "1", metric: str = "train_loss", *,
               holdout: float = 0.5, seed: int = 0, offsets: Sequence[float] = OFFSETS,
-              powers: Sequence[float] = POWERS, n_boot: int = 1000) -> Calibration:
-    """Fit the path-sum law on a random share of the graphs, score it and eq. 8 on the rest."""
-    meas, fit_graphs, test_graphs, holdout, seed = held_out(results, base, metric, holdout, seed, n_boot)
+              powers: Sequence[float] = POWERS, n_boot: int = 1000, method: str = DEFAULT_METHOD,
+              edges: bool = False) -> Calibration:
+    """Fit the path-sum law on a random share of the graphs, score it and eq. 8 on the rest
+    (``method``, ``edges``: the estimator and whether grid-edge configurations count)."""
+    meas, fit_graphs, test_graphs, holdout, seed = held_out(results, base, metric, holdout, seed, n_boot,
+                                                            method, edges)
     law, rmse, n_fit = _fit(meas, set(fit_graphs), offsets, powers)
     uses_kernel = convention(meas.arch).uses_kernel
     scored = set(test_graphs)

@@ -21,6 +21,7 @@ from ..core.errors import ArchscaleError
 from ..core.scaling import convention, lr_scale
 from .agreement import Agreement, _none, bootstrap_agreement
 from .agreement import _fmt as _f
+from .estimator import DEFAULT_METHOD
 from .maxlr import loss_matrix, max_lr
 
 __all__ = ["Comparison", "Measured", "Rule", "compare", "eq8_rule", "measure", "recipe_of"]
@@ -52,8 +53,10 @@ class Comparison:
     """Measured versus predicted maximal LR per configuration, and how well they agree.
 
     ``table``: one row per configuration (graph, width, kernel_size, act, scale, measured with
-    its seed interval, predicted, at_edge, is_base). ``agreement``: the metrics of
-    :mod:`~archscale.analysis.agreement` on the non-base configurations with their intervals.
+    its seed interval and grid argmin ``measured_grid``, predicted, ``edge``/``at_edge``,
+    ``scored``, is_base). ``agreement``: the metrics of :mod:`~archscale.analysis.agreement` on
+    the non-base configurations with their intervals; configurations whose maximal LR sits at a
+    grid edge are left out by default (``n_edge`` of them), as their measurement is only a bound.
     ``pearson_r_with_base``: the linear Pearson r over every configuration including the base, as
     the paper reports it (secondary: the base matches by construction and dominates it).
     ``recipe``: layout, init and readout as read from the rows.
@@ -66,6 +69,8 @@ class Comparison:
     offset: int
     metric: str = "train_loss"
     recipe: dict = field(default_factory=dict)
+    n_edge: int = 0
+    edges_scored: bool = False
 
     @property
     def n(self) -> int:
@@ -84,14 +89,19 @@ class Comparison:
         """One line for figure titles: log r with its interval, error factor, bias, n."""
         a = self.agreement
         return (f"log r = {_f(a.estimate['pearson_log'])} [{_f(a.lo['pearson_log'])}, "
-                f"{_f(a.hi['pearson_log'])}], error ×{_f(a.estimate['error_factor'], 2)}, "
-                f"bias ×{_f(a.estimate['bias'], 2)}, n = {a.n}")
+                f"{_f(a.hi['pearson_log'])}], error ×{_f(a.estimate['error_factor'], 2)} "
+                f"(floor ×{_f(a.noise_floor, 2)}), bias ×{_f(a.estimate['bias'], 2)}, n = {a.n}")
 
     def to_dict(self) -> dict:
-        table = self.table.replace({np.nan: None}).to_dict(orient="records")
+        """JSON-ready: the metrics, settings and one row per configuration; each row also names its
+        maximal LR as ``max_lr``/``max_lr_lo``/``max_lr_hi``/``max_lr_grid`` (as ``archscale.max_lr``)."""
+        t = self.table
+        named = t.assign(max_lr=t["measured"], max_lr_lo=t["measured_lo"], max_lr_hi=t["measured_hi"],
+                         max_lr_grid=t["measured_grid"])
+        table = named.astype(object).where(named.notna(), None).to_dict(orient="records")
         return {**self.agreement.to_dict(), "pearson_r_with_base": _none(self.pearson_r_with_base),
                 "base": self.base, "offset": self.offset, "metric": self.metric, "recipe": self.recipe,
-                "table": table}
+                "n_edge": self.n_edge, "edges_scored": self.edges_scored, "table": table}
 
     def format(self) -> str:
         """A plain-text table, the agreement metrics with intervals, and the settings they rest on."""
@@ -100,15 +110,18 @@ class Comparison:
         t = self.table[cols].copy()
         if (t["kernel_size"] == 0).all():
             t = t.drop(columns="kernel_size")
-        t["note"] = np.where(self.table["is_base"], "base", "") + np.where(self.table["at_edge"], "*", "")
+        t["note"] = np.where(self.table["is_base"], "base", "") + \
+            self.table["edge"].map(lambda e: f" edge:{e}" if e else "").to_numpy(str)
         text = t.to_string(index=False, float_format=lambda v: f"{v:.4g}")
         lines = [text, self.agreement.format(),
                  f"secondary: linear Pearson r including the base = {_f(self.pearson_r_with_base)} "
                  f"(n = {int(np.isfinite(self.table['measured']).sum())})",
                  f"base {self.base!r}, depth offset {self.offset}, metric {self.metric}; "
                  f"recipe: {self.recipe_text()}"]
-        if self.table["at_edge"].any():
-            lines.append("* best LR at the edge of the grid: the true maximum may lie outside it")
+        if self.n_edge:
+            how = "scored anyway" if self.edges_scored else "left out of the metrics"
+            lines.append(f"edge:low/high: {self.n_edge} configuration(s) whose maximal LR or its interval "
+                         f"reaches the grid's end ({how}): the true maximum may lie outside the grid")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -121,18 +134,21 @@ class Measured:
 
     ``table`` holds graph, width, kernel_size, act, measured (with its seed interval
     measured_lo/hi), at_edge, is_base and ``base_row`` (the row of the base it transfers from);
-    ``capped``/``lrs`` hold each configuration's seeds x LRs losses (diverged runs capped) on one
-    shared seed order, for the bootstrap. ``base_kernel[(width, act)]`` is the base's kernel.
+    ``losses``/``lrs`` hold each configuration's seeds x LRs losses (``inf`` where a run
+    diverged) on one shared seed order, for the bootstrap. ``base_kernel[(width, act)]`` is the
+    base's kernel; ``method`` the estimator's method (:mod:`~archscale.analysis.estimator`).
     """
 
     table: pd.DataFrame
-    capped: list[np.ndarray]
+    losses: list[np.ndarray]
     lrs: list[np.ndarray]
     arch: str
     base: Dag
     base_kernel: dict
     metric: str
     recipe: dict
+    method: str = DEFAULT_METHOD
+    edges: bool = False  # whether comparisons score configurations whose max LR sits at a grid edge
 
     def dag(self, code: str) -> Dag:
         return Dag.parse(code, ops=self.arch)
@@ -140,9 +156,11 @@ class Measured:
     def log_target(self, graphs: set[str]) -> tuple[pd.DataFrame, np.ndarray]:
         """The non-base configurations of ``graphs`` with a finite measurement, and what a law's
         depth term must explain there: ``ln(measured / measured_base)`` less eq. 9's kernel factor
-        ``ln(q_base / q)`` for CNNs (the one log-LR target the calibration and the laws fit)."""
+        ``ln(q_base / q)`` for CNNs (the one log-LR target the calibration and the laws fit);
+        configurations at a grid edge only when :attr:`edges`."""
         t = self.table
-        rows = t[t["graph"].isin(graphs) & ~t["is_base"] & np.isfinite(t["measured"])]
+        rows = t[t["graph"].isin(graphs) & ~t["is_base"] & np.isfinite(t["measured"])
+                 & (self.edges | ~t["at_edge"])]
         y = np.log(rows["measured"].to_numpy(float)) - np.log(t["measured"].to_numpy(float)[rows["base_row"]])
         if convention(self.arch).uses_kernel:
             qb = np.array([self.base_kernel[(w, a)] for w, a in zip(rows["width"], rows["act"])], dtype=float)
@@ -151,13 +169,14 @@ class Measured:
 
 
 def measure(results: pd.DataFrame, base: str = "1", metric: str = "train_loss", *, n_boot: int = 1000,
-            seed: int = 0) -> Measured:
+            seed: int = 0, method: str = DEFAULT_METHOD, edges: bool = False) -> Measured:
     """Every configuration's measured maximal LR and the base it transfers from (see :class:`Measured`).
 
     The base is the graph ``base`` at the same width and activation, with kernel 3 for CNNs when
-    swept (else the smallest kernel swept).
+    swept (else the smallest kernel swept). ``method`` picks the estimator; ``edges`` whether the
+    comparisons built on this measurement score configurations at a grid edge.
     """
-    m = max_lr(results, metric, n_boot=n_boot, seed=seed)
+    m = max_lr(results, metric, n_boot=n_boot, seed=seed, method=method)
     archs = m["arch"].unique()
     if len(archs) != 1:
         raise ArchscaleError(f"results mix architectures {sorted(archs)}; compare one arch at a time")
@@ -181,18 +200,20 @@ def measure(results: pd.DataFrame, base: str = "1", metric: str = "train_loss", 
                 base_row[(width, act)] = len(rows)
             rows.append({"graph": r["graph"], "width": int(width), "kernel_size": int(r["kernel_size"]),
                          "act": act, "measured": r["max_lr"], "measured_lo": r["max_lr_lo"],
-                         "measured_hi": r["max_lr_hi"], "at_edge": bool(r["at_edge"]),
-                         "is_base": bool(is_base)})
+                         "measured_hi": r["max_lr_hi"], "measured_grid": r["max_lr_grid"],
+                         "edge": r["edge"], "at_edge": bool(r["at_edge"]), "method": r["method"],
+                         "n_valid": int(r["n_valid"]), "is_base": bool(is_base)})
     table = pd.DataFrame(rows)
     table["base_row"] = [base_row[(w, a)] for w, a in zip(table["width"], table["act"])]
     seeds = sorted(results["seed"].unique())
     groups = dict(list(results.groupby(["graph", "width", "kernel_size", "act"], sort=False)))
-    capped, lrs = [], []
+    losses, lrs = [], []
     for r in table.itertuples():
         grid, mat = loss_matrix(groups[(r.graph, r.width, r.kernel_size, r.act)], metric, seeds)
-        capped.append(mat)
+        losses.append(mat)
         lrs.append(grid)
-    return Measured(table, capped, lrs, arch, base_dag, base_kernel, metric, recipe_of(results))
+    return Measured(table, losses, lrs, arch, base_dag, base_kernel, metric, recipe_of(results), method,
+                    edges)
 
 
 #: A rule: ``(target dag, kernel or None, base dag, base kernel or None) -> eta_target / eta_base``.
@@ -207,18 +228,23 @@ def eq8_rule(arch: str, offset: int | None = None) -> Rule:
 
 def compare(results: pd.DataFrame | Measured, base: str = "1", offset: int | None = None,
             metric: str = "train_loss", *, rule: Rule | None = None, score: set[str] | None = None,
-            n_boot: int = 1000, seed: int = 0) -> Comparison:
+            n_boot: int = 1000, seed: int = 0, method: str = DEFAULT_METHOD, edges: bool | None = None
+            ) -> Comparison:
     """Measured maximal LR per configuration against ``max_lr(base) * lr_scale(graph)`` (eq. 8/9).
 
     The base graph's measured maximal LR (:func:`measure`) is transferred to every configuration
     with :func:`archscale.core.scaling.lr_scale` under the depth ``offset`` (default: the arch's
     convention), which shifts the base's depths and the graph's alike; ``rule`` replaces eq. 8/9
     by another (:data:`Rule`). The agreement metrics leave the base out (and, with ``score``, every
-    graph not in it: a held-out set) and resample seeds and configurations (``n_boot``
-    replicates, numpy seed ``seed``).
+    graph not in it: a held-out set; and, unless ``edges``, every configuration whose maximal LR
+    sits at a grid edge; default: the measurement's policy, off) and resample seeds and graphs
+    (``n_boot`` replicates, numpy seed ``seed``; configurations that share a graph, e.g. its
+    kernel sizes, resample together).
+    ``method`` picks the maximal-LR estimator (:mod:`~archscale.analysis.estimator`).
     """
     meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
-                                                                 seed=seed)
+                                                                 seed=seed, method=method, edges=bool(edges))
+    edges = meas.edges if edges is None else bool(edges)
     conv = convention(meas.arch)
     off = conv.offset if offset is None else validate.integer(offset, "offset", minimum=0)
     rule = rule or eq8_rule(meas.arch, off)
@@ -230,14 +256,18 @@ def compare(results: pd.DataFrame | Measured, base: str = "1", offset: int | Non
         scales.append(rule(meas.dag(r.graph), q, meas.base, qb))
     table["scale"] = scales
     table["predicted"] = table["measured"].to_numpy(float)[table["base_row"]] * table["scale"]
-    targets = [i for i, r in enumerate(table.itertuples())
-               if not r.is_base and np.isfinite(r.measured) and np.isfinite(r.predicted)
-               and (score is None or r.graph in score)]
-    agreement = bootstrap_agreement(meas.capped, meas.lrs, table["base_row"].tolist(),
-                                    table["scale"].to_numpy(float), targets, n_boot=n_boot, seed=seed)
+    candidates = [i for i, r in enumerate(table.itertuples())
+                  if not r.is_base and np.isfinite(r.measured) and np.isfinite(r.predicted)
+                  and (score is None or r.graph in score)]
+    n_edge = sum(bool(table["at_edge"].iloc[i]) for i in candidates)
+    targets = [i for i in candidates if edges or not table["at_edge"].iloc[i]]
+    table["scored"] = [i in set(targets) for i in range(len(table))]
+    agreement = bootstrap_agreement(meas.losses, meas.lrs, table["base_row"].tolist(),
+                                    table["scale"].to_numpy(float), targets, clusters=table["graph"].tolist(),
+                                    method=meas.method, n_boot=n_boot, seed=seed)
     ok = np.isfinite(table["measured"].to_numpy(float)) & np.isfinite(table["predicted"].to_numpy(float))
     r_lin = _pearson(table["measured"].to_numpy(float)[ok], table["predicted"].to_numpy(float)[ok])
-    cols = ["graph", "width", "kernel_size", "act", "measured", "measured_lo", "measured_hi", "predicted",
-            "scale", "at_edge", "is_base", "base_row"]
+    cols = ["graph", "width", "kernel_size", "act", "measured", "measured_lo", "measured_hi", "measured_grid",
+            "predicted", "scale", "edge", "at_edge", "method", "n_valid", "scored", "is_base", "base_row"]
     return Comparison(table=table[cols], agreement=agreement, pearson_r_with_base=r_lin, base=meas.base.code,
-                      offset=off, metric=meas.metric, recipe=meas.recipe)
+                      offset=off, metric=meas.metric, recipe=meas.recipe, n_edge=n_edge, edges_scored=edges)

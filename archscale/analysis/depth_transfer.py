@@ -25,6 +25,7 @@ from ..core.laws import Law, law
 from .agreement import Agreement, against_factor
 from .agreement import _fmt as _f
 from .compare import Comparison, compare, measure
+from .estimator import DEFAULT_METHOD
 from .law_scores import law_rule
 
 __all__ = ["DepthTransfer", "depth_transfer", "law_rule", "rank_transfers"]
@@ -101,7 +102,7 @@ class DepthTransfer:
 
 def depth_transfer(results: pd.DataFrame, depths: Mapping[str, int], which: Law | str, *,
                    label: str | None = None, metric: str = "train_loss", n_boot: int = 1000,
-                   seed: int = 0) -> DepthTransfer:
+                   seed: int = 0, method: str = DEFAULT_METHOD) -> DepthTransfer:
     """Measured optimum per depth against ``which`` law, transferred from the shallowest depth.
 
     ``results``: sweep rows of one parametrization; ``depths`` maps each graph code to its depth
@@ -116,7 +117,7 @@ def depth_transfer(results: pd.DataFrame, depths: Mapping[str, int], which: Law 
     if missing:
         raise ArchscaleError(f"the results hold no rows for the graph(s) {missing}")
     chosen = law(which) if isinstance(which, str) else which
-    meas = measure(rows, base, metric, n_boot=n_boot, seed=seed)
+    meas = measure(rows, base, metric, n_boot=n_boot, seed=seed, method=method)
     rule = law_rule(chosen, meas.arch)
     comp = compare(meas, rule=rule, n_boot=n_boot, seed=seed)
     table = comp.table.copy()
@@ -128,7 +129,7 @@ def depth_transfer(results: pd.DataFrame, depths: Mapping[str, int], which: Law 
             lo.append(1.0 if r.is_base else math.nan)
             hi.append(1.0 if r.is_base else math.nan)
             continue
-        one = compare(meas, rule=rule, score={r.graph}, n_boot=n_boot, seed=seed).agreement
+        one = compare(meas, rule=rule, score={r.graph}, n_boot=n_boot, seed=seed, edges=True).agreement
         # widened to hold the point, as the max-LR intervals are (few seeds can skip it)
         lo.append(min(one.lo["bias"], r.measured / r.predicted))
         hi.append(max(one.hi["bias"], r.measured / r.predicted))

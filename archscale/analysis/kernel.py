@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ArchscaleError
-from .agreement import bootstrap_max_lrs, percentile_interval
+from .agreement import percentile_interval
 from .compare import Comparison, Measured, compare, measure
+from .estimator import DEFAULT_METHOD, bootstrap_estimates, seed_counts
 
 __all__ = ["EQ9_EXPONENT", "KernelExponents", "kernel_exponents", "kernel_slope"]
 
@@ -112,22 +113,21 @@ class KernelExponents:
 
 
 def kernel_exponents(results: pd.DataFrame | Measured, base: str = "1", metric: str = "train_loss", *,
-                     n_boot: int = 1000, seed: int = 0) -> KernelExponents:
+                     n_boot: int = 1000, seed: int = 0, method: str = DEFAULT_METHOD) -> KernelExponents:
     """Each graph's kernel exponent (module docstring) with its seed interval, pooled, and eq. 9's fit.
 
     ``results`` are CNN sweep rows over at least two kernel sizes (or their :class:`Measured`);
     ``base``, ``metric``, ``n_boot`` and ``seed`` are those of :func:`compare`.
     """
     meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
-                                                                 seed=seed)
+                                                                 seed=seed, method=method)
     t = meas.table
     if t["kernel_size"].nunique() < 2:
         raise ArchscaleError(f"a kernel exponent needs at least two kernel sizes; the rows hold "
                              f"{sorted(t['kernel_size'].unique())}")
-    s = meas.capped[0].shape[0]
+    s = meas.losses[0].shape[0]
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(s, np.full(s, 1.0 / s), size=n_boot).astype(float)
-    boot = bootstrap_max_lrs(meas.capped, meas.lrs, counts)  # (n_boot, configurations)
+    boot = bootstrap_estimates(meas.losses, meas.lrs, seed_counts(s, n_boot, rng), meas.method)  # (B, n)
     log_q = np.log(t["kernel_size"].to_numpy(float))
     rows, members = [], []
     for (graph, width, act), g in t.groupby(["graph", "width", "act"], sort=True):

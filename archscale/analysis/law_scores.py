@@ -31,6 +31,7 @@ from ..core.scaling import convention
 from .agreement import percentile_interval
 from .calibrate import held_out
 from .compare import Comparison, Measured, Rule, compare, measure
+from .estimator import DEFAULT_METHOD
 
 __all__ = ["LawResult", "LawsReport", "compare_laws"]
 
@@ -155,15 +156,16 @@ def _ci(a, name: str) -> str:
 
 def compare_laws(results: pd.DataFrame | Measured, base: str = "1", metric: str = "train_loss", *,
                  laws: Iterable[Law] | None = None, holdout: float = 0.5, seed: int = 0,
-                 n_boot: int = 1000) -> LawsReport:
+                 n_boot: int = 1000, method: str = DEFAULT_METHOD, edges: bool = False) -> LawsReport:
     """Score every law zero-shot and calibrated on held-out graphs; rank them (see the module docstring)."""
     if holdout == 0:  # zero-shot only: no split, nothing fitted
         seed = validate.integer(seed, "seed")
         meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
-                                                                     seed=seed)
+                                                                     seed=seed, method=method, edges=edges)
         fit_graphs, test_graphs = [], []
     else:
-        meas, fit_graphs, test_graphs, holdout, seed = held_out(results, base, metric, holdout, seed, n_boot)
+        meas, fit_graphs, test_graphs, holdout, seed = held_out(results, base, metric, holdout, seed, n_boot,
+                                                                method, edges)
     test = set(test_graphs)
     out = []
     for law in (list(LAWS.values()) if laws is None else list(laws)):

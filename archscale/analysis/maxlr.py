@@ -1,14 +1,12 @@
-"""The one rule for the best (maximal) learning rate of a grid, and the one cleaning of diverged runs.
+"""The maximal learning rate of every configuration, and the one cleaning of diverged runs.
 
 Tables need columns ``lr``, ``seed``, the metric and, when present, ``diverged``: sweep rows,
-probe tables and the NAS base-LR search all fit.
-
-The rule (:func:`best_lr`): per group, arrange the metric as seeds x learning rates; a diverged
-or non-finite run counts as a loss above every finite one of that group (the worst finite loss
-plus 10% of the finite range, :func:`~archscale.analysis.agreement.cap_diverged`), not as an
-infinite loss that would make a whole learning rate's mean infinite; the best LR is the grid LR
-with the lowest seed-mean. Its interval is a 95% bootstrap over seeds, widened to contain the
-point (:func:`~archscale.analysis.agreement.max_lr_interval`).
+probe tables and the NAS base-LR search all fit. :func:`best_lr` arranges each group's metric as
+seeds x learning rates (a diverged or non-finite run marked ``inf``) and hands it to the one
+estimator, :mod:`archscale.analysis.estimator`: an LR at which any seed diverged is not
+eligible, the grid argmin of the seed means, then a parabola in ``ln lr`` around it for an
+estimate finer than the grid, with a seed-bootstrap interval and an interval-aware edge flag.
+``method="argmin"`` keeps the grid answer.
 """
 
 from __future__ import annotations
@@ -20,9 +18,9 @@ import pandas as pd
 
 from ..core.errors import ArchscaleError
 from ..core.schema import CONFIG_KEYS, METRICS
-from .agreement import cap_diverged, max_lr_interval, seed_bootstrap_best
+from .estimator import DEFAULT_METHOD, check_method, max_lr_estimate
 
-__all__ = ["best_lr", "clean_losses", "loss_matrix", "max_lr"]
+__all__ = ["BEST_COLUMNS", "best_lr", "clean_losses", "loss_matrix", "max_lr"]
 
 
 def clean_losses(table: pd.DataFrame, metric: str = "train_loss", fill: float = np.nan) -> pd.DataFrame:
@@ -47,27 +45,32 @@ def clean_losses(table: pd.DataFrame, metric: str = "train_loss", fill: float = 
 
 def loss_matrix(group: pd.DataFrame, metric: str, seeds: Sequence | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(lrs, capped)``: the group's grid (ascending) and its seeds x LRs losses, diverged runs capped.
+    """``(lrs, losses)``: the group's grid (ascending) and its seeds x LRs losses, ``inf`` where the
+    run diverged and NaN where there is none.
 
-    ``seeds`` fixes the row order (missing runs are NaN), so matrices of several groups pair up.
+    ``seeds`` fixes the row order, so matrices of several groups pair up.
     """
     df = clean_losses(group, metric, fill=np.inf)
     wide = df.pivot_table(index="seed", columns="lr", values=metric, aggfunc="mean", dropna=False)
     if seeds is not None:
         wide = wide.reindex(list(seeds))
     wide = wide.sort_index(axis=1)
-    return wide.columns.to_numpy(float), cap_diverged(wide.to_numpy(float))
+    return wide.columns.to_numpy(float), wide.to_numpy(float)
 
 
 def best_lr(table: pd.DataFrame, metric: str = "train_loss", by: Sequence[str] = (), *, n_boot: int = 1000,
-            seed: int = 0) -> pd.DataFrame:
-    """The best learning rate of each ``by`` group, by the rule of the module docstring.
+            seed: int = 0, method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """The best learning rate of each ``by`` group (:mod:`~archscale.analysis.estimator`).
 
-    Columns: ``by``, ``best_lr`` (NaN when every run diverged), ``best_loss`` (its seed-mean
-    capped loss), ``best_lr_lo``/``best_lr_hi`` (95% bootstrap interval over seeds, containing
-    the point), ``at_edge`` (the best LR is the grid's smallest or largest: the true one may lie
-    beyond), ``n_lrs``, ``n_seeds``, ``n_diverged``.
+    Columns: ``by``, ``best_lr`` (the estimate; NaN when every LR had a diverged seed),
+    ``best_lr_grid`` (the grid argmin), ``best_loss`` (its seed-mean loss),
+    ``best_lr_lo``/``best_lr_hi`` (95% seed-bootstrap interval containing the point; NaN when
+    fewer than 80% of the replicates gave an estimate), ``edge`` (``"low"``/``"high"`` when the
+    argmin or the interval reaches the grid's end, else None), ``at_edge`` (``edge`` is set),
+    ``method`` (``subgrid`` or ``argmin``: how the point was found), ``n_valid`` (replicates with
+    an estimate), ``n_lrs``, ``n_seeds``, ``n_diverged``.
     """
+    check_method(method)
     by = list(by)
     missing = [c for c in [*by, "lr", "seed", metric] if c not in table.columns]
     if missing:
@@ -78,31 +81,38 @@ def best_lr(table: pd.DataFrame, metric: str = "train_loss", by: Sequence[str] =
     out = []
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
-        lrs, capped = loss_matrix(g, metric)
-        i = seed_bootstrap_best(capped, np.ones((1, capped.shape[0])))[0]
-        best, lo, hi = max_lr_interval(capped, lrs, n_boot=n_boot, seed=seed)
-        loss = float(np.nanmean(capped[:, i])) if i >= 0 else np.nan
-        out.append({**dict(zip(by, key)), "best_lr": best, "best_loss": loss, "best_lr_lo": lo,
-                    "best_lr_hi": hi, "at_edge": bool(i >= 0 and len(lrs) > 1 and i in (0, len(lrs) - 1)),
+        lrs, losses = loss_matrix(g, metric)
+        est = max_lr_estimate(losses, lrs, method=method, n_boot=n_boot, seed=seed)
+        loss = np.nan
+        if np.isfinite(est.grid):
+            column = losses[:, int(np.searchsorted(lrs, est.grid))]
+            loss = float(np.nanmean(column)) if np.isfinite(column).any() else np.nan
+        out.append({**dict(zip(by, key)), "best_lr": est.max_lr, "best_lr_grid": est.grid,
+                    "best_loss": loss, "best_lr_lo": est.lo, "best_lr_hi": est.hi, "edge": est.edge,
+                    "at_edge": est.edge is not None, "method": est.method, "n_valid": est.n_valid,
                     "n_lrs": len(lrs),
                     "n_seeds": int(g["seed"].nunique()), "n_diverged": int(diverged.loc[g.index].sum())})
-    columns = [*by, "best_lr", "best_loss", "best_lr_lo", "best_lr_hi", "at_edge", "n_lrs", "n_seeds",
-               "n_diverged"]
-    return pd.DataFrame(out, columns=columns)
+    return pd.DataFrame(out, columns=[*by, *BEST_COLUMNS])
 
 
-def max_lr(results: pd.DataFrame, metric: str = "train_loss", *, n_boot: int = 1000, seed: int = 0
-           ) -> pd.DataFrame:
+#: The columns :func:`best_lr` adds to the ``by`` columns.
+BEST_COLUMNS = ("best_lr", "best_lr_grid", "best_loss", "best_lr_lo", "best_lr_hi", "edge", "at_edge",
+                "method", "n_valid", "n_lrs", "n_seeds", "n_diverged")
+
+
+def max_lr(results: pd.DataFrame, metric: str = "train_loss", *, n_boot: int = 1000, seed: int = 0,
+           method: str = DEFAULT_METHOD) -> pd.DataFrame:
     """The maximal learning rate of every (graph, arch, width, kernel_size, act), per the paper.
 
-    The maximal LR is the grid LR with the lowest seed-averaged ``metric`` (:func:`best_lr`). The
+    The paper's maximal LR is the grid LR with the lowest seed-averaged ``metric``; archscale's
+    estimate (:func:`best_lr`) refines it between grid points and gives its interval. The
     default, ``train_loss``, is the reference code's training loss of an epoch (the
     batch-size-weighted mean minibatch loss) over the last epoch of the configured training:
     after one epoch in the paper; archscale's presets may train for a fixed number of steps or
     epochs instead, and then it is the loss of the last epoch (or of all steps, if fewer than an
     epoch). ``train_loss_final`` (whole training set after the last step) and ``test_loss`` are
-    the alternatives. ``max_lr_lo``/``max_lr_hi`` are its 95% bootstrap interval over seeds;
-    ``at_edge`` flags a best LR at either end of the grid.
+    the alternatives. Columns as :func:`best_lr`'s, ``best_*`` named ``max_*``: ``max_lr``,
+    ``max_lr_grid``, ``max_lr_lo``, ``max_lr_hi``, ``edge``, ``method``, ``n_valid``...
     """
     if not isinstance(results, pd.DataFrame):
         raise ArchscaleError(f"results must be a DataFrame (load_results(dir)), got {type(results).__name__}")
@@ -113,5 +123,5 @@ def max_lr(results: pd.DataFrame, metric: str = "train_loss", *, n_boot: int = 1
         raise ArchscaleError(f"results lack column(s) {', '.join(missing)}; expected sweep rows")
     if results.empty:
         raise ArchscaleError("no results yet: the sweep has not finished any chunk")
-    table = best_lr(results, metric, by=CONFIG_KEYS, n_boot=n_boot, seed=seed)
-    return table.rename(columns={"best_lr": "max_lr", "best_lr_lo": "max_lr_lo", "best_lr_hi": "max_lr_hi"})
+    table = best_lr(results, metric, by=CONFIG_KEYS, n_boot=n_boot, seed=seed, method=method)
+    return table.rename(columns={c: c.replace("best_lr", "max_lr") for c in BEST_COLUMNS})

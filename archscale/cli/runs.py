@@ -17,7 +17,7 @@ from pathlib import Path
 from ..core import validate
 from ..core.errors import ArchscaleError, StoreError
 from ..core.presets import preset_names
-from ..core.schema import METRICS
+from ..core.schema import MAXLR_METHODS, METRICS
 from .common import UsageError, positive_int
 
 __all__ = ["add_parsers"]
@@ -135,7 +135,8 @@ def _cmd_maxlr(args: argparse.Namespace) -> int:
 
     run = _load_run(args)
     offset = None if args.offset is None else validate.integer(args.offset, "--offset", minimum=0)
-    comp = compare(run.df, base=_base_of(args, run), offset=offset, metric=args.metric, seed=args.seed)
+    comp = compare(run.df, base=_base_of(args, run), offset=offset, metric=args.metric, seed=args.seed,
+                   method=args.method, edges=args.edges)
     return _print_report(args, run, comp)
 
 
@@ -144,7 +145,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     run = _load_run(args)
     cal = calibrate(run.df, base=_base_of(args, run), metric=args.metric, holdout=args.holdout,
-                    seed=args.seed)
+                    seed=args.seed, method=args.method, edges=args.edges)
     return _print_report(args, run, cal)
 
 
@@ -153,7 +154,7 @@ def _cmd_laws(args: argparse.Namespace) -> int:
 
     run = _load_run(args)
     report = compare_laws(run.df, base=_base_of(args, run), metric=args.metric, holdout=args.holdout,
-                          seed=args.seed)
+                          seed=args.seed, method=args.method, edges=args.edges)
     return _print_report(args, run, report)
 
 
@@ -274,6 +275,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (and of the split) (default 0)")
     p.add_argument("--partial", action="store_true",
                    help="answer even when rows of the spec's grid are missing (the output says PARTIAL)")
+    p.add_argument("--method", choices=MAXLR_METHODS, default=MAXLR_METHODS[0],
+                   help="maximal LR: subgrid (default: a parabola in log LR around the best grid point, "
+                        "finer than the grid) or argmin (the best grid point, as the paper)")
+    p.add_argument("--edges", action="store_true",
+                   help="also score configurations whose maximal LR (or its interval) reaches the grid's "
+                        "end; by default they are flagged and left out of the metrics")
 
 
 

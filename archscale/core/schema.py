@@ -155,3 +155,5 @@ COLUMNS = SWEEP.names
 CONFIG_KEYS = ["graph", "arch", "width", "kernel_size", "act"]
 #: Metrics the maximal LR can be read from.
 METRICS = ("train_loss", "train_loss_final", "test_loss")
+#: How a maximal LR is read off a sweep (:mod:`archscale.analysis.estimator`); the first is the default.
+MAXLR_METHODS = ("subgrid", "argmin")

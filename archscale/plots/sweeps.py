@@ -20,6 +20,7 @@ import seaborn as sns
 from matplotlib import ticker as mticker
 
 from ..analysis import clean_losses, loss_matrix
+from ..analysis.agreement import cap_diverged
 from ..core.errors import ArchscaleError
 
 __all__ = ["calibration_figure", "column_figure", "factorial_figure", "graph_label", "graph_order",
@@ -111,7 +112,8 @@ def loss_vs_lr(results: pd.DataFrame, ax=None, *, metric: str = "train_loss", hu
         rows = results[results[hue] == g]
         if rows.empty:
             continue
-        lrs, capped = loss_matrix(rows, metric)
+        lrs, losses = loss_matrix(rows, metric)
+        capped = cap_diverged(losses)  # drawn above every finite loss, marked with an open circle
         mean = np.nanmean(capped, axis=0) if capped.size else capped
         curves[g] = (lrs, mean)
         band = finite[finite[hue] == g].groupby("lr")[metric].agg(["min", "max"]).reindex(lrs)

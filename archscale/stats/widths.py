@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..analysis import best_lr, loss_matrix
+from ..analysis import best_lr
 from ..core import validate
 from ..core.errors import ArchscaleError
 
@@ -117,43 +117,28 @@ def lr_optimum_drift(results: pd.DataFrame, metric: str = "train_loss", by: str 
 
     ``results`` is a sweep table (columns lr, seed, ``by``, ``metric``; ``diverged`` if present).
     Per ``by`` value, the columns of :func:`archscale.analysis.best_lr` (the project's one
-    best-LR rule: diverged runs capped, a seed-bootstrap interval ``best_lr_lo``/``best_lr_hi``,
-    ``at_edge``) plus ``best_lr_interp``, the vertex of a parabola through the minimum of the
-    seed-mean curve and its neighbours in log2 lr.
-    Summary: ``slope`` of log2 best_lr_interp against log2 ``by`` (0 = perfect transfer),
-    ``ratio`` best_lr_interp at the largest over the smallest ``by``, ``grid_steps`` (the
-    drift of the grid argmin in grid steps), ``grid_factor`` (ratio of neighbouring LRs) and
-    ``any_at_edge`` (then the drift is only a bound: widen the grid).
+    maximal-LR estimator: ``best_lr`` finer than the grid, its seed-bootstrap interval
+    ``best_lr_lo``/``best_lr_hi``, the grid argmin ``best_lr_grid``, ``edge``).
+    Summary: ``slope`` of log2 best_lr against log2 ``by`` (0 = perfect transfer), ``ratio``
+    best_lr at the largest over the smallest ``by``, ``grid_steps`` (the drift of the grid
+    argmin in grid steps), ``grid_factor`` (ratio of neighbouring LRs) and ``any_at_edge`` (then
+    the drift is only a bound: widen the grid).
     """
     need = {"lr", "seed", by, metric}
     if not need <= set(results.columns):
         raise ArchscaleError(f"results need columns {sorted(need)}, got {list(results.columns)}")
     if results["lr"].nunique() < 2:
         raise ArchscaleError("need at least two learning rates to locate an optimum")
-    table = best_lr(results, metric, by=[by])
+    table = best_lr(results, metric, by=[by]).sort_values(by).reset_index(drop=True)
     grid = np.sort(results["lr"].unique())
-    interp = []
-    for key, grp in results.groupby(by, sort=True):
-        lrs, capped = loss_matrix(grp, metric)
-        vals = np.nanmean(capped, axis=0)
-        i = int(np.searchsorted(lrs, table.loc[table[by] == key, "best_lr"].iloc[0]))
-        value = float(lrs[i])
-        if 0 < i < len(lrs) - 1 and np.all(np.isfinite(vals[i - 1:i + 2])):
-            lx = np.log2(lrs[i - 1:i + 2])
-            c2, c1, _ = np.polyfit(lx, vals[i - 1:i + 2], 2)
-            if c2 > 0:
-                value = float(2 ** np.clip(-c1 / (2 * c2), lx[0], lx[2]))
-        interp.append(value)
-    table.insert(table.columns.get_loc("best_lr") + 1, "best_lr_interp", interp)
-    table = table.sort_values(by).reset_index(drop=True)
     idx = {v: j for j, v in enumerate(grid)}
-    summary = {"ratio": float(table["best_lr_interp"].iloc[-1] / table["best_lr_interp"].iloc[0]),
-               "grid_steps": float(idx[table["best_lr"].iloc[-1]] - idx[table["best_lr"].iloc[0]]),
+    summary = {"ratio": float(table["best_lr"].iloc[-1] / table["best_lr"].iloc[0]),
+               "grid_steps": float(idx[table["best_lr_grid"].iloc[-1]] - idx[table["best_lr_grid"].iloc[0]]),
                "grid_factor": float(np.exp(np.mean(np.diff(np.log(grid))))),
                "any_at_edge": bool(table["at_edge"].any())}
     if len(table) >= 2:
         summary["slope"] = float(np.polyfit(np.log2(table[by].to_numpy(float)),
-                                            np.log2(table["best_lr_interp"].to_numpy(float)), 1)[0])
+                                            np.log2(table["best_lr"].to_numpy(float)), 1)[0])
     else:
         summary["slope"] = float("nan")
     return table, summary

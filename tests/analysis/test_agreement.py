@@ -8,36 +8,38 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from archscale.analysis import agreement_metrics, best_lr, bootstrap_agreement
-from archscale.analysis.agreement import cap_diverged, max_lr_interval, variance_link
+from archscale.analysis.agreement import cap_diverged, variance_link
+from archscale.analysis.estimator import max_lr_estimate
 
 LRS = np.geomspace(0.01, 10, 9)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 6), st.integers(0, 2**31 - 1), st.floats(0.0, 0.6))
-def test_a_diverged_seed_never_puts_the_max_lr_outside_its_interval(n_seeds, seed, p_diverge):
+def test_the_max_lr_lies_in_its_interval_and_never_where_a_seed_diverged(n_seeds, seed, p_diverge):
     rng = np.random.default_rng(seed)
     losses = rng.random((n_seeds, len(LRS))) + 0.5
     losses[rng.random(losses.shape) < p_diverge] = np.inf
-    best, lo, hi = max_lr_interval(cap_diverged(losses), LRS, n_boot=200, seed=seed)
-    if np.isfinite(losses).any():
-        assert best in LRS and lo in LRS and hi in LRS
-        assert lo <= best <= hi
+    est = max_lr_estimate(losses, LRS, n_boot=200, seed=seed)
+    clean = np.isfinite(losses).all(axis=0)
+    if clean.any():
+        assert est.grid in LRS[clean] and LRS[0] <= est.max_lr <= LRS[-1]
+        if np.isfinite(est.lo):
+            assert est.lo <= est.max_lr <= est.hi
     else:
-        assert np.isnan(best) and np.isnan(lo) and np.isnan(hi)
+        assert np.isnan(est.max_lr) and np.isnan(est.lo) and np.isnan(est.hi)
 
 
-def test_a_diverged_seed_counts_as_worse_than_every_finite_run_not_as_infinity():
-    capped = cap_diverged(np.array([[1.0, 0.2, 3.0], [1.0, np.inf, 3.0]]))
+def test_an_lr_where_a_seed_diverged_is_not_eligible():
+    """The stated rule: four seeds far better at 0.1, one diverged there; 0.1 cannot win."""
+    capped = cap_diverged(np.array([[1.0, 0.2, 3.0], [1.0, np.inf, 3.0]]))  # for drawing only
     assert capped[1, 1] > 3.0 and np.isfinite(capped).all()
     assert np.isnan(cap_diverged(np.array([[np.nan, 1.0]]))[0, 0])  # a missing run stays missing
-    # five seeds: four far better at 0.1, one diverged there; the capped mean still picks 0.1
     runs = lambda s: [(0.01, 2.0, False), (0.1, 0.1, s == 4), (1.0, 2.1, False)]  # noqa: E731
     rows = [{"lr": lr, "seed": s, "train_loss": loss, "diverged": div}
             for s in range(5) for lr, loss, div in runs(s)]
     out = best_lr(pd.DataFrame(rows)).iloc[0]
-    assert out["best_lr"] == 0.1 and out["n_diverged"] == 1
-    assert out["best_lr_lo"] <= 0.1 <= out["best_lr_hi"]
+    assert out["best_lr"] == 0.01 and out["n_diverged"] == 1 and out["edge"] == "low"
 
 
 def test_metrics_match_an_independent_computation():
@@ -64,7 +66,7 @@ def _curves(best: float, n_seeds: int, rng) -> np.ndarray:
 def test_bootstrap_leaves_the_base_out_and_is_seeded():
     rng = np.random.default_rng(0)
     truth = [1.0, 0.3, 0.1, 0.03]  # configuration 0 is the base
-    capped = [cap_diverged(_curves(b, 4, rng)) for b in truth]
+    capped = [_curves(b, 4, rng) for b in truth]
     scale = np.array(truth)
     a = bootstrap_agreement(capped, [LRS] * 4, [0] * 4, scale, [1, 2, 3], n_boot=300, seed=1)
     b = bootstrap_agreement(capped, [LRS] * 4, [0] * 4, scale, [1, 2, 3], n_boot=300, seed=1)

@@ -65,8 +65,6 @@ def test_split_is_seeded_and_needs_two_graphs_a_side():
         split_graphs(list("abc"), 0.5, 0)
 
 
-
-
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "archscale", *args], capture_output=True, text=True)
 
@@ -76,12 +74,13 @@ def test_calibrate_command_line(tmp_path):
     spec.write_text(CAL_SPEC)
     out = tmp_path / "run"
     assert _cli("sweep", str(spec), "--out", str(out), "--no-progress").returncode == 0
-    done = _cli("calibrate", str(out), "--json", "--seed", "2")
+    done = _cli("calibrate", str(out), "--json", "--seed", "2", "--edges")  # a 3-LR grid: edges everywhere
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["partial"] is False and len(report["test_graphs"]) == 3
-    assert report["eq8"]["n"] == 3 and set(report["fitted"]) == {"offset", "power", "exponent"}
-    text = _cli("calibrate", str(out))
+    assert report["eq8"]["n"] == 3 and report["eq8"]["edges_scored"]
+    assert set(report["fitted"]) == {"offset", "power", "exponent"}
+    text = _cli("calibrate", str(out), "--edges")
     assert "held-out agreement" in text.stdout
-    bad = _cli("calibrate", str(out), "--holdout", "0.9")
+    bad = _cli("calibrate", str(out), "--holdout", "0.9", "--edges")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "at least 2" in bad.stderr

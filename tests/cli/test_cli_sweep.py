@@ -52,10 +52,16 @@ def test_sweep_then_maxlr(finished):
     as_json = archscale("maxlr", str(out), "--json", "--metric", "train_loss_final")
     assert as_json.returncode == 0, as_json.stderr
     obj = json.loads(as_json.stdout)
-    assert obj["n"] == 2 and obj["base_excluded"]  # the base is left out of every metric
-    assert obj["base"] == "1" and obj["metric"] == "train_loss_final"
+    # the base is left out of every metric, and so is a max LR at the grid's edge (counted in n_edge)
+    assert obj["n"] + obj["n_edge"] == 2 and obj["base_excluded"] and not obj["edges_scored"]
+    assert obj["base"] == "1" and obj["metric"] == "train_loss_final" and obj["method"] == "subgrid"
     assert {row["graph"] for row in obj["table"]} == {"1", "2", "2_02"}
-    assert {"measured", "predicted", "measured_lo", "measured_hi"} <= set(obj["table"][0])
+    assert {"max_lr", "max_lr_lo", "max_lr_hi", "max_lr_grid", "edge", "method", "measured", "predicted"} \
+        <= set(obj["table"][0])
+    assert all(row["edge"] in (None, "low", "high") for row in obj["table"])
+    edges = json.loads(archscale("maxlr", str(out), "--json", "--edges", "--method", "argmin").stdout)
+    assert edges["n"] == 2 and edges["edges_scored"] and edges["method"] == "argmin"
+    assert all(row["max_lr"] == row["max_lr_grid"] for row in edges["table"])
 
 
 def test_maxlr_uses_the_last_specs_grid(tmp_path):
@@ -71,7 +77,8 @@ def test_maxlr_uses_the_last_specs_grid(tmp_path):
     assert last.returncode == 0 and "18 rows of earlier grids set aside" in last.stderr
     every = archscale("maxlr", str(out), "--json", "--all-rows")
     assert every.returncode == 0 and "set aside" not in every.stderr
-    assert json.loads(last.stdout)["n"] == json.loads(every.stdout)["n"] == 2
+    counted = [json.loads(x.stdout)["n"] + json.loads(x.stdout)["n_edge"] for x in (last, every)]
+    assert counted == [2, 2]
 
 
 def test_rerun_skips_finished_work(finished):

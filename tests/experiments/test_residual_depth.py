@@ -70,7 +70,7 @@ def test_transfers_match_independent_predictions(tiny):
     assert [t.law for t in (eq8, eff, mup)] == ["eq8", "effective_depth", "constant"]
     for tr in (eq8, eff, mup):
         assert list(tr.table["depth"]) == [1, 2] and tr.table["is_base"].tolist() == [True, False]
-        assert tr.overall.n == 1 and tr.overall.n_seeds == 2
+        assert tr.overall.n + tr.comparison.n_edge == 1 and tr.overall.n_seeds == 2
         assert f"{tr.overall.n} non-base depths" in tr.summary() and tr.label in tr.format()
     base = residual_chain_dag(1)
     for k, row in zip((1, 2), eq8.table.itertuples()):

@@ -122,8 +122,8 @@ def test_lr_optimum_drift_on_known_curves():
                 rows.append({"width": w, "lr": lr, "seed": seed, "train_loss": loss, "diverged": False})
     rows.append({"width": 64, "lr": 1.0, "seed": 2, "train_loss": float("nan"), "diverged": True})
     table, summary = lr_optimum_drift(pd.DataFrame(rows))
-    np.testing.assert_allclose(table["best_lr"], [2**-4, 2**-5, 2**-6])
-    np.testing.assert_allclose(table["best_lr_interp"], [2**-4, 2**-5, 2**-6])
+    np.testing.assert_allclose(table["best_lr"], [2**-4, 2**-5, 2**-6])  # exact parabolas: the vertex
+    np.testing.assert_allclose(table["best_lr_grid"], [2**-4, 2**-5, 2**-6])
     assert summary["slope"] == pytest.approx(-0.5)
     assert summary["ratio"] == pytest.approx(0.25)
     assert summary["grid_steps"] == -2 and summary["grid_factor"] == pytest.approx(2.0)
