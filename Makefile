@@ -15,7 +15,7 @@ APP_PORT ?= 8866
 # Jupyter refuses to run as root without --allow-root (containers, CI); a user needs nothing
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: setup lock test test-fast test-browser lint lab app reproduce bench gpu-check clean
+.PHONY: setup lock test test-fast test-browser lint docs lab app reproduce bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,7 @@ setup: $(STAMP)
 # package comes at the version in constraints.txt (the environment that made the committed results).
 $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet -c constraints.txt torch==2.13.0 -e '.[dev,notebooks,ray]'
+	$(PIP) install --quiet -c constraints.txt torch==2.13.0 -e '.[dev,notebooks,ray,docs]'
 	# mup only cross-checks archscale's muP recipe in the tests; --no-deps keeps torchvision (CUDA torch) out
 	$(PIP) install --quiet --no-deps mup==1.0.0
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet torch==2.13.0 -e '.[dev,notebooks,ray]'
+	.lock-venv/bin/pip install --quiet torch==2.13.0 -e '.[dev,notebooks,ray,docs]'
 	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^torch=='; } \
 		> constraints.tmp && mv constraints.tmp constraints.txt
 	rm -rf .lock-venv
@@ -42,9 +42,10 @@ lock:
 # ARCHSCALE_REQUIRE_BROWSER=1 (.ci/run sets it after installing Chromium).
 test: setup
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory docs
 	$(PY) -m pytest -q -n 2 --durations=15
 
-test-browser: setup
+test-browser: setup docs
 	ARCHSCALE_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n 2 -m browser tests/browser
 
 test-fast: setup
@@ -52,6 +53,13 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# The documentation site (Sphinx + myst-nb, offline) into docs/_build/html; open docs/_build/html/index.html.
+# Warnings are errors, and -E rereads every page so that a warning is never hidden by an incremental build.
+# The notebook pages are the executed copies in papermill_runs/, rendered as committed (never executed).
+docs: setup
+	$(VENV)/bin/sphinx-build -b html -W --keep-going -E -q -j auto docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
 
 # JupyterLab on the repository root (notebooks/, papermill_runs/ and app/ all reachable), opened on notebooks/
 lab: setup
@@ -75,4 +83,4 @@ gpu-check: setup
 	$(PY) benchmarks/gpu_check.py --device cuda --out gpu_check $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts docs/_build docs/api/generated
