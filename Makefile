@@ -58,6 +58,7 @@ lint: setup
 # Warnings are errors, and -E rereads every page so that a warning is never hidden by an incremental build.
 # The notebook pages are the executed copies in papermill_runs/, rendered as committed (never executed).
 docs: setup
+	rm -rf docs/api/generated  # module pages are generated anew, so a moved or renamed module leaves none behind
 	$(VENV)/bin/sphinx-build -b html -W --keep-going -E -q -j auto docs docs/_build/html
 	@echo "docs: open docs/_build/html/index.html"
 

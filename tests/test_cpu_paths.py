@@ -39,7 +39,9 @@ def test_determinism_tests_pass_on_this_kernel_path(kernels):
     if KERNEL_SETS.index(kernels) > KERNEL_SETS.index(native):
         pytest.skip(f"this CPU's kernels go up to {native}")
     env = os.environ | {"ATEN_CPU_CAPABILITY": kernels, "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "determinism", str(TESTS)]
+    # the kill-at-random-moments test (slow) checks the store, not arithmetic: any_cut covers resumes here
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "determinism and not slow",
+           str(TESTS)]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, cwd=TESTS.parent)
     path = f"ATEN_CPU_CAPABILITY={kernels} MKL_ENABLE_INSTRUCTIONS=AVX2"
     assert run.returncode == 0, f"{path}:\n{run.stdout[-6000:]}"

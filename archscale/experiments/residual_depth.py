@@ -38,7 +38,7 @@ from ..core.errors import ArchscaleError
 from ..core.presets import load_settings
 from ..core.residual import depth_mup_multiplier, residual_chain_dag
 from ..core.schema import SWEEP, lr_key
-from ..core.spec import RunSpec
+from ..core.runspec import RunSpec
 from ..data import Dataset, load_dataset
 from ..module.sweep import sweep_module
 from ..nn.models import DagMLP
@@ -56,7 +56,7 @@ PLAIN_BASE = "1"
 @dataclass(kw_only=True)
 class ResidualDepthSpec(RunSpec):
     """What the residual depth sweep trains: depths, width, LR grid and seeds, on top of the recipe,
-    training and data fields every spec shares (:class:`~archscale.core.spec.RunSpec`)."""
+    training and data fields every spec shares (:class:`~archscale.core.runspec.RunSpec`)."""
 
     name: str
     depths: list[int]

@@ -23,7 +23,7 @@ from ..core.dag import Dag
 from ..core.errors import ArchscaleError, SpecError
 from ..core.presets import experiments_with, preset_path, read_yaml
 from ..core.schema import SWEEP, lr_key
-from ..core.spec import RunSpec
+from ..core.runspec import RunSpec
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,7 +13,7 @@ import torch
 from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError
-from ..core.spec import MODEL_FIELDS, TRAIN_FIELDS, RunSpec
+from ..core.runspec import MODEL_FIELDS, TRAIN_FIELDS, RunSpec
 from ..nn.models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS, DagCNN, DagMLP, DagNet
 
 __all__ = ["ARCHS", "LOSSES", "MODEL_FIELDS", "TRAIN_FIELDS", "ModelSpec", "RunSpec", "TrainConfig",
@@ -108,7 +108,7 @@ class TrainConfig:
 
     @classmethod
     def of(cls, spec: RunSpec) -> TrainConfig:
-        """The config of a spec's training fields (:data:`~archscale.core.spec.TRAIN_FIELDS`)."""
+        """The config of a spec's training fields (:data:`~archscale.core.runspec.TRAIN_FIELDS`)."""
         return cls(**{name: getattr(spec, name) for name in TRAIN_FIELDS})
 
     def steps_per_epoch(self, n_train: int) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from archscale.core.errors import SpecError
 from archscale.core.presets import PRESET_ORDER, load_settings, preset_names, read_yaml
-from archscale.core.spec import MODEL_FIELDS, TRAIN_FIELDS, RunSpec
+from archscale.core.runspec import MODEL_FIELDS, TRAIN_FIELDS, RunSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
