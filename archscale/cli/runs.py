@@ -109,7 +109,7 @@ def _load_run(args: argparse.Namespace) -> _Run:
             raise StoreError(f"{store.dir} has no spec.yaml, so whether its grid is complete is unknown; "
                              f"--partial answers from the {present} rows present")
     else:
-        present, expected = grid_coverage(spec, scan.keys)
+        present, expected = grid_coverage(spec, scan.keys, SWEEP.frame(scan.rows))
         if present < expected and not args.partial:
             why = (f"damaged lines {', '.join(str(d.line) for d in scan.unrecovered()[:6])}"
                    if scan.unrecovered() else "the sweep was interrupted or has not finished")

@@ -37,8 +37,8 @@ from ..core import validate
 from ..core.errors import ArchscaleError
 from ..core.presets import load_settings
 from ..core.residual import depth_mup_multiplier, residual_chain_dag
-from ..core.schema import SWEEP, lr_key
 from ..core.runspec import RunSpec
+from ..core.schema import SWEEP, lr_key
 from ..data import Dataset, load_dataset
 from ..module.sweep import sweep_module
 from ..nn.models import DagMLP

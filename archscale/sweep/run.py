@@ -23,7 +23,7 @@ from ..core.errors import ArchscaleError, StoreError
 from ..core.schema import SWEEP
 from ..runs.executor import executor_for, run_chunks
 from ..runs.store import ResultStore, Scan, chunk_id
-from .spec import SweepSpec, model_keys
+from .spec import SweepSpec, config_of, model_keys
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,13 +51,15 @@ class Chunk:
 
 
 def plan_chunks(spec: SweepSpec, data: Dataset, device: str | torch.device = "cpu", done: set | None = None,
-                chunk_size: int | None = None, memory_budget: int | None = None) -> list[Chunk]:
+                chunk_size: int | None = None, memory_budget: int | None = None,
+                rounds: dict[tuple, list[list[float]]] | None = None) -> list[Chunk]:
     """Chunks still to train: per model, the full replica list split into equal consecutive parts.
 
     Chunks are cut from the full list (not from what is left), so a resumed sweep trains exactly
     the chunks an uninterrupted one would; a chunk keeps only the replicas whose row key is not
     in ``done``. The size is ``chunk_size``, else the spec's, else what fits memory (and, on
-    the CPU, the cache).
+    the CPU, the cache). ``rounds`` (from :func:`~archscale.sweep.refine.refinement_plan`) adds
+    each refinement round's LRs of a model as replica lists of their own, cut the same way.
     """
     from ..train import auto_chunk_size, resolve_device
 
@@ -70,13 +72,16 @@ def plan_chunks(spec: SweepSpec, data: Dataset, device: str | torch.device = "cp
     for model in spec.model_specs():
         size = chunk_size or spec.chunk_size or auto_chunk_size(
             model, in_shape, data.out_dim, config.batch_size, dev, memory_budget)
-        n_chunks = -(-len(reps) // size)
-        for part in np.array_split(np.arange(len(reps)), n_chunks):
-            chunk = [reps[i] for i in part]
-            keys = model_keys(model, chunk)
-            todo = tuple(rep for rep, key in zip(chunk, keys) if key not in done)
-            if todo:
-                plan.append(Chunk(chunk_id(keys), model, todo))
+        lists = [reps] + [[(lr, s) for s in spec.seeds for lr in lrs]
+                          for lrs in (rounds or {}).get(config_of(model), [])]
+        for replicas in lists:
+            n_chunks = -(-len(replicas) // size)
+            for part in np.array_split(np.arange(len(replicas)), n_chunks):
+                chunk = [replicas[i] for i in part]
+                keys = model_keys(model, chunk)
+                todo = tuple(rep for rep, key in zip(chunk, keys) if key not in done)
+                if todo:
+                    plan.append(Chunk(chunk_id(keys), model, todo))
     return plan
 
 
@@ -146,17 +151,17 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
     store.check_setup(spec.identity(), "a sweep")
     scan = store.scan()
     _report(scan, store, only_unrecovered=True)
-    todo = spec.keys() - scan.keys
+    todo = spec.keys(SWEEP.frame(scan.rows)) - scan.keys
     meta = spec.to_dict()
     if todo or store.read_meta() != meta:
         data = spec.load_data() if todo else None  # before anything is written
         with store.open() as writer:
             store.check_setup(spec.identity(), "a sweep")
             writer.write_meta(meta)
-            if spec.keys() - writer.scan.keys:
+            if spec.keys(SWEEP.frame(writer.scan.rows)) - writer.scan.keys:
                 data = data if data is not None else spec.load_data()
                 with executor:
-                    _train_plan(spec, data, executor, writer, chunk_size, memory_budget, progress)
+                    _train_plan(spec, data, executor, writer, store, chunk_size, memory_budget, progress)
     return spec.select(SWEEP.frame(store.scan().rows))
 
 
@@ -181,9 +186,9 @@ def _executor(device: str | None, threads: int | None, ray: bool | str | RayExec
 
 
 def _plan(shared: tuple[SweepSpec, Dataset], device: str, done: set, chunk_size: int | None,
-          memory_budget: int | None) -> list[Chunk]:
+          memory_budget: int | None, rounds: dict | None = None) -> list[Chunk]:
     spec, data = shared
-    return plan_chunks(spec, data, device, done, chunk_size, memory_budget)
+    return plan_chunks(spec, data, device, done, chunk_size, memory_budget, rounds)
 
 
 def _train(chunk: Chunk, shared: tuple[SweepSpec, Dataset], device: str,
@@ -201,13 +206,24 @@ def describe_chunk(chunk: Chunk) -> str:
     return f"graph {m.graph} w{m.width}{kernel} {m.act}, {n} replica{'s' if n > 1 else ''}"
 
 
-def _train_plan(spec: SweepSpec, data: Dataset, executor: Executor, writer, chunk_size: int | None,
-                memory_budget: int | None, progress: bool) -> None:
+def _train_plan(spec: SweepSpec, data: Dataset, executor: Executor, writer, store: ResultStore,
+                chunk_size: int | None, memory_budget: int | None, progress: bool) -> None:
+    """Train what the grid lacks; with ``refine``, then each refinement round in turn (a round is
+    planned from the rows of the grid and the rounds before it, :mod:`~archscale.sweep.refine`)."""
+    from .refine import refinement_plan
+
     shared = (spec, data)
-    plan = executor.call(_plan, shared, executor.device, writer.scan.keys, chunk_size, memory_budget)
     steps = spec.train_config().total_steps(data.n_train)
-    run_chunks(plan, _train, shared, writer, executor, work=lambda c: len(c.replicas) * steps,
-               describe=describe_chunk, desc=f"sweep {spec.name or spec.arch}", progress=progress)
+    scan = writer.scan
+    for round_ in range(spec.refine_rounds + 1 if spec.refine else 1):
+        rounds = refinement_plan(spec, SWEEP.frame(scan.rows)) if spec.refine else None
+        plan = executor.call(_plan, shared, executor.device, scan.keys, chunk_size, memory_budget, rounds)
+        if not plan:
+            break
+        desc = f"sweep {spec.name or spec.arch}" + (f" (refinement {round_})" if round_ else "")
+        run_chunks(plan, _train, shared, writer, executor, work=lambda c: len(c.replicas) * steps,
+                   describe=describe_chunk, desc=desc, progress=progress)
+        scan = store.scan()
 
 
 def load_results(out_dir: str | os.PathLike) -> pd.DataFrame:
@@ -226,7 +242,8 @@ def load_results(out_dir: str | os.PathLike) -> pd.DataFrame:
     return SWEEP.frame(scan.rows)
 
 
-def grid_coverage(spec: SweepSpec, keys: set) -> tuple[int, int]:
-    """``(present, expected)``: how many rows of the spec's grid are among ``keys``."""
-    expected = spec.keys()
+def grid_coverage(spec: SweepSpec, keys: set, results: pd.DataFrame | None = None) -> tuple[int, int]:
+    """``(present, expected)``: how many rows of the spec's grid (with ``refine``, and the adaptive
+    LRs that ``results`` call for) are among ``keys``."""
+    expected = spec.keys(results)
     return len(expected & keys), len(expected)

@@ -22,8 +22,8 @@ from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError, SpecError
 from ..core.presets import experiments_with, preset_path, read_yaml
-from ..core.schema import SWEEP, lr_key
 from ..core.runspec import RunSpec
+from ..core.schema import SWEEP, lr_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,7 +62,10 @@ class SweepSpec(RunSpec):
     seed[, digits]}`` adds ``k`` graphs drawn from a space; one of the two is required. The base
     graph ``base`` is always trained (it is added when missing) because the comparison needs
     it. ``kernel_sizes`` apply to CNNs only (default ``[3]``). Training runs ``steps`` steps when
-    given, else ``epochs`` epochs, at ``batch_size``.
+    given, else ``epochs`` epochs, at ``batch_size``. ``refine: N`` makes the grid adaptive: after
+    it, up to ``refine_rounds`` rounds give every configuration ``N`` more LRs where its optimum
+    is (extending the grid outward at an edge) until the estimate's interval is narrower than a
+    factor ``refine_width`` (:mod:`archscale.sweep.refine`).
     """
 
     arch: str | None = None
@@ -79,6 +82,9 @@ class SweepSpec(RunSpec):
     data_dir: str | None = None
     data_seed: int = 0
     base: str = "1"
+    refine: int | None = None
+    refine_rounds: int = 3
+    refine_width: float = 1.5
     chunk_size: int | None = None
     name: str = ""
     description: str = ""
@@ -245,6 +251,11 @@ class SweepSpec(RunSpec):
             if not isinstance(getattr(self, name), str):
                 raise SpecError(f"{name} must be a string, got {getattr(self, name)!r}")
         self.train_config()  # the trainer's own checks: steps, epochs, batch size, momentum, decay, flags
+        if self.refine is not None:
+            validate.positive_int(self.refine, "refine (LRs added per configuration and round, or null)",
+                                  error=SpecError)
+        validate.positive_int(self.refine_rounds, "refine_rounds", error=SpecError)
+        validate.number(self.refine_width, "refine_width", minimum=1.0, example="1.5", error=SpecError)
 
     # -- derived
     def lr_grid(self) -> list[float]:
@@ -302,10 +313,19 @@ class SweepSpec(RunSpec):
         """The (lr, seed) pairs every model is trained with, seeds outer."""
         return [(lr, s) for s in self.seeds for lr in self.lr_grid()]
 
-    def keys(self) -> set[tuple]:
-        """The row key (:meth:`archscale.core.schema.RowSchema.key_of`) of every row this spec trains."""
+    def keys(self, results: pd.DataFrame | None = None) -> set[tuple]:
+        """The row key (:meth:`archscale.core.schema.RowSchema.key_of`) of every row this spec trains:
+        its grid and, with ``refine``, the adaptive LRs that ``results`` (rows so far) call for."""
         reps = self.replicas()
-        return {key for model in self.model_specs() for key in model_keys(model, reps)}
+        keys = {key for model in self.model_specs() for key in model_keys(model, reps)}
+        if self.refine and results is not None:
+            from .refine import refinement_plan
+
+            plan = refinement_plan(self, results)
+            for model in self.model_specs():
+                for lrs in plan.get(config_of(model), []):
+                    keys |= set(model_keys(model, [(lr, s) for s in self.seeds for lr in lrs]))
+        return keys
 
     def select(self, results: pd.DataFrame) -> pd.DataFrame:
         """The rows of ``results`` that belong to this spec's grid.
@@ -315,7 +335,7 @@ class SweepSpec(RunSpec):
         """
         if results.empty:
             return results
-        keys = self.keys()
+        keys = self.keys(results)
         mask = [SWEEP.key_of(r) in keys for r in results[list(SWEEP.key)].to_dict("records")]
         return results[mask].reset_index(drop=True)
 
@@ -327,6 +347,11 @@ class SweepSpec(RunSpec):
 
     def identity(self) -> dict:
         return {k: getattr(self, k) for k in IDENTITY_FIELDS}
+
+
+def config_of(model: ModelSpec) -> tuple:
+    """The configuration a model's rows belong to (the values of ``CONFIG_KEYS``; kernel 0 for MLPs)."""
+    return (model.graph, model.arch, model.width, model.kernel_size if model.arch == "cnn" else 0, model.act)
 
 
 def model_keys(model: ModelSpec, reps: list[tuple[float, int]]) -> list[tuple]:

@@ -1,0 +1,1 @@
+"""Where results live and chunks train: the crash-safe store and the executors (this process, worker processes, Ray)."""
