@@ -227,6 +227,7 @@ def _train_chunk(model: ModelSpec, lrs: np.ndarray, seeds: np.ndarray, out_dim: 
         if k == 0:
             orders = torch.as_tensor(np.stack([epoch_order(n, int(s), epoch) for s in unique_seeds]),
                                      device=dev)
+        assert orders is not None  # drawn at step 0
         idx = orders[:, k * config.batch_size:(k + 1) * config.batch_size][seed_pos_t]  # (R, b)
         was_active = active
         loss, active = stack.step(x_train[idx], y_train[idx], config, lr_t * config.lr_factor(t, total),
