@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import overload
 
 from . import validate
 from .errors import DagError, NoPathError
@@ -451,12 +452,17 @@ class Dag:
         self._check_path_limit(limit)
         return [offset + sum(e.is_parameterized for e in p) for p in self.iter_edge_paths()]
 
-    def depth_counts(self, offset: int = 0) -> dict[int, int]:
+    @overload
+    def depth_counts(self, offset: int = 0) -> dict[int, int]: ...
+    @overload
+    def depth_counts(self, offset: float) -> dict[float, int]: ...  # the path-law fits' offsets
+
+    def depth_counts(self, offset: float = 0) -> dict[int, int] | dict[float, int]:
         """``{L_p: number of paths}`` by dynamic programming, without listing paths."""
         hist = self._param_count_histogram[self.output]
         return {offset + k: c for k, c in sorted(hist.items())}
 
-    def path_power_sum(self, power: int = 3, offset: int = 0) -> int | float:
+    def path_power_sum(self, power: int = 3, offset: float = 0) -> int | float:
         """``sum over end-to-end paths p of L_p**power`` with ``L_p = offset + params(p)``.
 
         Computed from :meth:`depth_counts` (exact integers for integer offsets), so graphs
