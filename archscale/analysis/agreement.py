@@ -215,9 +215,9 @@ def _none(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of: list[int],
-                        scale: np.ndarray, targets: list[int], *, n_boot: int = 1000, seed: int = 0
-                        ) -> Agreement:
+def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of: list[int] | np.ndarray,
+                        scale: np.ndarray, targets: list[int] | np.ndarray, *, n_boot: int = 1000,
+                        seed: int = 0) -> Agreement:
     """Metrics of measured vs predicted maximal LRs with intervals over seeds and configurations.
 
     ``capped[i]`` (seeds x LRs, from :func:`cap_diverged`) and ``lrs[i]`` describe configuration
@@ -240,10 +240,11 @@ def bootstrap_agreement(capped: list[np.ndarray], lrs: list[np.ndarray], base_of
     estimate = agreement_metrics(point_lr[targets], pred_point[targets]) if len(targets) else \
         agreement_metrics(np.array([]), np.array([]))
     pick = rng.integers(0, len(targets), size=(n_boot, len(targets))) if len(targets) else None
-    samples = {k: [] for k in METRIC_NAMES}
+    samples: dict[str, list[float]] = {k: [] for k in METRIC_NAMES}
     for b in range(n_boot if pick is not None else 0):
         meas = boot_lr[b]
         pred = meas[base_of] * scale
+        assert pick is not None
         idx = targets[pick[b]]
         ok = np.isfinite(meas[idx]) & np.isfinite(pred[idx])
         vals = agreement_metrics(meas[idx][ok], pred[idx][ok])
@@ -286,7 +287,7 @@ def variance_link(log_measured, log_predicted, log_moment, *, n_boot: int = 1000
     rng = np.random.default_rng(seed)
     boots = np.array([stats(rng.integers(0, len(y), len(y))) for _ in range(n_boot)]) if len(y) else \
         np.empty((0, 3))
-    out = {}
+    out: dict[str, float] = {}
     for i, name in enumerate(names):
         lo, hi, _ = percentile_interval(boots[:, i])
         out |= {name: point[i], f"{name}_lo": lo, f"{name}_hi": hi}

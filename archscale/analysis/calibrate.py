@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ class PathLaw:
         """This law as a :data:`~archscale.analysis.compare.Rule`."""
         def scale(dag: Dag, q: int | None, base: Dag, qb: int | None) -> float:
             ratio = (self.path_sum(dag) / self.path_sum(base)) ** (-self.exponent)
-            return ratio * (qb / q if uses_kernel and q else 1.0)
+            return ratio * (cast(int, qb) / q if uses_kernel and q else 1.0)  # a base kernel with q
         return scale
 
     def describe(self) -> str:
@@ -207,7 +208,7 @@ def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6
         t = t[~t["is_base"] & np.isfinite(t["measured"]) & np.isfinite(t["predicted"]) & (t["measured"] > 0)]
         resid = np.log(t["measured"].to_numpy()) - np.log(t["predicted"].to_numpy())
         a = comp.agreement
-        row = {"offset": int(off)}
+        row: dict[str, float] = {"offset": int(off)}
         for name in ("pearson_log", "error_factor", "bias", "slope"):
             row.update({name: a.estimate[name], f"{name}_lo": a.lo[name], f"{name}_hi": a.hi[name]})
         row.update({
