@@ -15,7 +15,7 @@ APP_PORT ?= 8866
 # Jupyter refuses to run as root without --allow-root (containers, CI); a user needs nothing
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: setup lock test test-fast test-browser lint lab app reproduce bench gpu-check clean
+.PHONY: setup lock test test-fast test-browser lint typecheck lab app reproduce bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,7 @@ lock:
 # ARCHSCALE_REQUIRE_BROWSER=1 (.ci/run sets it after installing Chromium).
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2 --durations=15
 
 test-browser: setup
@@ -52,6 +53,10 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# mypy on archscale/ at the strictness stated in pyproject.toml's [tool.mypy] (also run by `make test`)
+typecheck: setup
+	$(VENV)/bin/mypy
 
 # JupyterLab on the repository root (notebooks/, papermill_runs/ and app/ all reachable), opened on notebooks/
 lab: setup
@@ -75,4 +80,4 @@ gpu-check: setup
 	$(PY) benchmarks/gpu_check.py --device cuda --out gpu_check $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis test-artifacts
