@@ -462,6 +462,11 @@ class Dag:
         hist = self._param_count_histogram[self.output]
         return {offset + k: c for k, c in sorted(hist.items())}
 
+    @overload
+    def path_power_sum(self, power: int = 3, offset: int = 0) -> int: ...
+    @overload
+    def path_power_sum(self, power: int = 3, offset: float = 0) -> float: ...
+
     def path_power_sum(self, power: int = 3, offset: float = 0) -> int | float:
         """``sum over end-to-end paths p of L_p**power`` with ``L_p = offset + params(p)``.
 

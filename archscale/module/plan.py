@@ -99,7 +99,7 @@ class Plan:
     @property
     def path_sum(self) -> int:
         """``sum_p L_p^3``, the architecture term of eq. 8."""
-        return cast(int, self.graph.path_power_sum(3, self.offset))  # an int at an integer offset
+        return self.graph.path_power_sum(3, self.offset)
 
     def paths(self, limit: int = 50) -> list[dict]:
         """Up to ``limit`` end-to-end paths: vertices, the modules on them (or ``skip``), and depth."""
