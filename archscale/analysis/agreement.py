@@ -201,8 +201,8 @@ def noise_floor(losses: list[np.ndarray], lrs: list[np.ndarray], targets, method
     return float(math.exp(math.sqrt(float(np.mean(np.square(d)))) * scale)), len(d)
 
 
-def bootstrap_agreement(losses: list[np.ndarray], lrs: list[np.ndarray], base_of: list[int],
-                        scale: np.ndarray, targets: list[int], *, clusters: list | None = None,
+def bootstrap_agreement(losses: list[np.ndarray], lrs: list[np.ndarray], base_of: list[int] | np.ndarray,
+                        scale: np.ndarray, targets: list[int] | np.ndarray, *, clusters: list | None = None,
                         method: str = DEFAULT_METHOD, n_boot: int = 1000, seed: int = 0) -> Agreement:
     """Metrics of measured vs predicted maximal LRs with intervals over seeds and configurations.
 
@@ -232,7 +232,7 @@ def bootstrap_agreement(losses: list[np.ndarray], lrs: list[np.ndarray], base_of
         [clusters[t] for t in targets]
     groups = list(dict.fromkeys(labels))
     members = [targets[[lab == g for lab in labels]] for g in groups]
-    samples = {k: [] for k in METRIC_NAMES}
+    samples: dict[str, list[float]] = {k: [] for k in METRIC_NAMES}
     for b in range(n_boot if len(targets) else 0):
         meas = boot_lr[b]
         pred = meas[base_of] * scale
@@ -282,7 +282,7 @@ def variance_link(log_measured, log_predicted, log_moment, *, n_boot: int = 1000
     rng = np.random.default_rng(seed)
     boots = np.array([stats(rng.integers(0, len(y), len(y))) for _ in range(n_boot)]) if len(y) else \
         np.empty((0, 3))
-    out = {}
+    out: dict[str, float] = {}
     for i, name in enumerate(names):
         lo, hi, _ = percentile_interval(boots[:, i])
         out |= {name: point[i], f"{name}_lo": lo, f"{name}_hi": hi}

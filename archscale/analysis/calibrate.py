@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,7 @@ class PathLaw:
         """This law as a :data:`~archscale.analysis.compare.Rule`."""
         def scale(dag: Dag, q: int | None, base: Dag, qb: int | None) -> float:
             ratio = (self.path_sum(dag) / self.path_sum(base)) ** (-self.exponent)
-            return ratio * (qb / q if uses_kernel and q else 1.0)
+            return ratio * (cast(int, qb) / q if uses_kernel and q else 1.0)  # a base kernel with q
         return scale
 
     def describe(self) -> str:
@@ -182,8 +183,8 @@ def calibrate(results: pd.DataFrame | Measured, base: str = "1", metric: str = "
     calibrated = compare(meas, rule=law.rule(uses_kernel), score=scored, n_boot=n_boot, seed=seed)
     eq8 = compare(meas, score=scored, n_boot=n_boot, seed=seed)
     searched = (("offset", law.offset, offsets), ("path exponent", law.power, powers))
-    edges = tuple(name for name, value, grid in searched if value in (min(grid), max(grid)))
-    return Calibration(law, rmse, n_fit, fit_graphs, test_graphs, calibrated, eq8, holdout, seed, edges)
+    at_bounds = tuple(name for name, value, grid in searched if value in (min(grid), max(grid)))
+    return Calibration(law, rmse, n_fit, fit_graphs, test_graphs, calibrated, eq8, holdout, seed, at_bounds)
 
 
 def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6), *, base: str = "1",
@@ -212,7 +213,7 @@ def fit_offset(results: pd.DataFrame, offsets: Iterable[int] = (1, 2, 3, 4, 5, 6
         t = t[~t["is_base"] & np.isfinite(t["measured"]) & np.isfinite(t["predicted"]) & (t["measured"] > 0)]
         resid = np.log(t["measured"].to_numpy()) - np.log(t["predicted"].to_numpy())
         a = comp.agreement
-        row = {"offset": int(off)}
+        row: dict[str, float] = {"offset": int(off)}
         for name in ("pearson_log", "error_factor", "bias", "slope"):
             row.update({name: a.estimate[name], f"{name}_lo": a.lo[name], f"{name}_hi": a.hi[name]})
         row.update({

@@ -186,6 +186,7 @@ def measure(results: pd.DataFrame, base: str = "1", metric: str = "train_loss", 
         base_dag = Dag.parse(base, ops=arch)
     except ValueError as err:
         raise ArchscaleError(f"base {base!r}: {err}") from None
+    rows: list[dict]
     rows, base_row, base_kernel = [], {}, {}
     for (width, act), group in m.groupby(["width", "act"], sort=True):
         base_rows = group[group["graph"] == base_dag.code]

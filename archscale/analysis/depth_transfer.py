@@ -111,9 +111,9 @@ def depth_transfer(results: pd.DataFrame, depths: Mapping[str, int], which: Law 
     if len(depths) < 2:
         raise ArchscaleError(f"a depth transfer needs at least two depths, got {dict(depths)}")
     depth_of = {str(g): int(k) for g, k in depths.items()}
-    base = min(depth_of, key=depth_of.get)
+    base = min(depth_of, key=depth_of.__getitem__)
     rows = results[results["graph"].isin(list(depth_of))]
-    missing = sorted(set(depth_of) - set(rows["graph"]), key=depth_of.get)
+    missing = sorted(set(depth_of) - set(rows["graph"]), key=depth_of.__getitem__)
     if missing:
         raise ArchscaleError(f"the results hold no rows for the graph(s) {missing}")
     chosen = law(which) if isinstance(which, str) else which

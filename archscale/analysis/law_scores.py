@@ -162,7 +162,8 @@ def compare_laws(results: pd.DataFrame | Measured, base: str = "1", metric: str 
         seed = validate.integer(seed, "seed")
         meas = results if isinstance(results, Measured) else measure(results, base, metric, n_boot=n_boot,
                                                                      seed=seed, method=method, edges=edges)
-        fit_graphs, test_graphs = [], []
+        fit_graphs: list[str] = []
+        test_graphs: list[str] = []
     else:
         meas, fit_graphs, test_graphs, holdout, seed = held_out(results, base, metric, holdout, seed, n_boot,
                                                                 method, edges)

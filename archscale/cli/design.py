@@ -77,7 +77,7 @@ def _cmd_paths(args: argparse.Namespace) -> int:
     dag = _parse_dag(args)
     offset = convention(args.arch).offset if args.offset is None else args.offset
     n = dag.n_paths
-    shown = []
+    shown: list[dict] = []
     for i, path in enumerate(dag.iter_paths()):
         if i >= args.limit:
             break

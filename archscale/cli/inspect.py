@@ -41,6 +41,8 @@ def load_factory(target: str):
     if not path.is_file():
         raise ArchscaleError(f"no such file: {path_text!r} (from {target!r})")
     spec = importlib.util.spec_from_file_location(f"_archscale_user_{path.stem}", path)
+    if spec is None or spec.loader is None:  # a file Python cannot import (not .py)
+        raise ArchscaleError(f"could not import {path_text!r}: not a Python file (expected FILE.py:FACTORY)")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.resolve().parent))
     try:

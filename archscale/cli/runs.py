@@ -13,12 +13,18 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core import validate
 from ..core.errors import ArchscaleError, StoreError
 from ..core.presets import preset_names
 from ..core.schema import MAXLR_METHODS, METRICS
 from .common import UsageError, positive_int
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..sweep import SweepSpec
 
 __all__ = ["add_parsers"]
 
@@ -70,8 +76,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 class _Run:
     """A finished sweep directory read for analysis: its rows, spec and how complete its grid is."""
 
-    df: object  # pandas.DataFrame
-    spec: object  # SweepSpec or None
+    df: pd.DataFrame
+    spec: SweepSpec | None
     present: int
     expected: int | None
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import overload
 
 from . import validate
 from .errors import DagError, NoPathError
@@ -100,7 +101,7 @@ class Dag:
                         f"digit {d} in group {i} is outside the {ops!r} op set "
                         f"(0..{n_ops - 1}: {', '.join(OP_SETS[ops])}); example: {_EXAMPLES[ops]!r}"
                     )
-        self._digits = digits
+        self._digits: tuple[tuple[int, ...], ...] | None = digits
         self._n = len(digits) + 1
         self._multi: tuple[Edge, ...] | None = None
 
@@ -266,6 +267,7 @@ class Dag:
     def _key(self) -> tuple:
         if self._digits is not None:
             return (self._digits,)
+        assert self._multi is not None  # a graph without a code is a multigraph
         return (self._n, tuple((e.src, e.dst, e.digit) for e in self._multi))
 
     def __eq__(self, other: object) -> bool:
@@ -292,6 +294,7 @@ class Dag:
             raise DagError(f"no edge slot {src}->{dst} in a graph with {self.n_vertices} vertices")
         if self._digits is not None:
             return OP_SETS[self._ops][self._digits[dst - 1][src]]
+        assert self._multi is not None
         ops = [e.op for e in self._multi if (e.src, e.dst) == (src, dst)]
         if len(ops) > 1:
             raise DagError(f"vertices {src}->{dst} are joined by {len(ops)} parallel edges "
@@ -306,6 +309,7 @@ class Dag:
         """
         names = OP_SETS[self._ops]
         if self._digits is None:
+            assert self._multi is not None
             out = []
             for dst in range(1, self._n):
                 for src in range(dst):
@@ -370,7 +374,7 @@ class Dag:
     @cached_property
     def _param_count_histogram(self) -> tuple[Counter, ...]:
         """Per vertex: Counter {parameterized edges on the path: number of paths from 0}."""
-        hist = [Counter() for _ in range(self.n_vertices)]
+        hist: list[Counter[int]] = [Counter() for _ in range(self.n_vertices)]
         hist[0][0] = 1
         for e in self.edges:
             w = 1 if e.is_parameterized else 0
@@ -448,12 +452,22 @@ class Dag:
         self._check_path_limit(limit)
         return [offset + sum(e.is_parameterized for e in p) for p in self.iter_edge_paths()]
 
-    def depth_counts(self, offset: int = 0) -> dict[int, int]:
+    @overload
+    def depth_counts(self, offset: int = 0) -> dict[int, int]: ...
+    @overload
+    def depth_counts(self, offset: float) -> dict[float, int]: ...  # the path-law fits' offsets
+
+    def depth_counts(self, offset: float = 0) -> dict[int, int] | dict[float, int]:
         """``{L_p: number of paths}`` by dynamic programming, without listing paths."""
         hist = self._param_count_histogram[self.output]
         return {offset + k: c for k, c in sorted(hist.items())}
 
-    def path_power_sum(self, power: int = 3, offset: int = 0) -> int | float:
+    @overload
+    def path_power_sum(self, power: int = 3, offset: int = 0) -> int: ...
+    @overload
+    def path_power_sum(self, power: int = 3, offset: float = 0) -> float: ...
+
+    def path_power_sum(self, power: int = 3, offset: float = 0) -> int | float:
         """``sum over end-to-end paths p of L_p**power`` with ``L_p = offset + params(p)``.
 
         Computed from :meth:`depth_counts` (exact integers for integer offsets), so graphs
@@ -466,7 +480,7 @@ class Dag:
         """A ``networkx.DiGraph`` (a ``MultiDiGraph`` for multigraphs) with ``op``/``digit`` attributes."""
         import networkx as nx
 
-        g = (nx.DiGraph if self.has_code else nx.MultiDiGraph)(code=str(self), ops=self._ops)
+        g: nx.DiGraph[int] = (nx.DiGraph if self.has_code else nx.MultiDiGraph)(code=str(self), ops=self._ops)
         g.add_nodes_from(range(self.n_vertices))
         for e in self.all_edges if include_zero else self.edges:
             g.add_edge(e.src, e.dst, op=e.op, digit=e.digit, parameterized=e.is_parameterized)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 import yaml
 
@@ -125,4 +126,4 @@ def load_settings(experiment: str, preset: str) -> dict:
     raw = read_yaml(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise SpecError(f"preset file {path.name} must hold a mapping of name: value")
-    return _expand(raw)
+    return cast(dict, _expand(raw))  # a mapping expands to a mapping

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from .errors import ArchscaleError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 __all__ = ["COLUMNS", "CONFIG_KEYS", "METRICS", "NAS", "SWEEP", "RowSchema", "lr_key"]
@@ -45,7 +46,7 @@ def _column(kind: type, value: object, name: str, json: bool) -> object:
     (floats may be null, "inf" or "-inf"); from Python, numpy scalars count too."""
     if kind is float:
         if json and (value is None or value in ("inf", "-inf")):
-            return math.nan if value is None else float(value)  # type: ignore[arg-type]
+            return math.nan if value is None else float(value)
         ok = isinstance(value, (int, float)) if json else isinstance(value, numbers.Real)
     elif kind is int:
         ok = isinstance(value, int) if json else isinstance(value, numbers.Integral)
@@ -93,7 +94,7 @@ class RowSchema:
             raise ArchscaleError(f"{self.kind} row lacks column(s) {', '.join(missing)}")
         return {name: _column(kind, row[name], name, json=False) for name, kind in self.columns}
 
-    def rows(self, labels: Mapping, columns: Mapping[str, Sequence]) -> list[dict]:
+    def rows(self, labels: Mapping, columns: Mapping[str, Sequence | np.ndarray]) -> list[dict]:
         """One row per entry of the per-replica ``columns`` (equal lengths), with constant ``labels``."""
         n = {len(v) for v in columns.values()}
         if len(n) != 1:

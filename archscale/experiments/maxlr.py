@@ -201,6 +201,7 @@ def _readout_moments(spec: SweepSpec, data: Dataset, n_seeds: int = 3, n_samples
                 for seed in range(n_seeds)]
         rows.append({"graph": model.graph, "z2": float(np.mean(vals))})
     out = pd.DataFrame(rows)
+    assert spec.arch is not None  # required by SweepSpec
     base = out.loc[out["graph"] == Dag.parse(spec.base, ops=spec.arch).code, "z2"].iloc[0]
     return out.assign(z2_ratio=out["z2"] / base)
 

@@ -35,6 +35,7 @@ import operator
 import re
 import warnings
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -121,12 +122,13 @@ class Layer:
 
     @property
     def fan_in(self) -> int:
-        w = self.module.weight
+        w = cast(torch.Tensor, self.module.weight)
         return int(w.shape[1] * math.prod(w.shape[2:]))
 
     @property
     def kernel(self) -> tuple[int, ...] | None:
-        return tuple(self.module.kernel_size) if not isinstance(self.module, nn.Linear) else None
+        return (tuple(cast("tuple[int, ...]", self.module.kernel_size))
+                if not isinstance(self.module, nn.Linear) else None)
 
 
 @dataclass
@@ -270,8 +272,8 @@ class _Reader:
         out = []
         for arg in list(node.args) + list(node.kwargs.values()):
             for a in (arg if isinstance(arg, (list, tuple)) else [arg]):
-                if isinstance(a, fx.Node) and self.env.get(a) is not None:
-                    out.append((a, self.env[a]))
+                if isinstance(a, fx.Node) and (v := self.env.get(a)) is not None:
+                    out.append((a, v))
         return out
 
     def run(self) -> None:
@@ -355,6 +357,7 @@ class _Reader:
         val = _Val("edge", pos, node, layer=layer, src=src)
         if src.kind == "input":
             if self.stem is not None:
+                assert self.stem.layer is not None
                 raise _refuse(node, f"reads the raw input, as the stem {self.stem.layer.path!r} does "
                                     f"already; archscale needs one stem (the first weighted op on the input)")
             layer.role, val.must, self.stem = "stem", True, val
@@ -390,6 +393,7 @@ class _Reader:
             if val.kind == "input":
                 raise _refuse(node, "adds the raw input; archscale needs every path to start at the stem")
             if val.kind == "edge" and arg_node in self.acted:
+                assert val.layer is not None
                 val.layer.post_act = True
             val.uses += 1
             parts.append(val)
@@ -404,6 +408,7 @@ class _Reader:
         if val is None or val.kind != "edge":
             raise _refuse(node, "is not produced by a weighted op; archscale needs a readout "
                                 "(a Linear/Conv that produces the output)")
+        assert val.layer is not None and val.src is not None  # an edge has both
         if val is self.stem:
             raise ArchscaleError(f"the model has one weighted op ({val.layer.path!r}); archscale needs a "
                                  f"stem and a readout (input -> Linear/Conv -> ... -> Linear/Conv -> output)")
@@ -429,7 +434,10 @@ class _Reader:
             v.vertex = i
         edges: list[tuple[int, int, str]] = []
         for v in vals[1:]:
+            assert v.vertex is not None
             self.terms(v, v.vertex, edges, top=True)
+        assert self.readout is not None and self.readout.src is not None  # set by output()
+        assert self.readout.src.vertex is not None  # the readout's input is a vertex (must)
         if vals[-1] is not self.readout.src or len(vals) == 1:
             edges.append((self.readout.src.vertex, len(vals), "skip"))
             vals.append(self.readout.src)
@@ -439,6 +447,7 @@ class _Reader:
         if val.vertex is not None and not top:
             edges.append((val.vertex, dst, "skip"))
         elif val.kind == "edge":
+            assert val.layer is not None and val.src is not None
             val.layer.src, val.layer.dst = val.src.vertex, dst
             edges.append((val.src.vertex, dst, "block"))
         else:
@@ -452,9 +461,9 @@ def _kernel(layers: list[Layer], override: int | None) -> int | None:
         return validate.kernel_size(override, "kernel_size")
     convs = [la for la in layers if la.role == "edge" and la.kernel is not None] or \
             [la for la in layers if la.role == "stem" and la.kernel is not None]
-    sizes = {la.kernel for la in convs}
+    sizes = {la.kernel for la in convs if la.kernel is not None}
     if len(sizes) > 1 or any(len(set(k)) > 1 for k in sizes):
-        listed = ", ".join(f"{la.path} {'x'.join(map(str, la.kernel))}" for la in convs)
+        listed = ", ".join(f"{la.path} {'x'.join(map(str, la.kernel or ()))}" for la in convs)
         raise ArchscaleError(f"the convolutions have mixed kernel sizes ({listed}); eq. 9 has one kernel "
                              f"size q: pass kernel_size= to choose it")
     return sizes.pop()[0] if sizes else None
@@ -502,6 +511,7 @@ def capture(model: nn.Module, example_input: torch.Tensor, *, norm: str = "error
                              "or edge")
     nodes = [v.node.name for v in vals]
     graph = Dag.from_edges(len(vals), edges, ops=arch)
+    assert reader.readout is not None and reader.readout.layer is not None and reader.stem.layer is not None
     reader.readout.layer.src, reader.stem.layer.dst = graph.output, 0
     if graph == Dag.parse("1", ops=arch):
         notes.append("no weighted op between the stem and the readout: the graph is the base '1' "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import itertools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -28,6 +29,9 @@ from ..core.errors import ArchscaleError, DagError
 from ..core.residual import residual_blocks
 from ..core.scaling import as_dag, convention, init_std, lr_scale, readout_std, second_moments
 from .capture import Capture, capture
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["READOUT_MODES", "BranchMultiplier", "Plan", "apply"]
 
@@ -74,7 +78,7 @@ class Plan:
     scale: float
     base_lr: float | None
     lr: float | None
-    modules: object  # pandas.DataFrame
+    modules: pd.DataFrame
     second_moments: list[float]
     notes: list[str] = field(default_factory=list)
     initialized: bool = False
@@ -99,7 +103,7 @@ class Plan:
 
     def paths(self, limit: int = 50) -> list[dict]:
         """Up to ``limit`` end-to-end paths: vertices, the modules on them (or ``skip``), and depth."""
-        layers: dict[tuple[int, int], list[str]] = {}
+        layers: dict[tuple[int | None, int | None], list[str]] = {}
         for la in self.capture.layers if self.capture else []:
             if la.role == "edge":
                 layers.setdefault((la.src, la.dst), []).append(la.path)
@@ -257,6 +261,7 @@ def _table(cap: Capture, readout: str, gain: float):
         if la.role == "stem":
             std, d = init_std(la.fan_in, 1, gain), None
         elif la.role == "edge":
+            assert la.dst is not None  # set for every edge by capture
             std, d = init_std(la.fan_in, deg[la.dst], gain), deg[la.dst]
         elif la.role == "readout" and readout != "keep":
             std, d = readout_std(la.fan_in, gain, mean_field=readout == "mean_field"), None
@@ -273,7 +278,7 @@ def _table(cap: Capture, readout: str, gain: float):
     return pd.DataFrame(cols)
 
 
-def _edge_modules(cap: Capture | None) -> dict[tuple[int, int], str]:
+def _edge_modules(cap: Capture | None) -> dict[tuple[int | None, int | None], str]:
     """Module path of the weighted edge ``src -> dst`` (a residual chain has at most one per pair)."""
     return {(la.src, la.dst): la.path for la in (cap.layers if cap else []) if la.role == "edge"}
 
@@ -315,9 +320,10 @@ def _initialize(cap: Capture, table) -> None:
     for la, std in zip(cap.layers, table["init_std"]):
         if std != std:  # NaN: kept (readout="keep", unused modules)
             continue
-        la.module.weight.normal_(0.0, float(std))
-        if la.module.bias is not None:
-            la.module.bias.zero_()
+        cast(torch.Tensor, la.module.weight).normal_(0.0, float(std))
+        bias = cast("torch.Tensor | None", la.module.bias)  # nn.Module's __getattr__ says Tensor | Module
+        if bias is not None:
+            bias.zero_()
 
 
 def _moment_notes(graph: Dag, moments: list[float]) -> list[str]:
@@ -377,7 +383,7 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     table = _table(cap, readout, gain)
     if multipliers:
         eq8 = scale
-        scale = b_kernel / cap.kernel_size if conv.uses_kernel else 1.0
+        scale = cast(int, b_kernel) / cast(int, cap.kernel_size) if conv.uses_kernel else 1.0  # both set
         table["multiplier"] = [multipliers.get(p, 1.0) if r == "edge" else 1.0
                                for p, r in zip(table["module"], table["role"])]
         mup_notes.append(f"Depth-muP: branch outputs x 1/sqrt({len(multipliers)}) and one learning rate at "

@@ -150,7 +150,7 @@ def _evaluate(reps: _Replicas, x: torch.Tensor, y: torch.Tensor, config: TrainCo
     return (loss_sum / x.shape[0]).cpu().numpy(), acc
 
 
-def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float], seeds: Sequence[int],
+def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float] | np.ndarray, seeds: Sequence[int],
                  data: Dataset, config: TrainConfig | None = None, *, name: str | None = None,
                  width: int = 0, act: str = "", device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, chunk_size: int | None = None, progress: bool = True):

@@ -10,6 +10,7 @@ and ``avg_pool_3x3`` (stride 1, padding 1). ``init="archscale"`` applies the in-
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,9 @@ class CellNet(nn.Module):
     ``readout_mult`` is 1 except under muP (:func:`apply_mup`).
     """
 
+    mup_shapes: dict[str, tuple[tuple[int, int | None], ...]]  # set by apply_mup only
+    mup_base_width: int
+
     def __init__(self, dag: Dag | str, in_channels: int, width: int, n_cells: int, out_dim: int, *,
                  init: str = "archscale", readout: str = "mean_field", batchnorm: bool = True):
         super().__init__()
@@ -186,6 +190,7 @@ class CellNet(nn.Module):
                     if conv is not None:
                         conv.weight.normal_(0.0, self.edge_init_std(block, e.src, e.dst))
             else:  # the residual sum has in-degree 2: conv_b's branch and the shortcut
+                assert isinstance(block, ReductionBlock)
                 d = 2 if in_degree_rule else 1
                 block.conv_a.conv.weight.normal_(0.0, init_std(_fan_in(block.conv_a.conv)))
                 block.conv_b.conv.weight.normal_(0.0, init_std(_fan_in(block.conv_b.conv), d))
@@ -211,7 +216,7 @@ class CellNet(nn.Module):
 
 
 def _fan_in(layer: nn.Module) -> int:
-    w = layer.weight
+    w = cast(torch.Tensor, layer.weight)
     return int(w.shape[1] * math.prod(w.shape[2:]))
 
 

@@ -9,6 +9,7 @@ rates (:func:`mup_param_groups`). The test suite checks all three against ``mup=
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ def mup_infshapes(model: CellNet, base_width: int = 1) -> dict[str, tuple[tuple[
     between base and delta. Base and delta are built on the meta device (no memory).
     """
     base_width = validate.positive_int(base_width, "mup base width")
-    kwargs = dict(in_channels=model.in_channels, n_cells=model.n_cells, out_dim=model.out_dim,
+    kwargs: dict[str, Any] = dict(in_channels=model.in_channels, n_cells=model.n_cells, out_dim=model.out_dim,
                   batchnorm=model.batchnorm)
     with torch.device("meta"):
         base = CellNet(model.dag, width=base_width, **kwargs)

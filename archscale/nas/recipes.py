@@ -96,11 +96,11 @@ def build_cell_net(dag: Dag | str, recipe: str | Recipe, *, in_channels: int, ou
 
 def describe_cells(cells: Iterable[Dag | str]) -> pd.DataFrame:
     """Per cell: code, number of end-to-end paths, ``{L_p: count}`` (nb201 convention), lr_scale."""
-    cells = [as_cell(c) for c in cells]
+    dags = [as_cell(c) for c in cells]
     return pd.DataFrame({
-        "cell": [c.code for c in cells],
-        "paths": [c.n_paths for c in cells],
-        "path depths {L_p: count}": [dict(c.depth_counts(offset=1)) for c in cells],
-        "lr_scale": [lr_scale(c, "nb201") for c in cells],
+        "cell": [c.code for c in dags],
+        "paths": [c.n_paths for c in dags],
+        "path depths {L_p: count}": [dict(c.depth_counts(offset=1)) for c in dags],
+        "lr_scale": [lr_scale(c, "nb201") for c in dags],
     })
 

@@ -127,8 +127,8 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
     cells = [as_cell(d) for d in dags]
     if not cells:
         raise ArchscaleError("no cells to train; sample some with Dag.sample(4, k, seed, ops='nb201')")
-    recipes = [as_recipe(r) for r in recipes]
-    names = [r.name for r in recipes]
+    recipe_list = [as_recipe(r) for r in recipes]
+    names = [r.name for r in recipe_list]
     if len(set(names)) != len(names):
         raise ArchscaleError(f"recipe names must be distinct, got {names}")
     seeds = [validate.integer(s, "seed", minimum=0) for s in seeds]
@@ -137,9 +137,9 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
     settings = _settings(cfg, width, n_cells, batchnorm, mup_base_width, data)
     rows = store.scan().rows if store is not None else []
     if store is not None:
-        _check_settings(store, settings, recipes, base_lr, rows)
+        _check_settings(store, settings, recipe_list, base_lr, rows)
     done = {NAS.key_of(r) for r in rows}
-    todo = [(c, r, s) for c in cells for s in seeds for r in recipes if (c.code, r.name, s) not in done]
+    todo = [(c, r, s) for c in cells for s in seeds for r in recipe_list if (c.code, r.name, s) not in done]
     if todo or (store is not None and store.read_meta() != settings):
         runs = [_Run(_run_id(c.code, r.name, s), c.code, r, s) for c, r, s in todo]
         model = dict(width=width, n_cells=n_cells, batchnorm=batchnorm, mup_base_width=mup_base_width,

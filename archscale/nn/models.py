@@ -38,6 +38,7 @@ other graph is refused). The init is unchanged: the multiplier acts on top of it
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -65,12 +66,12 @@ def _activation(act: str) -> nn.Module:
 
 def fan_in(layer: nn.Module) -> int:
     """Fan-in of a Linear or Conv weight (inputs per output unit)."""
-    w = layer.weight
+    w = cast(torch.Tensor, layer.weight)
     return int(w.shape[1] * math.prod(w.shape[2:]))
 
 
 def fan_out(layer: nn.Module) -> int:
-    w = layer.weight
+    w = cast(torch.Tensor, layer.weight)
     return int(w.shape[0] * math.prod(w.shape[2:]))
 
 
@@ -178,13 +179,14 @@ class DagNet(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Draw every weight by this model's init scheme (uses torch's global RNG)."""
-        self.stem.weight.normal_(0.0, self.stem_init_std())
-        self.stem.bias.zero_()
+        # the layers are Linear/Conv2d with a bias (nn.Module's __getattr__ says Tensor | Module)
+        cast(torch.Tensor, self.stem.weight).normal_(0.0, self.stem_init_std())
+        cast(torch.Tensor, self.stem.bias).zero_()
         for e in self.dag.edges:
             layer = self.edge_layer(e.src, e.dst)
             if layer is not None:
-                layer.weight.normal_(0.0, self.edge_init_std(e.src, e.dst))
-                layer.bias.zero_()
+                cast(torch.Tensor, layer.weight).normal_(0.0, self.edge_init_std(e.src, e.dst))
+                cast(torch.Tensor, layer.bias).zero_()
         self.readout.weight.normal_(0.0, self.readout_init_std())
         self.readout.bias.zero_()
 

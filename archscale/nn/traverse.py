@@ -12,13 +12,18 @@ same order. No torch import here: the values can be any array type.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..core.dag import Dag, Edge
 
 __all__ = ["traverse"]
 
-T = TypeVar("T")
+
+class _Summable(Protocol):  # a vertex sums its incoming values
+    def __add__(self, other: Any, /) -> Any: ...
+
+
+T = TypeVar("T", bound=_Summable)
 
 
 def _torch_zeros_like(value):

@@ -10,12 +10,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import ticker as mticker
 
 from ..core.errors import ArchscaleError
+
+if TYPE_CHECKING:
+    from ..analysis.depth_transfer import DepthTransfer
+    from ..analysis.law_scores import LawsReport
 
 __all__ = ["depth_transfer_figure", "laws_agreement_figure"]
 
@@ -40,7 +45,7 @@ def _errbar(ax, x: float, lo: float, hi: float, y: float, **kwargs) -> None:
     ax.errorbar([x], [y], xerr=xerr, capsize=3, linestyle="none", **kwargs)
 
 
-def laws_agreement_figure(reports: Mapping[str, object], *, metric: str = "error_factor", ncols: int = 2,
+def laws_agreement_figure(reports: Mapping[str, LawsReport], *, metric: str = "error_factor", ncols: int = 2,
                           title: str | None = None):
     """One panel per sweep: every law's error factor (or ``metric``) zero-shot and held out, with intervals.
 
@@ -76,7 +81,7 @@ def laws_agreement_figure(reports: Mapping[str, object], *, metric: str = "error
         d, lo, hi = rep.top_difference
         told = "distinguishable" if lo > 0 else "not distinguishable"
         first = rep.laws[0]
-        held = "zero-shot only" if rep.zero_shot_only else f"{first.calibrated.agreement.n} held out"
+        held = "zero-shot only" if rep.zero_shot_only else f"{first.ranked.agreement.n} held out"
         ax.set_title(f"{label}\nbest {'zero-shot' if rep.zero_shot_only else 'held out'}: {first.name}; "
                      f"#2 {told}\n(Δ log-RMSE {d:.2f} [{lo:.2f}, {hi:.2f}]); "
                      f"n = {first.zero_shot.agreement.n} zero-shot, {held}, "
@@ -107,7 +112,7 @@ def _registry_order() -> list[str]:
     return list(LAWS)
 
 
-def depth_transfer_figure(transfers: Sequence[object], *, title: str | None = None):
+def depth_transfer_figure(transfers: Sequence[DepthTransfer], *, title: str | None = None):
     """Left: measured optimum against depth with each law's prediction; right: measured / predicted.
 
     ``transfers`` are :func:`~archscale.analysis.depth_transfer.depth_transfer` results that share

@@ -9,6 +9,7 @@ function in :mod:`archscale.probe` or :mod:`archscale.stats`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -138,6 +139,7 @@ def plot_delta_z_vs_lr(tables: pd.DataFrame | Mapping[str, pd.DataFrame], *, ver
         ax.set_xscale("log")
         ax.set_yscale("log")
         if clipped:
+            assert y_max is not None  # nothing is clipped without a cap
             ax.set_ylim(top=2 * y_max)
             ax.text(0.98, 0.02, f"▲ = above {y_max:g}, drawn at {y_max:g}", transform=ax.transAxes,
                     ha="right", va="bottom", fontsize=8, bbox=dict(fc="white", ec="0.7", alpha=0.9))
@@ -213,7 +215,7 @@ def _capped_bar_notes(ax, x, lo, hi, y_lo: float, y_hi: float, color) -> None:
                         va="top", fontsize=7, color=color)
 
 
-def plot_path_law_vs_width(summary: pd.DataFrame, reference: Mapping[str, object] | None = None,
+def plot_path_law_vs_width(summary: pd.DataFrame, reference: Mapping[str, Any] | None = None,
                            title: str | None = None):
     """The path-law exponent b against width, one series per graph set, with 95% bootstrap bars.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -22,11 +23,11 @@ LossArg = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _check_loss(loss: object) -> LossArg:
     if callable(loss):
-        return loss  # type: ignore[return-value]
+        return loss
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ArchscaleError(f"unknown loss {loss!r}; accepted: 'mse' (squared error), 'ce' (cross-entropy) "
                              f"or a function (logits, y) -> scalar")
-    return loss  # type: ignore[return-value]
+    return loss
 
 
 def _check_lr_mult(lr_mult: Mapping[str, float] | None, groups: Mapping[str, list[str]]) -> dict[str, float]:
@@ -106,7 +107,7 @@ def parameter_groups(model: nn.Module) -> dict[str, list[str]]:
     """
     _check_model(model)
     groups: dict[str, list[str]] = {"stem": []}
-    for e in model.dag.edges:
+    for e in cast(Dag, model.dag).edges:  # checked: a model with .dag
         if e.is_parameterized:
             groups[f"edge {e.src}->{e.dst}"] = []
     groups["readout"] = []

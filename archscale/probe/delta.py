@@ -223,7 +223,8 @@ def delta_z_widths(graphs: Mapping[int, Iterable[Dag | str]], make_model: Callab
     for width, dags in graphs.items():
         width = validate.positive_int(width, "every width")
         width_seeds = seeds.get(width, ()) if isinstance(seeds, Mapping) else seeds
-        table = delta_z_graphs(dags, lambda dag, w=width: make_model(dag, w), x, y, lr, loss=loss,
+        # mypy cannot infer a lambda with a default argument (which binds this iteration's width)
+        table = delta_z_graphs(dags, lambda dag, w=width: make_model(dag, w), x, y, lr, loss=loss,  # type: ignore[misc]
                                seeds=width_seeds, arch=arch, rules=("shared",), readout_frozen=False,
                                progress=progress)
         tables.append(table.assign(width=width))

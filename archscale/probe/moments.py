@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,8 @@ def readout_input_moment(model: nn.Module, x: torch.Tensor) -> float:
     about the vertices.
     """
     seen: list[torch.Tensor] = []
-    handle = model.readout.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    handle = cast(nn.Module, model.readout).register_forward_hook(
+        lambda module, args, out: seen.append(args[0]))
     was_training = model.training
     model.eval()
     try:

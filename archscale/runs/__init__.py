@@ -1,1 +1,2 @@
-"""Where results live and chunks train: the crash-safe store and the executors (this process, worker processes, Ray)."""
+"""Where results live and chunks train: the crash-safe store and the executors (this process,
+worker processes, Ray)."""

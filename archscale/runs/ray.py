@@ -164,7 +164,7 @@ class RayExecutor:
         self.max_retries = validate.integer(max_retries, "max_retries", minimum=0)
         self.device = "cpu"
         self._gpus = 0.0
-        self._ray = None
+        self._ray: Any = None  # the ray module while started
         self._owned = False
         self._boxes: dict[int, tuple[Any, list]] = {}
         self._pending: dict = {}

@@ -514,6 +514,7 @@ def _close_chunk(out: Scan, run: list, run_chunk: str | None, number: int, marke
         out.damaged += [Damage(ln, f"row of chunk {run_chunk} without its completion marker", run_chunk)
                         for ln, _, _ in run]
         run = []
+    reason: str | None
     if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= len(run):
         reason = f"chunk {cid}: its marker counts {n!r} rows but {len(run)} precede it"
         out.damaged += [Damage(ln, reason, cid) for ln, _, _ in run] + [Damage(number, reason, cid)]

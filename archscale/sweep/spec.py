@@ -13,7 +13,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import yaml
@@ -260,12 +260,14 @@ class SweepSpec(RunSpec):
     # -- derived
     def lr_grid(self) -> list[float]:
         """The learning rates, ascending (10 significant digits, so they compare stably)."""
-        values = self.lrs if self.lrs is not None else np.geomspace(self.lr_min, self.lr_max, self.n_lrs)
+        values = self.lrs if self.lrs is not None else np.geomspace(  # the three are set when lrs is not
+            cast(float, self.lr_min), cast(float, self.lr_max), cast(int, self.n_lrs))
         return sorted({float(lr_key(v)) for v in values})
 
     def graph_list(self) -> list[str]:
         """Canonical codes of every graph to train: the base first, then listed, then sampled."""
         codes: list[str] = []
+        assert self.arch is not None  # required (__post_init__)
         for g in [self.base, *(self.graphs or [])]:
             try:
                 dag = Dag.parse(g, ops=self.arch)
@@ -290,6 +292,7 @@ class SweepSpec(RunSpec):
         topologies, paper Fig. 7) compare each group separately. ``sampled`` is absent when the
         spec samples nothing.
         """
+        assert self.arch is not None
         base = Dag.parse(self.base, ops=self.arch).code
         listed = list(dict.fromkeys([base] + [Dag.parse(g, ops=self.arch).code for g in self.graphs or []]))
         sampled = [g for g in self.graph_list() if g not in listed]
@@ -305,6 +308,7 @@ class SweepSpec(RunSpec):
         from ..train import ModelSpec
 
         kernels = self.kernel_sizes if self.arch == "cnn" else [3]
+        assert self.arch is not None and kernels is not None  # a CNN's kernel sizes default to [3]
         return [ModelSpec(g, arch=self.arch, width=w, kernel_size=k, act=self.act, layout=self.layout,
                           init=self.init, readout=self.readout)
                 for g in self.graph_list() for w in self.widths for k in kernels]

@@ -144,7 +144,7 @@ def train_replicas(model: ModelSpec, lrs: Sequence[float], seeds: Sequence[int],
                    config: TrainConfig | None = None, *, device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32, chunk_size: int | None = None,
                    memory_budget: int | None = None,
-                   on_step: Callable[[int], None] | None = None) -> TrainResult:
+                   on_step: Callable[[int], object] | None = None) -> TrainResult:
     """Train one replica per ``(lrs[i], seeds[i])`` of ``model`` on ``data`` as stacked computations.
 
     Replicas are split into chunks that fit ``memory_budget`` (see :func:`auto_chunk_size`;
@@ -203,7 +203,7 @@ def _to_device(data: Dataset, dev: torch.device, dtype: torch.dtype) -> tuple[to
 
 def _train_chunk(model: ModelSpec, lrs: np.ndarray, seeds: np.ndarray, out_dim: int,
                  tensors: tuple[torch.Tensor, ...], config: TrainConfig, dev: torch.device,
-                 dtype: torch.dtype, on_step: Callable[[int], None] | None) -> dict[str, np.ndarray]:
+                 dtype: torch.dtype, on_step: Callable[[int], object] | None) -> dict[str, np.ndarray]:
     x_train, y_train, x_test, y_test = tensors
     n, r_total = x_train.shape[0], len(lrs)
     in_shape = tuple(x_train.shape[1:])
@@ -227,6 +227,7 @@ def _train_chunk(model: ModelSpec, lrs: np.ndarray, seeds: np.ndarray, out_dim: 
         if k == 0:
             orders = torch.as_tensor(np.stack([epoch_order(n, int(s), epoch) for s in unique_seeds]),
                                      device=dev)
+        assert orders is not None  # drawn at step 0
         idx = orders[:, k * config.batch_size:(k + 1) * config.batch_size][seed_pos_t]  # (R, b)
         was_active = active
         loss, active = stack.step(x_train[idx], y_train[idx], config, lr_t * config.lr_factor(t, total),

@@ -10,6 +10,7 @@ and each weight update is accumulated straight into the weights by the weight-gr
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -42,11 +43,12 @@ class Sgd:
         if self.weight_decay:
             g = g.add(p, alpha=self.weight_decay)
         if self.momentum:
-            if self.bufs[i] is None:
-                self.bufs[i] = g.clone()
+            buf = self.bufs[i]
+            if buf is None:
+                buf = self.bufs[i] = g.clone()
             else:
-                self.bufs[i].mul_(self.momentum).add_(g)
-            g = g.add(self.bufs[i], alpha=self.momentum) if self.nesterov else self.bufs[i]
+                buf.mul_(self.momentum).add_(g)
+            g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
         p.addcmul_(g, lr_eff.view(-1, *[1] * (p.dim() - 1)), value=-1.0)
 
     def compact(self, keep: torch.Tensor) -> None:
@@ -74,14 +76,14 @@ class Stack:
             raise ArchscaleError("the batched trainer does not apply residual branch multipliers "
                                  "(branch_multiplier != 1); train such models with archscale.sweep_module")
         self.cnn = isinstance(first, DagCNN)
-        self.layer = Conv(first.kernel_size) if self.cnn else Dense()
+        self.layer = Conv(cast(DagCNN, first).kernel_size) if self.cnn else Dense()
         self.dag = first.dag
         self.preact = first.layout == "paper"
         self.act_name = first.act_name
         self.act = F.relu if first.act_name == "relu" else F.gelu
         self.edges = list(self.dag.edges)
         self.edge_slot: dict[tuple[int, int], int] = {}  # index of an edge's weight in params
-        modules = [[n.stem for n in nets]]
+        modules: list[list] = [[n.stem for n in nets]]  # Linear/Conv2d modules
         for e in self.edges:
             if e.is_parameterized:
                 self.edge_slot[(e.src, e.dst)] = 2 * len(modules)
@@ -205,6 +207,7 @@ class Stack:
         gn: list[torch.Tensor | None] = [None] * n
         gact: list[torch.Tensor | None] = [None] * n
         g_last = backward(len(p) - 2, feat, g, layer=Dense)
+        assert g_last is not None  # need_input
         if self.cnn:  # back through the global average pool
             g_last = g_last.div_(last.shape[3] * last.shape[4])[..., None, None].expand_as(last).contiguous()
         if self.preact:
@@ -220,10 +223,13 @@ class Stack:
                 h = acted[e.src] if self.preact else nodes[e.src]
                 gu = gd if self.preact else self._act_backward(gd, pre[(e.src, e.dst)])
                 ga = backward(i, h, gu)
+                assert ga is not None  # need_input
                 grads = gact if self.preact else gn
-                grads[e.src] = ga if grads[e.src] is None else grads[e.src] + ga
+                prev = grads[e.src]
+                grads[e.src] = ga if prev is None else prev + ga
             else:
-                gn[e.src] = gd if gn[e.src] is None else gn[e.src] + gd
+                prev = gn[e.src]
+                gn[e.src] = gd if prev is None else prev + gd
         g0 = self._vertex_grad(0, gn, gact, nodes)
         if g0 is not None:
             backward(0, x, g0 if self.preact else self._act_backward(g0, u0), need_input=False)

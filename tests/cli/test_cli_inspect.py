@@ -109,6 +109,13 @@ def test_inspect_bad_input_exits_2_with_one_line(model_file, args, message):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_inspect_refuses_a_file_python_cannot_import(tmp_path):
+    path = tmp_path / "models.txt"  # importlib finds no loader for it (it used to raise AttributeError)
+    path.write_text(MODELS)
+    code, _, err = run(f"{path}:ResNet", "--input-shape", "2,3,8,8")
+    assert code == 2 and "not a Python file" in err and "Traceback" not in err
+
+
 def test_inspect_through_the_installed_command(model_file):
     out = subprocess.run([*CMD, "inspect", f"{model_file}:with_bn", "--input-shape", "2,3,8,8"],
                          capture_output=True, text=True, timeout=120)

@@ -34,17 +34,19 @@ EXPECTED_FIGURES = {
 ROOT = NOTEBOOK_DIR.parent
 
 
-def test_readme_figures_are_committed_as_png_and_pdf():
-    """Every figure the README embeds exists, with its PDF twin, and every expected figure is embedded."""
-    readme = (ROOT / "README.md").read_text()
-    embedded = set(re.findall(r"!\[[^\]]*\]\(figures/([\w.-]+)\.png\)", readme))
+def test_shown_figures_are_committed_as_png_and_pdf():
+    """Every figure the README or the docs show exists, with its PDF twin, and every expected figure is
+    shown somewhere."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    text = "\n".join(p.read_text() for p in pages if "_build" not in p.parts)
+    embedded = set(re.findall(r"(?:^|[(\s/])figures/([\w.-]+)\.png", text, flags=re.M))
     figures = ROOT / "figures"
     missing = sorted(s for s in embedded
                      if not ((figures / f"{s}.png").exists() and (figures / f"{s}.pdf").exists()))
-    assert not missing, f"README embeds figures not committed as PNG + PDF: {missing}; run make reproduce"
+    assert not missing, f"README/docs show figures not committed as PNG + PDF: {missing}; run make reproduce"
     expected = set().union(*EXPECTED_FIGURES.values())
     assert expected <= embedded, \
-        f"figures the notebooks write but the README does not show: {sorted(expected - embedded)}"
+        f"figures the notebooks write but neither the README nor the docs show: {sorted(expected - embedded)}"
 
 
 def test_notebooks_exist():
