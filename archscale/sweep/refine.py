@@ -19,21 +19,38 @@ again, finished chunks are skipped and the next round starts once the last is co
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ..analysis.estimator import max_lr_estimate
 from ..analysis.maxlr import loss_matrix
 from ..core.schema import CONFIG_KEYS, lr_key
-from .spec import config_of
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .spec import SweepSpec
+    from ..train import ModelSpec
 
-__all__ = ["next_lrs", "refinement_plan"]
+
+class _Spec(Protocol):
+    """What the planner reads of a :class:`~archscale.sweep.SweepSpec` (which imports this module)."""
+
+    refine: int | None
+    refine_rounds: int
+    refine_width: float
+    seeds: list[int]
+
+    def lr_grid(self) -> list[float]: ...
+
+    def model_specs(self) -> list[ModelSpec]: ...
+
+
+def config_of(model: ModelSpec) -> tuple:
+    """The configuration a model's rows belong to (the values of ``CONFIG_KEYS``; kernel 0 for MLPs)."""
+    return (model.graph, model.arch, model.width, model.kernel_size if model.arch == "cnn" else 0, model.act)
+
+__all__ = ["config_of", "next_lrs", "refinement_plan"]
 
 #: Bootstrap replicates for the interval that decides whether a configuration needs more LRs.
 N_BOOT = 200
@@ -61,7 +78,7 @@ def next_lrs(lrs: np.ndarray, losses: np.ndarray, n: int, width: float, metric_s
     return sorted(float(lr_key(m)) for m in mids[order[:n]])
 
 
-def refinement_plan(spec: SweepSpec, results: pd.DataFrame, metric: str = "train_loss"
+def refinement_plan(spec: _Spec, results: pd.DataFrame, metric: str = "train_loss"
                     ) -> dict[tuple, list[list[float]]]:
     """Per configuration (``CONFIG_KEYS`` values), the LRs of each refinement round planned so far:
     every round whose grid (the spec's plus earlier rounds) has all its rows in ``results``

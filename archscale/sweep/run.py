@@ -23,7 +23,8 @@ from ..core.errors import ArchscaleError, StoreError
 from ..core.schema import SWEEP
 from ..runs.executor import executor_for, run_chunks
 from ..runs.store import ResultStore, Scan, chunk_id
-from .spec import SweepSpec, config_of, model_keys
+from .refine import config_of
+from .spec import SweepSpec, model_keys
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -323,7 +323,7 @@ class SweepSpec(RunSpec):
         reps = self.replicas()
         keys = {key for model in self.model_specs() for key in model_keys(model, reps)}
         if self.refine and results is not None:
-            from .refine import refinement_plan
+            from .refine import config_of, refinement_plan
 
             plan = refinement_plan(self, results)
             for model in self.model_specs():
@@ -351,11 +351,6 @@ class SweepSpec(RunSpec):
 
     def identity(self) -> dict:
         return {k: getattr(self, k) for k in IDENTITY_FIELDS}
-
-
-def config_of(model: ModelSpec) -> tuple:
-    """The configuration a model's rows belong to (the values of ``CONFIG_KEYS``; kernel 0 for MLPs)."""
-    return (model.graph, model.arch, model.width, model.kernel_size if model.arch == "cnn" else 0, model.act)
 
 
 def model_keys(model: ModelSpec, reps: list[tuple[float, int]]) -> list[tuple]:
