@@ -28,7 +28,7 @@ this one in 92-95% at 5 seeds and 86-94% at 10 (``tests/analysis/test_estimator.
 ``edge`` is interval-aware: ``"low"`` when the argmin or the interval reaches the grid's smallest
 LR, ``"high"`` for its largest; the optimum may then lie beyond the grid.
 
-Measured on synthetic sweeps shaped like ``mlp_topology_quick`` (25 LRs a factor 1.33 apart,
+Measured on synthetic sweeps shaped like ``mlp_depth_quick`` (25 LRs a factor 1.33 apart,
 5 seeds, an asymmetric loss curve steeper above the optimum): the estimate's error in ``ln lr``
 has RMSE 0.08-0.14 against the argmin's 0.18-0.24, and a bias of about -0.05 (5% low, a sixth
 of a grid step: the parabola leans towards the flatter, lower-LR side).

@@ -11,7 +11,7 @@ import pytest
 from archscale.analysis.agreement import bootstrap_agreement, noise_floor
 from archscale.analysis.estimator import MIN_SEEDS, WINDOW, estimate, max_lr_estimate
 
-GRID = np.geomspace(0.01, 10, 25)  # mlp_topology_quick's grid: a factor 1.33 apart
+GRID = np.geomspace(0.01, 10, 25)  # mlp_depth_quick's grid: a factor 1.33 apart
 
 
 def sweep(rng, opt: float, n_seeds: int, lrs=GRID, noise: float = 0.03) -> np.ndarray:
