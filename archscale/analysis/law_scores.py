@@ -101,14 +101,16 @@ class LawsReport:
                          "a (fitted)": round(r.fitted_exponent, 3),
                          "held-out log-RMSE": _ci(c, "log_rmse"),
                          "held-out error factor": _ci(c, "error_factor"),
+                         "held-out noise floor": f"{c.noise_floor:.3g}",
                          "held-out spearman": _ci(c, "spearman"),
                          "zero-shot error factor (all)": _ci(z, "error_factor"),
+                         "zero-shot noise floor (all)": f"{z.noise_floor:.3g}",
                          "zero-shot log r (all)": _ci(z, "pearson_log"),
                          "zero-shot bias (all)": _ci(z, "bias"), "n held out": c.n, "n all": z.n})
         out = pd.DataFrame(rows)
         if self.zero_shot_only:
             out = out.drop(columns=["a (fitted)", "held-out log-RMSE", "held-out error factor",
-                                    "held-out spearman", "n held out"])
+                                    "held-out noise floor", "held-out spearman", "n held out"])
             out.insert(2, "zero-shot log-RMSE (all)",
                        [_ci(r.zero_shot.agreement, "log_rmse") for r in self.laws])
         return out
@@ -134,7 +136,8 @@ class LawsReport:
                  f"{self.holdout:g}, seed {self.seed})")
         return "\n".join([
             f"laws {split}; metrics on log LRs without the base, 95% bootstrap "
-            f"intervals over seeds and configurations",
+            f"intervals over seeds and graphs; the noise floor is the error factor a perfect law would "
+            f"score on these data (two halves of the seeds): no law can do better",
             self.ranking().to_string(index=False), self.verdict()])
 
     def to_dict(self) -> dict:
