@@ -21,7 +21,7 @@ _LAZY = {
     "sweep_module": "module.sweep", "DagMLP": "nn.models", "DagCNN": "nn.models",
     "ModelSpec": "train", "TrainConfig": "train", "train_replicas": "train",
     "SweepSpec": "sweep", "load_spec": "sweep", "run_sweep": "sweep", "load_results": "sweep",
-    "max_lr": "analysis", "load_dataset": "data",
+    "max_lr": "analysis", "load_dataset": "data", "check": "experiments.check",
 }
 
 __all__ = [  # the pure core, then the torch-side names of _LAZY
@@ -29,6 +29,7 @@ __all__ = [  # the pure core, then the torch-side names of _LAZY
     "StoreError", "convention", "init_std", "lr_scale", "scaled_lr",
     "apply", "Plan", "capture", "sweep_module", "DagMLP", "DagCNN", "ModelSpec", "TrainConfig",
     "train_replicas", "SweepSpec", "load_spec", "run_sweep", "load_results", "max_lr", "load_dataset",
+    "check",
 ]
 
 

@@ -415,3 +415,60 @@ def load_dataset(name: str, *, flatten: bool = True, data_dir: str | None = None
     if name in ("gaussian", "gaussian_regression"):
         return _gaussian(name == "gaussian_regression", seed, n_train, n_test, dim, n_classes)
     return _cifar(name, flatten, data_dir, seed, n_train, n_test, download)
+
+
+# ---------------------------------------------------------------------------------------- tensor files
+def load_tensors(path: str | os.PathLike, *, seed: int = 0, name: str | None = None) -> Dataset:
+    """A classification dataset from a tensor file of the user's: ``.pt`` (read with
+    ``torch.load(weights_only=True)``: tensors and containers only, no pickled code) or ``.npz``
+    (``allow_pickle=False``), holding ``x`` and ``y`` (split 80/20 stratified by class with ``seed``)
+    or ``x_train``, ``y_train``, ``x_test``, ``y_test``. Inputs are standardized with the training
+    statistics, per channel for ``(N, C, H, W)`` images; labels are integer classes."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such data file: {str(path)!r}; give a .pt or .npz holding x and y")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except ValueError as err:
+            raise DataError(f"{path.name}: refused, it holds Python objects (pickled data), not plain "
+                            f"arrays ({err}); save numeric arrays with np.savez") from None
+        except (OSError, EOFError) as err:
+            raise DataError(f"{path.name} is not a readable .npz file ({err})") from None
+    elif path.suffix in (".pt", ".pth"):
+        try:
+            raw = torch.load(path, weights_only=True, map_location="cpu")
+        except pickle.UnpicklingError:
+            raise DataError(f"{path.name}: refused, it holds Python code or objects beyond tensors "
+                            f"(read with torch.load(weights_only=True)); save a dict of tensors "
+                            f"{{'x': ..., 'y': ...}}") from None
+        except (RuntimeError, OSError, EOFError) as err:
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(f"{path.name} is not a readable torch file ({why})") from None
+        if not isinstance(raw, dict):
+            raise DataError(f"{path.name} holds a {type(raw).__name__}; expected a dict with x and y "
+                            f"(or x_train, y_train, x_test, y_test)")
+        arrays = {str(k): (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+                  for k, v in raw.items()}
+    else:
+        raise DataError(f"{path.name}: unknown data file type {path.suffix!r}; accepted: .pt, .npz "
+                        f"(pickle files are refused: they can carry code)")
+    if {"x_train", "y_train", "x_test", "y_test"} <= set(arrays):
+        x_train, y_train, x_test, y_test = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    elif {"x", "y"} <= set(arrays):
+        x, y = arrays["x"], arrays["y"]
+        if len(x) != len(y):
+            raise DataError(f"{path.name}: x has {len(x)} samples and y {len(y)}; they must pair up")
+        x_train, y_train, x_test, y_test = _split(x, y.astype(np.int64), seed, 0x7E50, None, None)
+    else:
+        raise DataError(f"{path.name} holds {sorted(arrays)}; expected x and y (or x_train, y_train, "
+                        f"x_test, y_test)")
+    for label, y in (("y_train", y_train), ("y_test", y_test)):
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+            raise DataError(f"{path.name}: {label} must be integer class labels of shape (N,), "
+                            f"got {y.dtype} {y.shape}")
+    y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    image = x_train.ndim == 4
+    return _finish(name or path.stem, x_train, y_train, x_test, y_test, n_classes, image, flatten=False)

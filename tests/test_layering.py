@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"analysis"},                # reading results: the maximal LR, agreement, laws scored
     {"sweep", "probe", "stats", "nas"},
     {"plots"},
-    {"experiments"},             # one module per paper experiment or question
+    {"experiments"},             # one module per paper experiment or question (and archscale check)
     {"notebook"},                # explorer, widgets, papermill reproduction
     {"cli", ""},                 # "" is the package's own __init__
     {"__main__"},

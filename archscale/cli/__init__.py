@@ -2,10 +2,10 @@
 
 :mod:`~archscale.cli.design` has ``lr`` and ``paths``, :mod:`~archscale.cli.runs` the sweep commands
 (``sweep``, ``maxlr``, ``calibrate``, ``laws``, ``residual-depth``), :mod:`~archscale.cli.tools`
-``reproduce`` and ``inspect``. Handlers import the modules they drive when they run, so ``archscale
-lr`` and ``archscale paths`` load neither torch nor pandas. Bad input, files that are in the way and
-other OS errors exit with status 2 and one line on stderr naming what is wrong; warnings are one line
-each.
+``reproduce`` and ``inspect``, :mod:`~archscale.cli.check` ``check``. Handlers import the modules
+they drive when they run, so ``archscale lr`` and ``archscale paths`` load neither torch nor
+pandas. Bad input, files that are in the way and other OS errors exit with status 2 and one line
+on stderr naming what is wrong; warnings are one line each.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import design, runs, tools
+from . import check, design, runs, tools
 from .common import Parser, UsageError
 
 __all__ = ["main", "build_parser", "UsageError"]
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     design.add_parsers(sub)
     runs.add_parsers(sub)
     tools.add_parsers(sub)
+    check.add_parsers(sub)
     return parser
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..core.errors import ArchscaleError
 
-__all__ = ["load_factory", "parse_shape", "run"]
+__all__ = ["load_callable", "load_factory", "parse_shape", "run"]
 
 MAX_LISTED_PATHS = 20
 
@@ -32,8 +32,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def load_factory(target: str):
-    """The module built by ``FILE.py:FACTORY`` (a function or class taking no arguments)."""
+def load_callable(target: str):
+    """The function or class ``FACTORY`` defined in ``FILE.py`` (``FILE.py:FACTORY``), not called."""
     path_text, sep, name = str(target).rpartition(":")
     if not sep or not path_text or not name:
         raise ArchscaleError(f"expected FILE.py:FACTORY (e.g. model.py:make_model), got {target!r}")
@@ -54,6 +54,13 @@ def load_factory(target: str):
     factory = getattr(module, name, None)
     if not callable(factory):
         raise ArchscaleError(f"{path_text!r} defines no function or class {name!r}")
+    return factory
+
+
+def load_factory(target: str):
+    """The module built by ``FILE.py:FACTORY`` (a function or class taking no arguments)."""
+    factory = load_callable(target)
+    name = str(target).rpartition(":")[2]
     try:
         model = factory()
     except Exception as err:
