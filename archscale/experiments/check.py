@@ -51,6 +51,7 @@ from .check_measure import (
     Plan,
     as_int,
     build_model,
+    factory_id,
     fit_budget,
     flattened,
     input_layout,
@@ -233,8 +234,7 @@ def check(
         )
     key = store_key(
         {
-            "factory": f"{getattr(make_model, '__module__', '')}."
-            f"{getattr(make_model, '__qualname__', repr(make_model))}",
+            "factory": factory_id(make_model),
             "size": name,
             "fixed": fixed,
             "data": train_data.name,

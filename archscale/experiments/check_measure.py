@@ -30,8 +30,9 @@ from ..sweep.refine import next_lrs
 from ..train import TrainConfig
 
 __all__ = ["DEFAULT_CENTER", "FIRST_SPAN", "NEXT_SPAN", "Member", "Plan", "as_int", "build_model",
-           "fit_budget", "flattened", "input_layout", "law_scale", "measure_member", "parse_budget",
-           "parse_sizes", "predicted_step", "read_member", "resolve_data", "store_key", "with_optimizer"]
+           "factory_id", "fit_budget", "flattened", "input_layout", "law_scale", "measure_member",
+           "parse_budget", "parse_sizes", "predicted_step", "read_member", "resolve_data", "store_key",
+           "with_optimizer"]
 
 #: The first size's grid spans the centre times 100^(+-1); later sizes, their prediction times 10^(+-1).
 FIRST_SPAN, NEXT_SPAN = 100.0, 10.0
@@ -189,6 +190,20 @@ def law_scale(law, member: Member, base: Member) -> float:
     q = member.kernel if conv.uses_kernel else None
     qb = base.kernel if conv.uses_kernel else None
     return float(law.scale(member.dag, base.dag, offset=conv.offset, q=q, q_base=qb))
+
+
+def factory_id(make_model: Callable) -> str:
+    """What names a factory across runs: its module, name and file for a function or class; the
+    class and its fields for an instance (a dataclass's repr), never a memory address."""
+    import inspect
+
+    if inspect.isfunction(make_model) or inspect.isclass(make_model):
+        where = getattr(getattr(make_model, "__code__", None), "co_filename", "")
+        return f"{make_model.__module__}.{make_model.__qualname__} ({where})"
+    text = repr(make_model)
+    if " at 0x" in text:  # no stable repr: its type is the best we have
+        return f"{type(make_model).__module__}.{type(make_model).__qualname__}"
+    return f"{type(make_model).__module__}.{text}"
 
 
 def store_key(parts: dict) -> str:
