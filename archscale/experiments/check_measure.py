@@ -184,8 +184,10 @@ def read_member(make_model, name, size, fixed, data, images: bool) -> Member:
 
 
 def law_scale(law, member: Member, base: Member) -> float:
+    """``eta(member) / eta(base)`` under ``law``; NaN where a graph is needed and unread (a law
+    with exponent 0, the constant LR, needs none)."""
     if member.dag is None or base.dag is None:
-        return math.nan
+        return 1.0 if law.exponent == 0 else math.nan
     conv = convention(base.arch)
     q = member.kernel if conv.uses_kernel else None
     qb = base.kernel if conv.uses_kernel else None

@@ -1,0 +1,141 @@
+"""Residual CNNs with and without BatchNorm across depth: which LR law holds (issue 22's measurement).
+
+Four families of plain PyTorch residual CNNs (:class:`ResidualCNN`: a 3x3 stem, ``K`` blocks of
+``x + s * conv(relu(conv(relu(x))))``, global average pooling, a linear readout), trained on the
+28x28 MNIST digits at ``K`` in the preset's depths:
+
+* ``plain`` and ``batchnorm`` (a BatchNorm after each conv of a block), branches unscaled (``s = 1``):
+  the LR must move with depth, and eq. 9, the effective-depth law, the longest path, the path count
+  and a constant LR each predict how;
+* ``plain, Depth-muP`` and ``batchnorm, Depth-muP``: branches scaled by ``s = 1/sqrt(K)`` (Depth-muP),
+  whose claim is one LR at every depth: the "constant" law's row scores it.
+
+Each family is measured by :func:`archscale.check` (one vectorized sweep per depth, the optimum
+finer than the grid with its interval, every law scored beside the noise floor), so the rows of
+this experiment and of ``archscale check`` are the same kind. The graphs are read with
+normalization as a pass-through (``norm="ignore"``: a BatchNorm at its initial statistics is an
+identity in eval mode); what each law predicts therefore does not depend on the BatchNorm, while
+what is measured does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.presets import load_settings
+from ..data import load_dataset
+from ..train import TrainConfig
+from .check import CheckReport, check
+
+__all__ = ["FAMILIES", "ResidualCNN", "ResidualNorm", "run_residual_norm"]
+
+
+class _Block(nn.Module):
+    """A residual branch: conv, (BatchNorm), ReLU, conv, (BatchNorm), on ``relu(x)``."""
+
+    def __init__(self, width: int, batchnorm: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.norm1 = nn.BatchNorm2d(width) if batchnorm else nn.Identity()
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.norm2 = nn.BatchNorm2d(width) if batchnorm else nn.Identity()
+
+    def forward(self, x):
+        return self.norm2(self.conv2(F.relu(self.norm1(self.conv1(F.relu(x))))))
+
+
+class ResidualCNN(nn.Module):
+    """A 3x3 stem, ``depth`` pre-activation residual blocks (two 3x3 convs, optional BatchNorm after
+    each), ReLU, global average pooling and a linear readout; ``branch_scale`` multiplies every
+    block's branch (``"depth_mup"``: ``1/sqrt(depth)``)."""
+
+    def __init__(self, depth: int, width: int = 8, batchnorm: bool = False,
+                 branch_scale: float | str = 1.0, in_channels: int = 1, n_out: int = 10):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            _Block(width, batchnorm) for _ in range(depth))
+        self.scale = 1.0 / math.sqrt(depth) if branch_scale == "depth_mup" else float(branch_scale)
+        self.head = nn.Linear(width, n_out)
+
+    def forward(self, x):
+        h = self.stem(x)
+        for block in self.blocks:
+            h = h + (block(h) if self.scale == 1.0 else self.scale * block(h))
+        return self.head(F.relu(h).mean(dim=(2, 3)))
+
+
+#: The families: name -> (batchnorm, branch scale).
+FAMILIES: dict[str, tuple[bool, float | str]] = {
+    "plain": (False, 1.0), "batchnorm": (True, 1.0),
+    "plain, Depth-muP": (False, "depth_mup"), "batchnorm, Depth-muP": (True, "depth_mup"),
+}
+
+
+@dataclass
+class _Factory:
+    """A picklable ``make(depth=K)`` for one family."""
+
+    width: int
+    batchnorm: bool
+    branch_scale: float | str
+
+    def __call__(self, depth: int) -> ResidualCNN:
+        return ResidualCNN(int(depth), self.width, self.batchnorm, self.branch_scale)
+
+
+@dataclass
+class ResidualNorm:
+    """Every family's check report and the table of laws against them."""
+
+    preset: str
+    settings: dict
+    reports: dict[str, CheckReport]
+
+    def table(self) -> pd.DataFrame:
+        """One row per family and law: the error factor with its interval, the noise floor, n."""
+        rows = []
+        for family, rep in self.reports.items():
+            for r in rep.laws.itertuples():
+                rows.append({"family": family, "law": r.law, "error_factor": r.error_factor,
+                             "lo": r.ef_lo, "hi": r.ef_hi, "bias": r.bias, "noise_floor": rep.noise_floor,
+                             "n_depths": len(rep.sizes) - 1})
+        return pd.DataFrame(rows)
+
+    def best(self) -> pd.DataFrame:
+        """Per family the law with the lowest error factor, and whether the runner-up's interval
+        overlaps it (then the data cannot separate them)."""
+        out = []
+        for family, g in self.table().groupby("family", sort=False):
+            g = g.sort_values("error_factor")
+            first, second = g.iloc[0], g.iloc[1] if len(g) > 1 else None
+            separated = second is not None and second["lo"] > first["hi"]
+            out.append({"family": family, "best": first["law"], "error_factor": first["error_factor"],
+                        "lo": first["lo"], "hi": first["hi"],
+                        "runner_up": None if second is None else second["law"],
+                        "separated": bool(separated), "noise_floor": first["noise_floor"]})
+        return pd.DataFrame(out)
+
+
+def run_residual_norm(preset: str = "quick", *, runs_dir: str | Path = "runs", device: str = "cpu",
+                      progress: bool = True, n_boot: int = 1000, families: Mapping | None = None
+                      ) -> ResidualNorm:
+    """Measure every family (``experiments/presets/residual_norm_<preset>.yaml``) with :func:`check`."""
+    s = load_settings("residual_norm", preset)
+    data = load_dataset(s["dataset"], flatten=False, n_train=s["n_train"], n_test=s["n_test"])
+    config = TrainConfig(steps=s["steps"], epochs=1, batch_size=s["batch_size"])
+    depths = [int(k) for k in s["depths"]]
+    reports = {}
+    for name, (batchnorm, scale) in (families or FAMILIES).items():
+        reports[name] = check(_Factory(s["width"], batchnorm, scale), {"depth": depths},
+                              {"depth": s["target"]}, data, config=config, seeds=s["seeds"],
+                              runs_dir=Path(runs_dir) / f"residual_norm_{preset}", device=device,
+                              progress=progress, n_boot=n_boot)
+    return ResidualNorm(preset, s, reports)
