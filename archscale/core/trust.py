@@ -39,7 +39,7 @@ def regime_of(dag: Dag, arch: str, normalized: bool = False) -> tuple[str, str, 
     if dag.n_paths == 1:
         return (arch, "chain", normalized)
     try:
-        k = len(residual_blocks(dag))
+        k = len(residual_blocks(dag, projection=True))
     except (DagError, ArchscaleError):
         k = 0
     merges = sum(1 for d in dag.live_in_degrees if d >= 2)
