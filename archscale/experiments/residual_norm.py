@@ -29,6 +29,7 @@ import pandas as pd
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.errors import ArchscaleError
 from ..core.presets import load_settings
 from ..data import load_dataset
 from ..train import TrainConfig
@@ -109,6 +110,50 @@ class ResidualNorm:
                              "n_depths": len(rep.sizes) - 1})
         return pd.DataFrame(rows)
 
+    def curves(self) -> dict[str, pd.DataFrame]:
+        """Per family the measured maximal LR at every depth: ``K, max_lr, lo, hi, edge``."""
+        out = {}
+        for family, rep in self.reports.items():
+            t = rep.table[["max_lr", "lo", "hi", "edge"]].copy()
+            t.insert(0, "K", [int(s) for s in rep.sizes])
+            out[family] = t.reset_index(drop=True)
+        return out
+
+    def findings(self) -> list[str]:
+        """What the run found, in sentences carrying their numbers, intervals and n: per family the
+        best law and whether the data separate it from the runner-up and from eq. 9, and the default
+        the evidence gives."""
+        out = []
+        table = self.table()
+        for r in self.best().itertuples():
+            t = table[table["family"] == r.family].set_index("law")
+            n = int(t["n_depths"].iloc[0])
+            line = (f"{r.family}: best law {r.best}, error factor {r.error_factor:.3g} "
+                    f"[{r.lo:.3g}, {r.hi:.3g}] (noise floor {r.noise_floor:.3g}; n = {n} depths beyond "
+                    f"the first, {len(self.settings['seeds'])} seeds)")
+            if not isinstance(r.runner_up, str):
+                line += "; the only law scored here (archscale reads no graph with scaled branches)"
+            elif r.separated:
+                line += f", separated from the runner-up {r.runner_up}"
+            else:
+                ru = t.loc[r.runner_up]
+                line += (f"; not separated from {r.runner_up} ({ru['error_factor']:.3g} "
+                         f"[{ru['lo']:.3g}, {ru['hi']:.3g}]): this run cannot rank them")
+            if "eq8" in t.index and r.best != "eq8":
+                e = t.loc["eq8"]
+                line += f"; eq. 9 scores {e['error_factor']:.3g} [{e['lo']:.3g}, {e['hi']:.3g}]"
+            out.append(line + ".")
+        curves = self.curves()
+        for family in ("plain", "batchnorm"):
+            mup = f"{family}, Depth-muP"
+            if family in curves and mup in curves:
+                a, b = curves[family]["max_lr"], curves[mup]["max_lr"]
+                out.append(f"{family}: the optimum moves x{a.iloc[-1] / a.iloc[0]:.3g} from K = "
+                           f"{curves[family]['K'].iloc[0]} to {curves[family]['K'].iloc[-1]} with unscaled "
+                           f"branches and x{b.iloc[-1] / b.iloc[0]:.3g} with Depth-muP's 1/sqrt(K) branches "
+                           f"(point estimates; intervals in the table above).")
+        return out
+
     def best(self) -> pd.DataFrame:
         """Per family the law with the lowest error factor, and whether the runner-up's interval
         overlaps it (then the data cannot separate them)."""
@@ -125,11 +170,22 @@ class ResidualNorm:
 
 
 def run_residual_norm(preset: str = "quick", *, runs_dir: str | Path = "runs", device: str = "cpu",
-                      progress: bool = True, n_boot: int = 1000, families: Mapping | None = None
-                      ) -> ResidualNorm:
-    """Measure every family (``experiments/presets/residual_norm_<preset>.yaml``) with :func:`check`."""
+                      progress: bool = True, n_boot: int = 1000, families: Mapping | None = None,
+                      dataset: str | None = None, data_dir: str | None = None, seed: int = 0,
+                      **overrides) -> ResidualNorm:
+    """Measure every family (``experiments/presets/residual_norm_<preset>.yaml``) with :func:`check`.
+
+    ``dataset``/``data_dir`` replace the preset's images; ``seed`` shifts its training seeds (``seed
+    + s``); ``overrides`` replace preset settings by name (e.g. ``width=16, depths=[1, 2, 4]``)."""
     s = load_settings("residual_norm", preset)
-    data = load_dataset(s["dataset"], flatten=False, n_train=s["n_train"], n_test=s["n_test"])
+    unknown = sorted(set(overrides) - set(s))
+    if unknown:
+        raise ArchscaleError(f"unknown residual_norm setting(s) {', '.join(unknown)}; "
+                             f"accepted: {', '.join(s)}")
+    s = {**s, **overrides}
+    s["seeds"] = [int(seed) + int(x) for x in s["seeds"]]
+    data = load_dataset(dataset or s["dataset"], flatten=False, data_dir=data_dir, n_train=s["n_train"],
+                        n_test=s["n_test"])
     config = TrainConfig(steps=s["steps"], epochs=1, batch_size=s["batch_size"])
     depths = [int(k) for k in s["depths"]]
     reports = {}
