@@ -8,7 +8,8 @@ record of its graph's regime; nothing here is a number typed into code.
 A record's ``laws`` maps a law name (:data:`archscale.core.laws.LAWS`, plus ``depth_mup``: one LR
 with the residual branches scaled by ``1/sqrt(K)``) to its zero-shot error factor
 ``exp(rms(log measured - log predicted))`` with a 95% interval. The default law of a regime is the
-best law when its interval lies wholly below eq. 8's, else eq. 8 (:meth:`Evidence.default_law`).
+best law that changes only the LR when its interval lies wholly below eq. 8's, else eq. 8
+(:meth:`Evidence.default_law`); ``depth_mup`` changes the network, so it is offered, never imposed.
 """
 
 from __future__ import annotations
@@ -90,8 +91,12 @@ class Evidence:
         return bool(a and b and a.hi < b.lo)
 
     def default_law(self) -> str:
-        """The best law where the data separate it from eq. 8, else eq. 8."""
-        best = self.best()
+        """The best LR law (one that leaves the network as it is: not ``depth_mup``) where the data
+        separate it from eq. 8, else eq. 8."""
+        lr_laws = {k: v for k, v in self.laws.items() if k != "depth_mup" and math.isfinite(v.error_factor)}
+        if not lr_laws:
+            return "eq8"
+        best = min(lr_laws, key=lambda k: lr_laws[k].error_factor)
         if best != "eq8" and "eq8" in self.laws and self.separated(best, "eq8"):
             return best
         return "eq8"

@@ -30,7 +30,7 @@ __all__ = ["IMPLAUSIBLE", "POOR", "Trust", "alternatives", "assess", "default_la
 
 #: An LR more than this many times below the base gets a warning.
 IMPLAUSIBLE = 100.0
-#: A law whose measured error factor's lower bound exceeds this gets a warning.
+#: A law whose measured error factor exceeds this gets a warning.
 POOR = 2.0
 
 
@@ -109,7 +109,7 @@ def assess(law: str, regime: tuple[str, str, bool], scale: float | None, *,
     elif measured is None:
         warnings.append(f"{law} was never measured on {describe(regime)}; measured there: "
                         + ", ".join(f"{k} {v.format()}" for k, v in sorted(ev.laws.items())))
-    elif measured.lo > POOR:
+    elif measured.error_factor > POOR:
         best = ev.best()
         warnings.append(f"{law} misses the measured maximal LR by a factor {measured.format()} on such graphs"
                         + (f"; {best} did best there ({ev.laws[best].format()})" if best != law else ""))

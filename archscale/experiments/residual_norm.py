@@ -119,6 +119,27 @@ class ResidualNorm:
             out[family] = t.reset_index(drop=True)
         return out
 
+    def describe(self) -> list[str]:
+        """Per family one line: the optimum at every depth with its interval, grid edges marked."""
+        return [f"{family}: " + "; ".join(
+            f"K = {r.K}: {r.max_lr:.3g} [{r.lo:.3g}, {r.hi:.3g}]"
+            + (f" (at the grid's {r.edge} edge: a bound)" if isinstance(r.edge, str) and r.edge else "")
+            for r in curve.itertuples()) for family, curve in self.curves().items()]
+
+    def headline(self) -> str:
+        """A figure title stating the finding: eq. 9's error and the best law's, per unscaled family."""
+        t = self.table()
+        parts = []
+        for family in ("plain", "batchnorm"):
+            f = t[t["family"] == family].set_index("law")
+            if f.empty:
+                continue
+            best = f["error_factor"].idxmin()
+            eq = f" eq. 9 off by x{f.loc['eq8', 'error_factor']:.2g}," if "eq8" in f.index else ""
+            parts.append(f"{family}:{eq} {best.replace('_', ' ')} x{f.loc[best, 'error_factor']:.2g}")
+        depths = ", ".join(str(int(k)) for k in self.settings["depths"])
+        return f"Residual CNNs of K = {depths} blocks: " + "; ".join(parts)
+
     def findings(self) -> list[str]:
         """What the run found, in sentences carrying their numbers, intervals and n: per family the
         best law and whether the data separate it from the runner-up and from eq. 9, and the default

@@ -16,7 +16,8 @@ def residual_norm_figure(curves: dict[str, pd.DataFrame], table: pd.DataFrame, t
     per family; (b) every law's error factor (95% interval) per family, with the noise floor that no
     law can score below. ``curves[family]`` has columns ``K, max_lr, lo, hi``; ``table`` is
     :meth:`ResidualNorm.table <archscale.experiments.residual_norm.ResidualNorm.table>`."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11.5, 4.4), gridspec_kw={"width_ratios": [1, 1.25]})
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11.5, 4.6), gridspec_kw={"width_ratios": [1, 1.25]},
+                                layout="constrained")
     for i, (family, c) in enumerate(curves.items()):
         k, m = c["K"].to_numpy(float), c["max_lr"].to_numpy(float)
         lo, hi = c["lo"].to_numpy(float), c["hi"].to_numpy(float)
@@ -57,5 +58,4 @@ def residual_norm_figure(curves: dict[str, pd.DataFrame], table: pd.DataFrame, t
     b.set_title("(b) each law's error; dotted: the noise floor")
     b.legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     return fig

@@ -29,13 +29,13 @@ def test_regime_of_sorts_graphs_by_their_paths_and_blocks(code, structure):
 
 
 def test_the_default_law_changes_only_when_the_data_separate_it_from_eq8():
-    clear = _ev({"eq8": (3.0, 2.0, 5.0), "depth_mup": (1.2, 1.0, 1.5)})
-    overlap = _ev({"eq8": (3.0, 1.4, 5.0), "depth_mup": (1.2, 1.0, 1.5)})
+    clear = _ev({"eq8": (3.0, 2.0, 5.0), "constant": (1.2, 1.0, 1.5), "depth_mup": (1.1, 1.0, 1.2)})
+    overlap = _ev({"eq8": (3.0, 1.4, 5.0), "constant": (1.2, 1.0, 1.5)})
     eq8_best = _ev({"eq8": (1.1, 1.0, 1.3), "constant": (4.0, 3.0, 6.0)})
-    assert clear.default_law() == "depth_mup"
-    assert overlap.default_law() == "eq8" and overlap.best() == "depth_mup"
+    assert clear.default_law() == "constant" and clear.best() == "depth_mup"  # depth_mup is never imposed
+    assert overlap.default_law() == "eq8" and overlap.best() == "constant"
     assert eq8_best.default_law() == "eq8"
-    assert default_law(("mlp", "residual", False), {clear.regime: clear}) == "depth_mup"
+    assert default_law(("mlp", "residual", False), {clear.regime: clear}) == "constant"
     assert default_law(("cnn", "chain", True), {}) == "eq8"
 
 
@@ -57,15 +57,15 @@ def test_a_malformed_record_is_one_line(tmp_path):
 
 
 def test_trust_quotes_the_measured_error_of_its_law_with_n_and_provenance():
-    ev = _ev({"eq8": (2.14, 1.15, 5.74), "depth_mup": (1.3, 1.0, 1.59)})
+    ev = _ev({"eq8": (1.54, 1.15, 2.74), "depth_mup": (1.3, 1.0, 1.59)})
     t = assess("eq8", ev.regime, 0.1, evidence={ev.regime: ev})
-    assert t.law == "eq8" and "2.14 [1.15, 5.74]" in t.evidence and "n = 3 x 3 seeds" in t.evidence
+    assert t.law == "eq8" and "1.54 [1.15, 2.74]" in t.evidence and "n = 3 x 3 seeds" in t.evidence
     assert t.warning is None
-    assert "2.14" in t.line() and "residual MLP" in t.line()
+    assert "1.54" in t.line() and "residual MLP" in t.line()
 
 
 def test_trust_warns_outside_the_measured_regimes_on_unmeasured_laws_poor_laws_and_tiny_lrs():
-    ev = _ev({"eq8": (4.0, 2.5, 6.0), "depth_mup": (1.3, 1.0, 1.59)})
+    ev = _ev({"eq8": (4.0, 1.5, 6.0), "depth_mup": (1.3, 1.0, 1.59)})
     records = {ev.regime: ev}
     outside = assess("eq8", ("cnn", "residual", True), 1.0, evidence=records)
     assert outside.evidence is None and "outside every measured regime" in outside.warning
