@@ -279,7 +279,10 @@ def _quiet_load(out) -> pd.DataFrame:
 
 
 def _chunk_id_kept(text: bytes) -> bool:
-    return len(text.rsplit(b"\n", 1)[-1]) >= len(b'{"chunk": "0123456789abcdef"')
+    """Whether the torn last line still names its chunk (a row's or a marker's id, closing quote included)."""
+    last = text.rsplit(b"\n", 1)[-1]
+    return any(last.startswith(prefix) and len(last) >= len(prefix) + 17
+               for prefix in (b'{"chunk": "', b'{"chunk_done": "'))
 
 
 @pytest.mark.determinism
