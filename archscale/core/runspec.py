@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MODEL_FIELDS", "TRAIN_FIELDS", "RunSpec"]
+__all__ = ["ADDED_FIELDS", "MODEL_FIELDS", "TRAIN_FIELDS", "RunSpec"]
 
 
 @dataclass
@@ -48,3 +48,6 @@ class RunSpec:
 TRAIN_FIELDS = ("loss", "epochs", "steps", "batch_size", "cosine", "optimizer", "momentum", "nesterov",
                 "weight_decay", "betas", "eps")
 MODEL_FIELDS = ("act", "layout", "init", "readout")
+#: Fields added after results were first stored, with the value an older store's setup had
+#: implicitly (it trained with SGD): ``ResultStore.check_setup(..., added=ADDED_FIELDS)``.
+ADDED_FIELDS = {"optimizer": "sgd", "betas": None, "eps": RunSpec.eps}

@@ -22,7 +22,7 @@ from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError, SpecError
 from ..core.presets import experiments_with, preset_path, read_yaml
-from ..core.runspec import RunSpec
+from ..core.runspec import ADDED_FIELDS, RunSpec
 from ..core.schema import SWEEP, lr_key
 
 if TYPE_CHECKING:
@@ -38,8 +38,6 @@ __all__ = ["ADDED_FIELDS", "IDENTITY_FIELDS", "SweepSpec", "load_spec", "model_k
 IDENTITY_FIELDS = ("arch", "act", "layout", "init", "readout", "epochs", "steps", "batch_size", "optimizer",
                    "momentum", "nesterov", "weight_decay", "betas", "eps", "cosine", "loss", "dataset",
                    "n_train", "n_test", "data_seed")
-#: Identity fields added after sweeps were first stored, with the value an older directory had.
-ADDED_FIELDS = {"optimizer": "sgd", "betas": None, "eps": RunSpec.eps}
 _RANGE = ("lr_min", "lr_max", "n_lrs")
 _SAMPLE_KEYS = ("n_vertices", "k", "seed", "digits")
 
