@@ -221,15 +221,12 @@ class Plan:
 
 
 def with_optimizer(config: TrainConfig, optimizer: str) -> TrainConfig:
-    from dataclasses import fields, replace
+    """``config`` trained with ``optimizer``; SGD's momentum and nesterov do not carry over to Adam."""
+    from dataclasses import replace
 
-    if "optimizer" in {f.name for f in fields(TrainConfig)}:
-        return replace(config, optimizer=optimizer)  # type: ignore[call-arg]  # until the Adam engine lands
-    if optimizer != "sgd":
-        raise ArchscaleError(
-            f"optimizer {optimizer!r} needs the Adam engine, which this build lacks; use sgd"
-        )
-    return config
+    if optimizer == "sgd":
+        return replace(config, optimizer=optimizer)
+    return replace(config, optimizer=optimizer, momentum=0.0, nesterov=False)
 
 
 def flattened(data: Dataset) -> Dataset:
