@@ -28,6 +28,7 @@ from ..core.dag import Dag
 from ..core.errors import ArchscaleError, DagError
 from ..core.residual import residual_blocks
 from ..core.scaling import as_dag, convention, init_std, lr_scale, readout_std, second_moments
+from .adam_rule import AdamRule, adam_rule
 from .capture import Capture, capture
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class Plan:
     branch_multipliers: dict[str, float] = field(default_factory=dict)
     capture: Capture | None = field(default=None, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
+    adam: AdamRule | None = field(default=None, repr=False)  # apply(optimizer="adam"/"adamw")
 
     # ------------------------------------------------------------------ paths
     @property
@@ -149,6 +151,8 @@ class Plan:
             raise ArchscaleError("the plan has no learning rate: pass base_lr to apply(), or lr= here")
         if self.model is None or self.capture is None:
             raise ArchscaleError("this plan holds no model; build it with archscale.apply(model, x)")
+        if self.adam is not None:  # Adam's width rule (module/adam_rule.py)
+            return self.adam.param_groups(self.model, self.capture.layers, lr)
         role = {}
         for la in self.capture.layers:
             for p in la.module.parameters(recurse=False):
@@ -343,7 +347,7 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
           init: bool = True, readout: str = "mean_field", *, base_input: torch.Tensor | None = None,
           norm: str = "error", kernel_size: int | None = None, base_kernel: int | None = None,
           offset: int | None = None, gain: float = 2.0, seed: int | None = None,
-          depth_mup: bool = False) -> Plan:
+          depth_mup: bool = False, optimizer: str = "sgd", base_width: int | None = None) -> Plan:
     """Read ``model``'s graph on ``example_input``, initialize it by the in-degree rule, and scale the LR.
 
     ``base`` is the network ``base_lr`` was tuned on: another ``nn.Module`` (traced on
@@ -362,6 +366,11 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     ``1/sqrt(K)`` (a later ``apply`` without it removes the hook), and ``lr = base_lr`` at every
     depth (times eq. 9's kernel factor ``q_base / q`` for convolutions): tune ``base_lr`` on a
     shallow net of the same family with ``depth_mup=True``.
+
+    ``optimizer="adam"`` or ``"adamw"`` (:mod:`archscale.module.adam_rule`): ``param_groups`` gives
+    muP's Adam LRs (hidden and readout weights x ``base_width`` / their fan-in width, input weights
+    and biases x 1; ``base_width`` is the width ``base_lr`` was tuned at, default the model's) and no
+    graph factor (``scale`` 1): the graph factor under Adam is unmeasured, as the plan's notes say.
     """
     validate.boolean(init, "init")
     validate.boolean(depth_mup, "depth_mup")
@@ -379,8 +388,12 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     cap.graph.require_path()
     scale = lr_scale(cap.graph, cap.arch, cap.kernel_size, offset=off, base=base_dag,
                      base_kernel=b_kernel if conv.uses_kernel else None)
+    rule = adam_rule(optimizer, cap, base_width, scale, depth_mup)
+    scale = 1.0 if rule is not None else scale
     multipliers, mup_notes = _depth_mup(model, cap, depth_mup)
     table = _table(cap, readout, gain)
+    if rule is not None:
+        rule.annotate(table)
     if multipliers:
         eq8 = scale
         scale = cast(int, b_kernel) / cast(int, cap.kernel_size) if conv.uses_kernel else 1.0  # both set
@@ -400,5 +413,6 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     return Plan(graph=cap.graph, arch=cap.arch, kernel_size=cap.kernel_size, base=base_label,
                 base_kernel=b_kernel if conv.uses_kernel else None, offset=off, scale=scale, base_lr=base_lr,
                 lr=None if base_lr is None else base_lr * scale, modules=table, second_moments=moments,
-                notes=list(cap.notes) + _moment_notes(cap.graph, moments) + mup_notes, initialized=init,
-                branch_multipliers=multipliers, capture=cap, model=model)
+                notes=list(cap.notes) + _moment_notes(cap.graph, moments) + mup_notes
+                + (rule.notes if rule else []), initialized=init, branch_multipliers=multipliers,
+                capture=cap, model=model, adam=rule)
