@@ -1,0 +1,36 @@
+"""What each notebook's run found, written from that run's own numbers.
+
+Every notebook ends with a "What this run found" cell that calls one function of this module:
+it reads the objects the notebook computed (comparisons, fits, result rows) and returns
+:class:`Findings`, a short list of sentences that IPython displays as Markdown. Nothing here holds
+a measured number: each sentence is computed, and where an interval or the sample size does not
+allow a conclusion the sentence says that this run cannot decide it. Figure titles that state a
+finding come from the same functions (:func:`agreement_title`).
+
+The rules of evidence, the same everywhere: a correlation or a ranking needs at least
+:data:`MIN_RANKED` items; a fit of k parameters needs more than ``2 k`` points; a claim that two
+quantities differ needs intervals that do not overlap; an interval that contains the value a
+claim is tested against does not reject it.
+"""
+
+from __future__ import annotations
+
+from .core import GOOD_FACTOR, MIN_RANKED, Findings, agreement_sentences, agreement_title, ci, interval_side
+from .probes import dag_paths, initialization, maximal_update
+from .studies import nas_rankings, which_law
+from .sweeps import (
+    NAMED_RECIPES,
+    chance_sentence,
+    cnn_kernels,
+    gelu,
+    mlp_depth,
+    mlp_topology,
+    recipe_factorial,
+    recipe_name,
+    recommended_recipe,
+)
+
+__all__ = ["GOOD_FACTOR", "MIN_RANKED", "NAMED_RECIPES", "Findings", "agreement_sentences", "agreement_title",
+           "chance_sentence", "ci", "cnn_kernels", "dag_paths", "gelu", "initialization", "interval_side",
+           "maximal_update", "mlp_depth", "mlp_topology", "nas_rankings", "recipe_factorial", "recipe_name",
+           "recommended_recipe", "which_law"]

@@ -1,0 +1,230 @@
+"""Findings of the max-LR sweeps: MLP depth (04), topologies (05), recipes (05b), CNNs (06), GELU (07)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..tables import row_label
+from .core import (
+    Findings,
+    _calibration_sentence,
+    _deepest,
+    _g,
+    _overlap,
+    agreement_sentences,
+    ci,
+    interval_side,
+)
+
+__all__ = ["NAMED_RECIPES", "chance_sentence", "cnn_kernels", "gelu", "mlp_depth", "mlp_topology",
+           "recipe_factorial", "recipe_name", "recommended_recipe"]
+
+
+
+def mlp_depth(exp) -> Findings:
+    """Notebook 04: eq. 8 on chains of increasing depth."""
+    from ...experiments.maxlr import PAPER
+
+    comp = next(iter(exp.comparisons.values()))
+    f = Findings(agreement_sentences(comp, "MLP depth", paper=PAPER["mlp_depth"]["all"]))
+    deep = _deepest(comp)
+    if deep:
+        f.add(deep[0].upper() + deep[1:] + ".")
+    return f
+
+
+def mlp_topology(exp, cal) -> Findings:
+    """Notebook 05: eq. 8 on DAG topologies, and the path law calibrated on half of the graphs.
+
+    ``cal``: :func:`~archscale.analysis.calibrate.calibrate`'s result, or the error it raised.
+    """
+    from ...experiments.maxlr import PAPER
+
+    comp = next(iter(exp.comparisons.values()))
+    f = Findings(agreement_sentences(comp, "MLP topologies", paper=PAPER["mlp_topology"]["all"]))
+    t = comp.table[~comp.table["is_base"] & np.isfinite(comp.table["measured"])]
+    if len(t):
+        miss = np.log(t["measured"] / t["predicted"])
+        worst = t.loc[miss.abs().idxmax()]
+        f.add(f"The largest miss is {row_label(worst['graph'])}: measured {_g(worst['measured'])}, predicted "
+              f"{_g(worst['predicted'])} (×{_g(worst['measured'] / worst['predicted'], 2)}).")
+    f.add(_calibration_sentence(cal))
+    return f
+
+
+def gelu(exp, cnn, cnn_kernels=None) -> Findings:
+    """Notebook 07: the rule unchanged on GELU networks (depth, topology, CNN)."""
+    from ...experiments.maxlr import GROUP_NAMES, PAPER
+
+    f = Findings()
+    paper = PAPER.get(exp.name, {})
+    for key, comp in exp.comparisons.items():
+        name = "GELU MLP " + GROUP_NAMES.get(key, key)
+        f.items += agreement_sentences(comp, name, paper=paper.get(key))[:2]
+    cnn_comp = next(iter(cnn.comparisons.values()))
+    f.items += agreement_sentences(cnn_comp, "GELU CNN", law="eq. 9")[:2]
+    if cnn_kernels is not None:
+        f.add(_kernel_sentence(cnn_kernels))
+    return f
+
+
+# -- CNNs and the kernel factor (notebook 06) ------------------------------------------------------------
+
+def _kernel_sentence(kx) -> str:
+    p = kx.pooled
+    est = (p["exponent"], p["lo"], p["hi"])
+    has_eq9 = interval_side(p["lo"], p["hi"], kx.predicted) == "inside"
+    has_zero = interval_side(p["lo"], p["hi"], 0.0) == "inside"
+    where = (f"pooled over {p['n_graphs']} graphs and {p['n_seeds']} seeds the kernel exponent is "
+             f"{ci(*est, digits=2)}")
+    if p["n_graphs"] < 2 or not np.isfinite(p["lo"]):
+        return (f"Eq. 9's kernel factor: {where}; too few graphs or seeds for an interval, so this run "
+                f"cannot decide it.")
+    if has_eq9 and has_zero:
+        return (f"Eq. 9's kernel factor: {where}, which contains both eq. 9's {kx.predicted:g} and 0: this "
+                f"run cannot tell a 1/q factor from no kernel dependence.")
+    if has_eq9:
+        return f"Eq. 9's kernel factor holds: {where}, which contains {kx.predicted:g} and excludes 0."
+    if has_zero:
+        return (f"The kernel barely moves the maximal LR: {where}, which contains 0 and excludes eq. 9's "
+                f"{kx.predicted:g}.")
+    return f"Eq. 9's kernel factor is rejected: {where}, which excludes both {kx.predicted:g} and 0."
+
+
+def chance_sentence(results: pd.DataFrame, n_classes: int, metric: str = "train_loss") -> str | None:
+    """How far the best seed-mean loss of each graph got below chance, ln(n_classes) (classification)."""
+    if n_classes < 2 or metric not in results.columns:
+        return None
+    chance = math.log(n_classes)
+    ok = results[~results["diverged"].astype(bool)] if "diverged" in results.columns else results
+    keys = [c for c in ("graph", "kernel_size", "width") if c in ok.columns]
+    best = ok.groupby([*keys, "lr"])[metric].mean().groupby(level=keys).min()
+    if best.empty:
+        return None
+    lo, hi = float(best.min()), float(best.max())
+    share = hi / chance
+    if share > 0.8:
+        verdict = ("the networks barely learned in this budget, so their maximal LRs rest on small loss "
+                   "differences")
+    else:
+        verdict = "every configuration learned well below chance"
+    return (f"Best training loss per configuration: {lo:.2f} to {hi:.2f}, against chance ln {n_classes} = "
+            f"{chance:.2f}: {verdict}.")
+
+
+def cnn_kernels(exp, kx, cal, coverage: Mapping[int, Mapping[int, float]] | None = None,
+                n_classes: int = 0) -> Findings:
+    """Notebook 06: eq. 9 on CNN topologies x kernels, its kernel factor alone, and the calibration.
+
+    ``coverage``: image size -> kernel -> share of a kernel's taps inside the image
+    (:func:`archscale.probe.padding_coverage`); ``n_classes`` draws the chance comparison.
+    """
+    from ...experiments.maxlr import PAPER
+
+    comp = next(iter(exp.comparisons.values()))
+    f = Findings(agreement_sentences(comp, "CNN topologies × kernels", law="eq. 9",
+                                     paper=PAPER["cnn_kernel_topology"]["all"]))
+    chance = chance_sentence(exp.results, n_classes)
+    if chance:
+        f.add(chance)
+    f.add(_kernel_sentence(kx))
+    if coverage:
+        parts = [f"{size}×{size}: " + ", ".join(f"{v:.2f}" for v in shares.values())
+                 for size, shares in coverage.items()]
+        kernels = ", ".join(str(q) for q in next(iter(coverage.values())))
+        f.add(f"Share of a q × q kernel's taps inside the image (q = {kernels}): {'; '.join(parts)}: the "
+              f"smaller the image, the more a large kernel reads padding.")
+    f.add(_calibration_sentence(cal, law="eq. 9"))
+    return f
+
+
+# -- the recipe factorial (notebook 05b) -------------------------------------------------------------------
+
+#: Plain names of the factorial's recipes that have one.
+NAMED_RECIPES = {("paper", "archscale", "mean_field"): "the paper's stated recipe",
+                 ("reference", "source", "reference"): "the reference code's recipe (source in-degree init)"}
+_LEVELS = {"layout": {"paper": "paper layout", "reference": "reference layout"},
+           "init": {"archscale": "target in-degree init", "source": "source in-degree init"},
+           "readout": {"mean_field": "mean-field readout", "standard": "standard readout",
+                       "reference": "reference-code readout"}}
+
+
+def recipe_name(layout: str, init: str, readout: str) -> str:
+    """A factorial recipe by what it does: ``paper layout + target in-degree init + standard readout``."""
+    chosen = {"layout": layout, "init": init, "readout": readout}
+    return " + ".join(_LEVELS[k].get(v, v) for k, v in chosen.items())
+
+
+def recommended_recipe(cells: pd.DataFrame) -> tuple[pd.Series, list[pd.Series]]:
+    """The recipe with the smallest error factor, and the others whose error-factor interval overlaps it."""
+    ok = cells[np.isfinite(cells["error_factor"])]
+    best = ok.loc[ok["error_factor"].idxmin()]
+    key = (best["error_factor"], best["error_factor_lo"], best["error_factor_hi"])
+    ties = [r for _, r in ok.iterrows() if r.name != best.name
+            and _overlap(key, (r["error_factor"], r["error_factor_lo"], r["error_factor_hi"]))]
+    return best, ties
+
+
+def recipe_factorial(cells: pd.DataFrame, link: pd.DataFrame | None = None) -> Findings:
+    """Notebook 05b: which recipe to use, which factor matters, and the paper's recipe beside the reference's.
+
+    ``cells``: :attr:`~archscale.experiments.maxlr.Factorial.cells`; ``link``: its ``variance_link()``.
+    """
+    f = Findings()
+    n = int(cells["n"].max())
+    best, ties = recommended_recipe(cells)
+    name = recipe_name(best["layout"], best["init"], best["readout"])
+    ef = ci(best["error_factor"], best["error_factor_lo"], best["error_factor_hi"], 2)
+    if not ties:
+        f.add(f"**Recommendation:** {name}. Its predictions miss by ×{ef} (n = {n} graphs), an interval "
+              f"below every other recipe's.")
+    else:
+        readouts = {r["readout"] for r in ties} | {best["readout"]}
+        common = (f"; every recipe that ties with it uses the {_LEVELS['readout'][best['readout']]}"
+                  if len(readouts) == 1 else "")
+        f.add(f"**Recommendation:** {name}: the smallest miss, ×{ef} (n = {n} graphs). {len(ties)} of the "
+              f"other {len(cells) - 1} recipes overlap it, so at this n the choice among them is "
+              f"tentative{common}.")
+    spread = {}
+    for factor in _LEVELS:
+        means = cells.groupby(factor)["error_factor"].mean()
+        spread[factor] = (float(means.max() - means.min()), str(means.idxmin()), str(means.idxmax()))
+    top = max(spread, key=lambda k: spread[k][0])
+    d, good, bad = spread[top]
+    f.add(f"The {top} matters most: averaged over the other factors, the {_LEVELS[top][good]} misses "
+          f"least and the {_LEVELS[top][bad]} most (mean error factors {d:.2f} apart).")
+    rows = {}
+    for key, label in NAMED_RECIPES.items():
+        sel = cells[(cells["layout"] == key[0]) & (cells["init"] == key[1]) & (cells["readout"] == key[2])]
+        if len(sel):
+            rows[label] = sel.iloc[0]
+    if len(rows) == 2:
+        (pa, p), (ra, r) = rows.items()
+        pr = (p["pearson_log"], p["pearson_log_lo"], p["pearson_log_hi"])
+        rr = (r["pearson_log"], r["pearson_log_lo"], r["pearson_log_hi"])
+        verdict = ("the intervals overlap: this run cannot tell them apart" if _overlap(pr, rr)
+                   else "the intervals do not overlap")
+        f.add(f"{pa[0].upper() + pa[1:]}: log r {ci(*pr, digits=2)}, error ×{_g(p['error_factor'], 2)}; "
+              f"{ra}: log r {ci(*rr, digits=2)}, error ×{_g(r['error_factor'], 2)}; {verdict}.")
+    if link is not None and len(link):
+        key = ("paper", "archscale", "mean_field")
+        sel = link[(link["layout"] == key[0]) & (link["init"] == key[1]) & (link["readout"] == key[2])]
+        if len(sel):
+            lk = sel.iloc[0]
+            side = interval_side(lk["partial_pred_lo"], lk["partial_pred_hi"], 0.0)
+            moment = ci(lk["spearman_moment"], lk["spearman_moment_lo"], lk["spearman_moment_hi"], 2)
+            partial = ci(lk["partial_pred"], lk["partial_pred_lo"], lk["partial_pred_hi"], 2)
+            if side == "inside":
+                f.add(f"Under the paper's stated recipe the maximal LR follows the readout's input second "
+                      f"moment (Spearman {moment}); given that moment, eq. 8 adds nothing this run can "
+                      f"detect (partial r {partial}).")
+            elif side != "unknown":
+                f.add(f"Under the paper's stated recipe eq. 8 carries information beyond the readout's input "
+                      f"second moment (partial r {partial}).")
+    return f
+
+
