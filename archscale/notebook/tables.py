@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-__all__ = ["GLOSSARY", "MAX_LINES", "Collapsed", "glossary", "glossary_markdown", "row_label", "short_code",
-           "show_table"]
+__all__ = ["GLOSSARY", "MAX_LINES", "Collapsed", "comparison_rows", "glossary", "glossary_markdown",
+           "row_label", "short_code", "show_report", "show_table"]
 
 #: The most lines one notebook cell prints (stdout and the plain text of what it displays).
 MAX_LINES = 30
@@ -89,6 +89,34 @@ def row_label(code: str, *, depth: int | None = None, offset: int = 3) -> str:
         name = f"L = {depths[0]}" + (" (base)" if dag.code == "1" else "")
         return f"{name} · {short_code(dag.code)}"
     return short_code(dag.code)
+
+
+def comparison_rows(comp) -> pd.DataFrame:
+    """A comparison's configurations for a reader: the graph by :func:`row_label`, kernel (CNNs), the
+    measured maximal LR with its interval, the prediction and their ratio; base first, then by scale."""
+    t = comp.table.sort_values(["is_base", "scale"], ascending=[False, False])
+    out = pd.DataFrame({"graph": [row_label(g) for g in t["graph"]]})
+    if (t["kernel_size"] > 0).any():
+        out["kernel"] = t["kernel_size"].to_numpy()
+    out["measured max LR"] = [f"{m:.3g} [{lo:.3g}, {hi:.3g}]"
+                              for m, lo, hi in zip(t["measured"], t["measured_lo"], t["measured_hi"])]
+    out["predicted"] = t["predicted"].map(lambda v: f"{v:.3g}").to_numpy()
+    out["measured / predicted"] = (t["measured"] / t["predicted"]).map(lambda v: f"{v:.2f}").to_numpy()
+    out["note"] = ["base" if b else (f"edge: {e}" if e else "") for b, e in zip(t["is_base"], t["edge"])]
+    return out
+
+
+def show_report(exp, *, describe: bool = False) -> None:
+    """Print an experiment's agreement metrics per group and display each group's configurations
+    (:func:`comparison_rows`), collapsed when long: the report without a wall of rows."""
+    from IPython.display import display
+
+    from ..experiments.maxlr import GROUP_NAMES
+
+    print(exp.report(table=False, describe=describe))
+    for key, comp in exp.comparisons.items():
+        display(show_table(comparison_rows(comp), f"{GROUP_NAMES.get(key, key)}: measured and predicted "
+                                                  f"maximal LR per configuration"))
 
 
 #: Notation and recipe names, one meaning each: (term, what it means, where the code names it).
