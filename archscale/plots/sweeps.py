@@ -84,7 +84,7 @@ def _highlighted(order: list[str], scales: dict[str, float] | None, n: int, alwa
     rest = [g for g in order if g not in always and (not scales or g in scales)]
     k = max(n - len(kept), 0)
     if len(rest) > k:
-        picks = np.unique(np.round(np.linspace(0, len(rest) - 1, k)).astype(int)) if k else []
+        picks = np.unique(np.round(np.linspace(0, len(rest) - 1, k)).astype(int)) if k else np.array([], int)
         rest = [rest[i] for i in picks]
     return [g for g in order if g in set(kept) | set(rest)]
 
