@@ -8,11 +8,13 @@ import numpy as np
 
 from ..tables import row_label
 
-__all__ = ["GOOD_FACTOR", "MIN_RANKED", "Findings", "agreement_sentences", "agreement_title", "ci",
-           "interval_side"]
+__all__ = ["GOOD_FACTOR", "MIN_BIAS", "MIN_RANKED", "Findings", "agreement_sentences", "agreement_title",
+           "cap", "ci", "interval_side", "plural"]
 
 #: Fewer items than this cannot decide a correlation or a ranking (r and tau swing over their range).
 MIN_RANKED = 5
+#: Fewer configurations than this cannot decide a bias (its interval rests on too few of them).
+MIN_BIAS = 3
 #: Factor by which a measured LR may miss its prediction and still count as "close" in a sentence.
 GOOD_FACTOR = 1.5
 
@@ -44,6 +46,16 @@ class Findings:
 
 def _g(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if x is not None and np.isfinite(x) else "n/a"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def cap(text: str) -> str:
+    """``text`` with its first letter upper case (the rest untouched: ``eq. 8`` -> ``Eq. 8``)."""
+    return text[:1].upper() + text[1:]
 
 
 def ci(est: float, lo: float, hi: float, digits: int = 3) -> str:
@@ -100,14 +112,18 @@ def agreement_sentences(comp, what: str, law: str = "eq. 8", paper: tuple[str, f
                  f"contains 0)")
     floor = a.noise_floor
     floor_text = f"; a perfect law would score ×{_g(floor, 2)} on these data" if np.isfinite(floor) else ""
-    out.append(f"{what} (n = {n} non-base configurations, {a.n_seeds} seeds): {order}; a typical prediction "
-               f"misses by ×{ci(*ef, digits=2)}{floor_text}.")
+    out.append(f"{what} (n = {n} non-base configurations, {plural(a.n_seeds, 'seed')}): {order}; a typical "
+               f"prediction misses by ×{ci(*ef, digits=2)}{floor_text}.")
     side = interval_side(bias[1], bias[2], 1.0)
-    if side == "above":  # 1 above the interval: measured below predicted
-        out.append(f"{law} predicts too high: the measured maximal LR is ×{ci(*bias, digits=2)} of the "
+    if n < MIN_BIAS:
+        out.append(f"With {n} configurations this run cannot decide whether {law} predicts too high or "
+                   f"too low "
+                   f"(measured / predicted averages ×{ci(*bias, digits=2)}).")
+    elif side == "above":  # 1 above the interval: measured below predicted
+        out.append(f"{cap(law)} predicts too high: the measured maximal LR is ×{ci(*bias, digits=2)} of the "
                    f"prediction on average (the bias interval lies below 1).")
     elif side == "below":
-        out.append(f"{law} predicts too low: the measured maximal LR is ×{ci(*bias, digits=2)} of the "
+        out.append(f"{cap(law)} predicts too low: the measured maximal LR is ×{ci(*bias, digits=2)} of the "
                    f"prediction on average (the bias interval lies above 1).")
     else:
         out.append(f"No bias is established: measured / predicted averages ×{ci(*bias, digits=2)}, an "
@@ -120,7 +136,12 @@ def agreement_sentences(comp, what: str, law: str = "eq. 8", paper: tuple[str, f
 
 
 def agreement_title(comp, what: str, law: str = "eq. 8") -> str:
-    """A figure title that states the finding: how far ``law`` misses on ``what``, or that n is too small."""
+    """A figure title that states the finding: how far ``law`` misses on ``what``, or that n is too small.
+
+    ``comp``: a :class:`~archscale.analysis.Comparison`, or an experiment (its first comparison).
+    """
+    if hasattr(comp, "comparisons"):
+        comp = next(iter(comp.comparisons.values()))
     a = comp.agreement
     if a.n == 0:
         return f"{what}: no maximal LR inside the grid to score {law} on"
@@ -140,7 +161,7 @@ def _deepest(comp) -> str | None:
         return None
     row = t.loc[t["scale"].idxmin()]
     return (f"at the deepest graph ({row_label(row['graph'])}) the measured maximal LR is "
-            f"{_g(row['measured'])} [{_g(row['measured_lo'])}, {_g(row['measured_hi'])}] against "
+            f"{ci(row['measured'], row['measured_lo'], row['measured_hi'])} against "
             f"{_g(row['predicted'])} predicted (×{_g(row['measured'] / row['predicted'], 2)})")
 
 

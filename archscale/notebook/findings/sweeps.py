@@ -16,6 +16,7 @@ from .core import (
     _g,
     _overlap,
     agreement_sentences,
+    cap,
     ci,
     interval_side,
 )
@@ -33,7 +34,7 @@ def mlp_depth(exp) -> Findings:
     f = Findings(agreement_sentences(comp, "MLP depth", paper=PAPER["mlp_depth"]["all"]))
     deep = _deepest(comp)
     if deep:
-        f.add(deep[0].upper() + deep[1:] + ".")
+        f.add(cap(deep) + ".")
     return f
 
 
