@@ -144,7 +144,7 @@ class Comparison:
                  f"secondary: linear Pearson r including the base = {_f(self.pearson_r_with_base)} "
                  f"(n = {int(np.isfinite(self.table['measured']).sum())})",
                  f"base {self.base!r}, depth offset {self.offset}, metric {self.metric}; "
-                 f"recipe: {self.recipe_text()}"]
+                 f"recipe: {recipe_name(self.recipe)} ({self.recipe_text()})"]
         if self.n_edge:
             how = "scored anyway" if self.edges_scored else "left out of the metrics"
             lines.append(f"edge:low/high: {self.n_edge} configuration(s) whose maximal LR or its interval "

@@ -102,7 +102,8 @@ def comparison_rows(comp) -> pd.DataFrame:
                               for m, lo, hi in zip(t["measured"], t["measured_lo"], t["measured_hi"])]
     out["predicted"] = t["predicted"].map(lambda v: f"{v:.3g}").to_numpy()
     out["measured / predicted"] = (t["measured"] / t["predicted"]).map(lambda v: f"{v:.2f}").to_numpy()
-    out["note"] = ["base" if b else (f"edge: {e}" if e else "") for b, e in zip(t["is_base"], t["edge"])]
+    out["note"] = ["base" if b else (f"at the grid's {e} edge" if isinstance(e, str) and e else "")
+                   for b, e in zip(t["is_base"], t["edge"])]
     return out
 
 

@@ -15,22 +15,30 @@ claim is tested against does not reject it.
 
 from __future__ import annotations
 
-from .core import GOOD_FACTOR, MIN_RANKED, Findings, agreement_sentences, agreement_title, ci, interval_side
+from .core import (
+    GOOD_FACTOR,
+    MIN_RANKED,
+    Findings,
+    agreement_sentences,
+    agreement_title,
+    calibration_title,
+    ci,
+    interval_side,
+)
 from .probes import dag_paths, initialization, maximal_update
 from .studies import nas_rankings, which_law
 from .sweeps import (
-    NAMED_RECIPES,
+    COMPARED,
     chance_sentence,
     cnn_kernels,
     gelu,
     mlp_depth,
     mlp_topology,
     recipe_factorial,
-    recipe_name,
     recommended_recipe,
 )
 
-__all__ = ["GOOD_FACTOR", "MIN_RANKED", "NAMED_RECIPES", "Findings", "agreement_sentences", "agreement_title",
-           "chance_sentence", "ci", "cnn_kernels", "dag_paths", "gelu", "initialization", "interval_side",
-           "maximal_update", "mlp_depth", "mlp_topology", "nas_rankings", "recipe_factorial", "recipe_name",
+__all__ = ["COMPARED", "GOOD_FACTOR", "MIN_RANKED", "Findings", "agreement_sentences", "agreement_title",
+           "calibration_title", "chance_sentence", "ci", "cnn_kernels", "dag_paths", "gelu", "initialization",
+           "interval_side", "maximal_update", "mlp_depth", "mlp_topology", "nas_rankings", "recipe_factorial",
            "recommended_recipe", "which_law"]

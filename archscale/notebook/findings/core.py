@@ -9,7 +9,7 @@ import numpy as np
 from ..tables import row_label
 
 __all__ = ["GOOD_FACTOR", "MIN_BIAS", "MIN_RANKED", "Findings", "agreement_sentences", "agreement_title",
-           "cap", "ci", "interval_side", "plural"]
+           "calibration_title", "cap", "ci", "interval_side", "plural"]
 
 #: Fewer items than this cannot decide a correlation or a ranking (r and tau swing over their range).
 MIN_RANKED = 5
@@ -152,6 +152,18 @@ def agreement_title(comp, what: str, law: str = "eq. 8") -> str:
     if a.n < MIN_RANKED:
         return f"{what}: {law} misses by ×{_g(ef[0], 2)} on only {a.n} graphs (too few to decide)"
     return f"{what}: {law} misses by ×{_g(ef[0], 2)} [{_g(ef[1], 2)}, {_g(ef[2], 2)}]{lean} (n = {a.n})"
+
+
+def calibration_title(cal, what: str, law: str = "eq. 8") -> str:
+    """A calibration figure's title that states its finding (or that this run cannot decide it)."""
+    new = _metric(cal.calibrated.agreement, "error_factor")
+    old = _metric(cal.eq8.agreement, "error_factor")
+    n = cal.eq8.agreement.n
+    head = (f"{what} on {n} held-out configurations: calibrated ×{_g(new[0], 2)} against {law} "
+            f"×{_g(old[0], 2)}")
+    if len(cal.fit_graphs) <= 6:
+        return f"{head} (fitted on {len(cal.fit_graphs)} graphs: too few to decide)"
+    return f"{head} ({'the intervals overlap' if _overlap(new, old) else 'the intervals do not overlap'})"
 
 
 def _deepest(comp) -> str | None:

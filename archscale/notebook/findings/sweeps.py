@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ...analysis.compare import RECIPE_LEVELS, recipe_name
 from ..tables import row_label
 from .core import (
     Findings,
@@ -21,8 +22,8 @@ from .core import (
     interval_side,
 )
 
-__all__ = ["NAMED_RECIPES", "chance_sentence", "cnn_kernels", "gelu", "mlp_depth", "mlp_topology",
-           "recipe_factorial", "recipe_name", "recommended_recipe"]
+__all__ = ["COMPARED", "chance_sentence", "cnn_kernels", "gelu", "mlp_depth", "mlp_topology",
+           "recipe_factorial", "recommended_recipe"]
 
 
 
@@ -145,19 +146,14 @@ def cnn_kernels(exp, kx, cal, coverage: Mapping[int, Mapping[int, float]] | None
 
 # -- the recipe factorial (notebook 05b) -------------------------------------------------------------------
 
-#: Plain names of the factorial's recipes that have one.
-NAMED_RECIPES = {("paper", "archscale", "mean_field"): "the paper's stated recipe",
-                 ("reference", "source", "reference"): "the reference code's recipe (source in-degree init)"}
-_LEVELS = {"layout": {"paper": "paper layout", "reference": "reference layout"},
-           "init": {"archscale": "target in-degree init", "source": "source in-degree init"},
-           "readout": {"mean_field": "mean-field readout", "standard": "standard readout",
-                       "reference": "reference-code readout"}}
+#: The two factorial recipes set side by side: the paper's stated one and the one closest to the reference
+#: code's (whose own init, the source rule in fan-out mode, is not a level of the factorial).
+COMPARED = {("paper", "archscale", "mean_field"): "the paper's stated recipe",
+            ("reference", "source", "reference"): "the recipe closest to the reference code's"}
 
 
-def recipe_name(layout: str, init: str, readout: str) -> str:
-    """A factorial recipe by what it does: ``paper layout + target in-degree init + standard readout``."""
-    chosen = {"layout": layout, "init": init, "readout": readout}
-    return " + ".join(_LEVELS[k].get(v, v) for k, v in chosen.items())
+def _name(row: pd.Series) -> str:
+    return recipe_name({"layout": row["layout"], "init": row["init"], "readout": row["readout"]})
 
 
 def recommended_recipe(cells: pd.DataFrame) -> tuple[pd.Series, list[pd.Series]]:
@@ -178,28 +174,28 @@ def recipe_factorial(cells: pd.DataFrame, link: pd.DataFrame | None = None) -> F
     f = Findings()
     n = int(cells["n"].max())
     best, ties = recommended_recipe(cells)
-    name = recipe_name(best["layout"], best["init"], best["readout"])
+    name = _name(best)
     ef = ci(best["error_factor"], best["error_factor_lo"], best["error_factor_hi"], 2)
     if not ties:
         f.add(f"**Recommendation:** {name}. Its predictions miss by ×{ef} (n = {n} graphs), an interval "
               f"below every other recipe's.")
     else:
         readouts = {r["readout"] for r in ties} | {best["readout"]}
-        common = (f"; every recipe that ties with it uses the {_LEVELS['readout'][best['readout']]}"
+        common = (f"; every recipe that ties with it uses the {RECIPE_LEVELS['readout'][best['readout']]}"
                   if len(readouts) == 1 else "")
         f.add(f"**Recommendation:** {name}: the smallest miss, ×{ef} (n = {n} graphs). {len(ties)} of the "
               f"other {len(cells) - 1} recipes overlap it, so at this n the choice among them is "
               f"tentative{common}.")
     spread = {}
-    for factor in _LEVELS:
+    for factor in RECIPE_LEVELS:
         means = cells.groupby(factor)["error_factor"].mean()
         spread[factor] = (float(means.max() - means.min()), str(means.idxmin()), str(means.idxmax()))
     top = max(spread, key=lambda k: spread[k][0])
     d, good, bad = spread[top]
-    f.add(f"The {top} matters most: averaged over the other factors, the {_LEVELS[top][good]} misses "
-          f"least and the {_LEVELS[top][bad]} most (mean error factors {d:.2f} apart).")
+    f.add(f"The {top} matters most: averaged over the other factors, the {RECIPE_LEVELS[top][good]} misses "
+          f"least and the {RECIPE_LEVELS[top][bad]} most (mean error factors {d:.2f} apart).")
     rows = {}
-    for key, label in NAMED_RECIPES.items():
+    for key, label in COMPARED.items():
         sel = cells[(cells["layout"] == key[0]) & (cells["init"] == key[1]) & (cells["readout"] == key[2])]
         if len(sel):
             rows[label] = sel.iloc[0]
@@ -209,8 +205,8 @@ def recipe_factorial(cells: pd.DataFrame, link: pd.DataFrame | None = None) -> F
         rr = (r["pearson_log"], r["pearson_log_lo"], r["pearson_log_hi"])
         verdict = ("the intervals overlap: this run cannot tell them apart" if _overlap(pr, rr)
                    else "the intervals do not overlap")
-        f.add(f"{pa[0].upper() + pa[1:]}: log r {ci(*pr, digits=2)}, error ×{_g(p['error_factor'], 2)}; "
-              f"{ra}: log r {ci(*rr, digits=2)}, error ×{_g(r['error_factor'], 2)}; {verdict}.")
+        f.add(f"{cap(pa)} ({_name(p)}): log r {ci(*pr, digits=2)}, error ×{_g(p['error_factor'], 2)}; "
+              f"{ra} ({_name(r)}): log r {ci(*rr, digits=2)}, error ×{_g(r['error_factor'], 2)}; {verdict}.")
     if link is not None and len(link):
         key = ("paper", "archscale", "mean_field")
         sel = link[(link["layout"] == key[0]) & (link["init"] == key[1]) & (link["readout"] == key[2])]
