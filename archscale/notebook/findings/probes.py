@@ -52,7 +52,8 @@ def initialization(moments: pd.DataFrame, blocks_only: Sequence[str], with_skips
     live = paper[paper["predicted"] > 0]
     if len(live):
         err = (live["ratio"] / live["predicted"] - 1).abs()
-        f.add(f"The infinite-width recursion predicts the measured moments to a median {err.median():.3f} "
+        f.add(f"The infinite-width recursion predicts the measured moments within a median relative error of "
+              f"{err.median():.3f} "
               f"(95th percentile {err.quantile(0.95):.3f}) at width {width}.")
     v2 = moments[(moments["code"] == example) & (moments["init"] == "archscale") & (moments["vertex"] == 2)]
     by = v2.groupby("layout")["ratio"].mean()
