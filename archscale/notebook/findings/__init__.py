@@ -31,6 +31,7 @@ from .sweeps import (
     COMPARED,
     chance_sentence,
     cnn_kernels,
+    factorial_title,
     gelu,
     mlp_depth,
     mlp_topology,
@@ -39,6 +40,6 @@ from .sweeps import (
 )
 
 __all__ = ["COMPARED", "GOOD_FACTOR", "MIN_RANKED", "Findings", "agreement_sentences", "agreement_title",
-           "calibration_title", "chance_sentence", "ci", "cnn_kernels", "dag_paths", "gelu", "initialization",
-           "interval_side", "maximal_update", "mlp_depth", "mlp_topology", "nas_rankings", "recipe_factorial",
-           "recommended_recipe", "which_law"]
+           "calibration_title", "chance_sentence", "ci", "cnn_kernels", "dag_paths", "factorial_title",
+           "gelu", "initialization", "interval_side", "maximal_update", "mlp_depth", "mlp_topology",
+           "nas_rankings", "recipe_factorial", "recommended_recipe", "which_law"]

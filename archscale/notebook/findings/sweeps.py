@@ -11,6 +11,7 @@ import pandas as pd
 from ...analysis.compare import RECIPE_LEVELS, recipe_name
 from ..tables import row_label
 from .core import (
+    MIN_RANKED,
     Findings,
     _calibration_sentence,
     _deepest,
@@ -22,8 +23,8 @@ from .core import (
     interval_side,
 )
 
-__all__ = ["COMPARED", "chance_sentence", "cnn_kernels", "gelu", "mlp_depth", "mlp_topology",
-           "recipe_factorial", "recommended_recipe"]
+__all__ = ["COMPARED", "chance_sentence", "cnn_kernels", "factorial_title", "gelu", "mlp_depth",
+           "mlp_topology", "recipe_factorial", "recommended_recipe"]
 
 
 
@@ -166,6 +167,37 @@ def recommended_recipe(cells: pd.DataFrame) -> tuple[pd.Series, list[pd.Series]]
     return best, ties
 
 
+def factorial_title(cells: pd.DataFrame) -> str:
+    """The factorial figure's title: the factor that moves eq. 8's miss most, its best and worst levels."""
+    top, _, good, bad = _factor_spread(cells)
+    means = cells.groupby(top)["error_factor"].mean()
+    best, ties = recommended_recipe(cells)
+    single = ("no single recipe stands out" if ties
+              else f"{_name(best)} misses least (×{best['error_factor']:.2f})")
+    return (f"Recipe factorial: the {top} moves eq. 8's miss most, ×{means[good]:.2f} with a "
+            f"{RECIPE_LEVELS[top][good]} against ×{means[bad]:.2f} with a {RECIPE_LEVELS[top][bad]}; "
+            f"{single}")
+
+
+def _good_levels(cells: pd.DataFrame, factor: str, within: float = 1.1) -> list[str]:
+    """The levels of ``factor`` whose mean error factor is within ``within`` times the best level's."""
+    means = cells.groupby(factor)["error_factor"].mean().sort_values()
+    return [RECIPE_LEVELS[factor].get(str(k), str(k)) for k, v in means.items()
+            if v <= within * means.iloc[0]]
+
+
+def _factor_spread(cells: pd.DataFrame) -> tuple[str, float, str, str]:
+    """The factor whose levels' mean error factors differ most: (factor, spread, best level, worst level)."""
+    spread = {}
+    for factor in RECIPE_LEVELS:
+        if factor not in cells.columns:
+            continue
+        means = cells.groupby(factor)["error_factor"].mean()
+        spread[factor] = (float(means.max() - means.min()), str(means.idxmin()), str(means.idxmax()))
+    top = max(spread, key=lambda k: spread[k][0])
+    return (top, *spread[top])
+
+
 def recipe_factorial(cells: pd.DataFrame, link: pd.DataFrame | None = None) -> Findings:
     """Notebook 05b: which recipe to use, which factor matters, and the paper's recipe beside the reference's.
 
@@ -176,36 +208,40 @@ def recipe_factorial(cells: pd.DataFrame, link: pd.DataFrame | None = None) -> F
     best, ties = recommended_recipe(cells)
     name = _name(best)
     ef = ci(best["error_factor"], best["error_factor_lo"], best["error_factor_hi"], 2)
-    if not ties:
-        f.add(f"**Recommendation:** {name}. Its predictions miss by ×{ef} (n = {n} graphs), an interval "
-              f"below every other recipe's.")
+    top, d, good, bad = _factor_spread(cells)
+    level = RECIPE_LEVELS[top][good]
+    means = cells.groupby(top)["error_factor"].mean()
+    if n < MIN_RANKED:
+        f.add(f"With {n} graphs per recipe this run cannot recommend a recipe: the smallest miss, ×{ef}, was "
+              f"{name}'s, and {len(ties)} of the other {len(cells) - 1} recipes overlap it.")
+    elif not ties:
+        f.add(f"**Recommendation: train with {name}.** Its eq. 8 predictions miss by ×{ef} (n = {n} graphs), "
+              f"an interval below every other recipe's.")
     else:
-        readouts = {r["readout"] for r in ties} | {best["readout"]}
-        common = (f"; every recipe that ties with it uses the {RECIPE_LEVELS['readout'][best['readout']]}"
-                  if len(readouts) == 1 else "")
-        f.add(f"**Recommendation:** {name}: the smallest miss, ×{ef} (n = {n} graphs). {len(ties)} of the "
-              f"other {len(cells) - 1} recipes overlap it, so at this n the choice among them is "
-              f"tentative{common}.")
-    spread = {}
-    for factor in RECIPE_LEVELS:
-        means = cells.groupby(factor)["error_factor"].mean()
-        spread[factor] = (float(means.max() - means.min()), str(means.idxmin()), str(means.idxmax()))
-    top = max(spread, key=lambda k: spread[k][0])
-    d, good, bad = spread[top]
-    f.add(f"The {top} matters most: averaged over the other factors, the {RECIPE_LEVELS[top][good]} misses "
-          f"least and the {RECIPE_LEVELS[top][bad]} most (mean error factors {d:.2f} apart).")
+        same = sum(r[top] == best[top] for r in ties)
+        levels = _good_levels(cells, top)
+        avg = ", ".join(f"×{means[k]:.2f}" for k in means.sort_values().index[:len(levels)])
+        worst = RECIPE_LEVELS[top][bad]
+        f.add(f"**Recommendation: train with a {' or a '.join(levels)}, not a {worst}.** The {top} moves "
+              f"eq. 8's miss most: {avg} on average against ×{means[bad]:.2f} with the {worst}. The single "
+              f"smallest miss, ×{ef} (n = {n} graphs), was {name}'s, but {len(ties)} of the other "
+              f"{len(cells) - 1} recipes ({same} with its {top}) overlap it, so this run does not single out "
+              f"one recipe.")
+    if n < MIN_RANKED or not ties:
+        f.add(f"The {top} matters most: averaged over the other factors, the {level} misses least and the "
+              f"{RECIPE_LEVELS[top][bad]} most (mean error factors {d:.2f} apart).")
     rows = {}
     for key, label in COMPARED.items():
         sel = cells[(cells["layout"] == key[0]) & (cells["init"] == key[1]) & (cells["readout"] == key[2])]
         if len(sel):
             rows[label] = sel.iloc[0]
     if len(rows) == 2:
-        (pa, p), (ra, r) = rows.items()
+        (_, p), (ra, r) = rows.items()
         pr = (p["pearson_log"], p["pearson_log_lo"], p["pearson_log_hi"])
         rr = (r["pearson_log"], r["pearson_log_lo"], r["pearson_log_hi"])
         verdict = ("the intervals overlap: this run cannot tell them apart" if _overlap(pr, rr)
                    else "the intervals do not overlap")
-        f.add(f"{cap(pa)} ({_name(p)}): log r {ci(*pr, digits=2)}, error ×{_g(p['error_factor'], 2)}; "
+        f.add(f"{cap(_name(p))}: log r {ci(*pr, digits=2)}, error ×{_g(p['error_factor'], 2)}; "
               f"{ra} ({_name(r)}): log r {ci(*rr, digits=2)}, error ×{_g(r['error_factor'], 2)}; {verdict}.")
     if link is not None and len(link):
         key = ("paper", "archscale", "mean_field")
@@ -215,10 +251,15 @@ def recipe_factorial(cells: pd.DataFrame, link: pd.DataFrame | None = None) -> F
             side = interval_side(lk["partial_pred_lo"], lk["partial_pred_hi"], 0.0)
             moment = ci(lk["spearman_moment"], lk["spearman_moment_lo"], lk["spearman_moment_hi"], 2)
             partial = ci(lk["partial_pred"], lk["partial_pred_lo"], lk["partial_pred_hi"], 2)
-            if side == "inside":
+            follows = interval_side(lk["spearman_moment_lo"], lk["spearman_moment_hi"], 0.0) != "inside"
+            if side == "inside" and follows:
                 f.add(f"Under the paper's stated recipe the maximal LR follows the readout's input second "
                       f"moment (Spearman {moment}); given that moment, eq. 8 adds nothing this run can "
                       f"detect (partial r {partial}).")
+            elif side == "inside":
+                f.add(f"Under the paper's stated recipe this run cannot tell what the maximal LR follows: "
+                      f"Spearman with the readout's input second moment {moment}, partial r with eq. 8 "
+                      f"{partial}; both intervals contain 0.")
             elif side != "unknown":
                 f.add(f"Under the paper's stated recipe eq. 8 carries information beyond the readout's input "
                       f"second moment (partial r {partial}).")
