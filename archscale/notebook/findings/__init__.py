@@ -15,31 +15,10 @@ claim is tested against does not reject it.
 
 from __future__ import annotations
 
-from .core import (
-    GOOD_FACTOR,
-    MIN_RANKED,
-    Findings,
-    agreement_sentences,
-    agreement_title,
-    calibration_title,
-    ci,
-    interval_side,
-)
-from .probes import dag_paths, initialization, maximal_update
-from .studies import nas_rankings, which_law
-from .sweeps import (
-    COMPARED,
-    chance_sentence,
-    cnn_kernels,
-    factorial_title,
-    gelu,
-    mlp_depth,
-    mlp_topology,
-    recipe_factorial,
-    recommended_recipe,
-)
+from . import core, probes, studies, sweeps
+from .core import *  # noqa: F403
+from .probes import *  # noqa: F403
+from .studies import *  # noqa: F403
+from .sweeps import *  # noqa: F403
 
-__all__ = ["COMPARED", "GOOD_FACTOR", "MIN_RANKED", "Findings", "agreement_sentences", "agreement_title",
-           "calibration_title", "chance_sentence", "ci", "cnn_kernels", "dag_paths", "factorial_title",
-           "gelu", "initialization", "interval_side", "maximal_update", "mlp_depth", "mlp_topology",
-           "nas_rankings", "recipe_factorial", "recommended_recipe", "which_law"]
+__all__ = [*core.__all__, *probes.__all__, *studies.__all__, *sweeps.__all__]

@@ -103,7 +103,7 @@ def agreement_sentences(comp, what: str, law: str = "eq. 8", paper: tuple[str, f
     bias = _metric(a, "bias")
     out = []
     if n < MIN_RANKED:
-        order = (f"with n = {n} non-base configurations this run cannot decide how well {law} orders them "
+        order = (f"with so few this run cannot decide how well {law} orders them "
                  f"(log r {ci(*r, digits=2)})")
     elif interval_side(r[1], r[2], 0.0) == "below":
         order = f"{law} orders them: log r {ci(*r, digits=2)} (interval above 0)"
@@ -112,13 +112,13 @@ def agreement_sentences(comp, what: str, law: str = "eq. 8", paper: tuple[str, f
                  f"contains 0)")
     floor = a.noise_floor
     floor_text = f"; a perfect law would score ×{_g(floor, 2)} on these data" if np.isfinite(floor) else ""
-    out.append(f"{what} (n = {n} non-base configurations, {plural(a.n_seeds, 'seed')}): {order}; a typical "
-               f"prediction misses by ×{ci(*ef, digits=2)}{floor_text}.")
+    sample = f"{plural(n, 'non-base configuration')}, {plural(a.n_seeds, 'seed')}"
+    out.append(f"{what} ({sample}): {order}; a typical prediction misses by ×{ci(*ef, digits=2)}"
+               f"{floor_text}.")
     side = interval_side(bias[1], bias[2], 1.0)
     if n < MIN_BIAS:
-        out.append(f"With {n} configurations this run cannot decide whether {law} predicts too high or "
-                   f"too low "
-                   f"(measured / predicted averages ×{ci(*bias, digits=2)}).")
+        out.append(f"With {plural(n, 'configuration')} this run cannot decide whether {law} predicts too "
+                   f"high or too low (measured / predicted averages ×{ci(*bias, digits=2)}).")
     elif side == "above":  # 1 above the interval: measured below predicted
         out.append(f"{cap(law)} predicts too high: the measured maximal LR is ×{ci(*bias, digits=2)} of the "
                    f"prediction on average (the bias interval lies below 1).")
@@ -150,7 +150,7 @@ def agreement_title(comp, what: str, law: str = "eq. 8") -> str:
     side = interval_side(bias[1], bias[2], 1.0)
     lean = {"above": f", {law} too high", "below": f", {law} too low"}.get(side, "")
     if a.n < MIN_RANKED:
-        return f"{what}: {law} misses by ×{_g(ef[0], 2)} on only {a.n} graphs (too few to decide)"
+        return f"{what}: {law} misses by ×{_g(ef[0], 2)} on only {plural(a.n, 'graph')} (too few to decide)"
     return f"{what}: {law} misses by ×{_g(ef[0], 2)} [{_g(ef[1], 2)}, {_g(ef[2], 2)}]{lean} (n = {a.n})"
 
 

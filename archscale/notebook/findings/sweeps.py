@@ -23,8 +23,8 @@ from .core import (
     interval_side,
 )
 
-__all__ = ["COMPARED", "chance_sentence", "cnn_kernels", "factorial_title", "gelu", "mlp_depth",
-           "mlp_topology", "recipe_factorial", "recommended_recipe"]
+__all__ = ["COMPARED", "chance_sentence", "cnn_kernels", "factorial_title", "gelu", "kernel_title",
+           "mlp_depth", "mlp_topology", "padding_sentence", "recipe_factorial", "recommended_recipe"]
 
 
 
@@ -98,6 +98,39 @@ def _kernel_sentence(kx) -> str:
     return f"Eq. 9's kernel factor is rejected: {where}, which excludes both {kx.predicted:g} and 0."
 
 
+def kernel_title(kx, data: str) -> str:
+    """The kernel-exponent figure's title: the pooled exponent against eq. 9's and 0."""
+    p = kx.pooled
+    est = ci(p["exponent"], p["lo"], p["hi"], 2)
+    has_eq9 = interval_side(p["lo"], p["hi"], kx.predicted) == "inside"
+    has_zero = interval_side(p["lo"], p["hi"], 0.0) == "inside"
+    verdict = ("cannot tell eq. 9's factor from none" if has_eq9 and has_zero else
+               "consistent with eq. 9" if has_eq9 else "the kernel barely matters" if has_zero else
+               "neither eq. 9 nor flat")
+    return (f"Eq. 9's kernel factor on {data}: pooled exponent {est} over {p['n_graphs']} graphs "
+            f"(eq. 9: {kx.predicted:g}): {verdict}")
+
+
+def padding_sentence(change: pd.Series, q_lo: int, q_hi: int, flat: float = 1.25) -> str:
+    """What the moment check says: per image size, how far the last vertex's E[z²] moves from ``q_lo`` to
+    ``q_hi`` (``change``: that ratio indexed by data set first), and so which reading of it applies."""
+    ranges = {str(d): (float(g.min()), float(g.max())) for d, g in change.groupby(level=0)}
+    parts = "; ".join(f"{d}: ×{lo:.2f} to ×{hi:.2f}" for d, (lo, hi) in ranges.items())
+    moving = [d for d, (lo, hi) in ranges.items() if lo < 1 / flat or hi > flat]
+    falling = [d for d, (lo, hi) in ranges.items() if hi < 1]
+    if not moving:
+        verdict = f"the forward signal stays within a factor {flat:g} of flat in q on every data set"
+    elif falling and len(moving) == len(falling):
+        verdict = (f"the signal falls with q on {', '.join(falling)} only: padding, so the kernel sweep "
+                   f"belongs on the larger images")
+    else:
+        verdict = (f"the signal moves with q on {', '.join(moving)}: on the larger images too, which points "
+                   f"at the small width's random per-layer gain rather than padding (it shrinks as the width "
+                   f"grows)")
+    return (f"Moment check, the last vertex's E[z²] from q = {q_lo} to q = {q_hi} over the graphs and "
+            f"recipes probed: {parts}; {verdict}.")
+
+
 def chance_sentence(results: pd.DataFrame, n_classes: int, metric: str = "train_loss") -> str | None:
     """How far the best seed-mean loss of each graph got below chance, ln(n_classes) (classification)."""
     if n_classes < 2 or metric not in results.columns:
@@ -120,11 +153,13 @@ def chance_sentence(results: pd.DataFrame, n_classes: int, metric: str = "train_
 
 
 def cnn_kernels(exp, kx, cal, coverage: Mapping[int, Mapping[int, float]] | None = None,
-                n_classes: int = 0) -> Findings:
+                n_classes: int = 0, moment_change: pd.Series | None = None) -> Findings:
     """Notebook 06: eq. 9 on CNN topologies x kernels, its kernel factor alone, and the calibration.
 
     ``coverage``: image size -> kernel -> share of a kernel's taps inside the image
-    (:func:`archscale.probe.padding_coverage`); ``n_classes`` draws the chance comparison.
+    (:func:`archscale.probe.padding_coverage`); ``n_classes`` draws the chance comparison;
+    ``moment_change``: the moment check's largest-over-smallest-kernel ratio of the last vertex's
+    E[z²], indexed by data set first (:func:`padding_sentence`).
     """
     from ...experiments.maxlr import PAPER
 
@@ -141,6 +176,9 @@ def cnn_kernels(exp, kx, cal, coverage: Mapping[int, Mapping[int, float]] | None
         kernels = ", ".join(str(q) for q in next(iter(coverage.values())))
         f.add(f"Share of a q × q kernel's taps inside the image (q = {kernels}): {'; '.join(parts)}: the "
               f"smaller the image, the more a large kernel reads padding.")
+    if moment_change is not None and len(moment_change):
+        qs = sorted(int(q) for q in comp.table["kernel_size"].unique())
+        f.add(padding_sentence(moment_change, qs[0], qs[-1]))
     f.add(_calibration_sentence(cal, law="eq. 9"))
     return f
 
