@@ -23,8 +23,9 @@ from .core import (
     interval_side,
 )
 
-__all__ = ["COMPARED", "chance_sentence", "cnn_kernels", "factorial_title", "gelu", "kernel_title",
-           "mlp_depth", "mlp_topology", "padding_sentence", "recipe_factorial", "recommended_recipe"]
+__all__ = ["COMPARED", "chance_sentence", "cnn_kernels", "factorial_title", "gelu", "gelu_title",
+           "kernel_title", "mlp_depth", "mlp_topology", "padding_sentence", "recipe_factorial",
+           "recommended_recipe"]
 
 
 
@@ -73,6 +74,18 @@ def gelu(exp, cnn, cnn_kernels=None) -> Findings:
     if cnn_kernels is not None:
         f.add(_kernel_sentence(cnn_kernels))
     return f
+
+
+def gelu_title(exp, cnn) -> str:
+    """Fig. 7's title: eq. 8's typical miss on each GELU panel, with its n."""
+    from ...experiments.maxlr import GROUP_NAMES
+
+    parts = []
+    for name, comp in [*((GROUP_NAMES.get(k, k).split(" (")[0], c) for k, c in exp.comparisons.items()),
+                       *(("CNN", c) for c in cnn.comparisons.values())]:
+        a = comp.agreement
+        parts.append(f"{name} ×{_g(a.estimate['error_factor'], 2)} (n = {a.n})")
+    return "Fig. 7 · GELU, the rule unchanged: eq. 8/9 miss by " + ", ".join(parts)
 
 
 # -- CNNs and the kernel factor (notebook 06) ------------------------------------------------------------
