@@ -11,7 +11,7 @@ import pandas as pd
 from ..tables import row_label
 from .core import Findings, _overlap, ci, interval_side
 
-__all__ = ["dag_paths", "initialization", "maximal_update"]
+__all__ = ["dag_paths", "drift_title", "initialization", "maximal_update", "path_law_title"]
 
 
 # -- initialization and paths (notebooks 01, 03) -------------------------------------------------------------
@@ -84,6 +84,24 @@ def dag_paths(space: pd.DataFrame, sampled: bool) -> Findings:
     return f
 
 
+def path_law_title(path_fits: pd.DataFrame, what: str) -> str:
+    """The path-law figure's title: b of Δz² ∝ (Σ_p L_p³)^b with its interval, against eq. 8's 1."""
+    r = path_fits.iloc[0]
+    side = interval_side(r["b_lo"], r["b_hi"], 1.0)
+    verdict = {"inside": "eq. 8's b = 1 inside", "unknown": "no interval"}.get(side, "eq. 8's b = 1 rejected")
+    b = ci(r["b_sumL3"], r["b_lo"], r["b_hi"], 3)
+    return f"{what}: b = {b} ({verdict}, n = {int(r['n_graphs'])} graphs)"
+
+
+def drift_title(drift: Mapping[str, tuple[pd.DataFrame, Mapping[str, float]]], data: str) -> str:
+    """The width-transfer figure's title: how far the loss-optimal LR moves over the widths, per readout."""
+    parts = [f"×{summary['ratio']:.2g} under the {label}" for label, (_, summary) in drift.items()]
+    table = next(iter(drift.values()))[0]
+    w0, w1 = int(table["width"].iloc[0]), int(table["width"].iloc[-1])
+    moves = ' and '.join(parts)
+    return f"Width transfer on {data}: from width {w0} to {w1} the loss-optimal LR moves {moves}"
+
+
 # -- the maximal-update heuristic (notebook 08) ------------------------------------------------------
 
 def maximal_update(lr_table: pd.DataFrame, heuristic: Mapping[str, float], path_fits: pd.DataFrame,
@@ -124,12 +142,14 @@ def maximal_update(lr_table: pd.DataFrame, heuristic: Mapping[str, float], path_
                   f"law with the lowest AIC is {r['best_law']!r}.")
     blocks = clean_law[clean_law["series"] == "block-only graphs"] if "series" in clean_law else clean_law
     if len(blocks):
-        rows = [f"width {int(r['width'])}: {ci(r['b_sumL3'], r['b_lo'], r['b_hi'], 2)}"
-                f"{'' if r['b=1 in CI'] else ' (excludes 1)'} (n = {int(r['n_graphs'])})"
+        rows = [f"{ci(r['b_sumL3'], r['b_lo'], r['b_hi'], 2)} at width {int(r['width'])} "
+                f"(n = {int(r['n_graphs'])}{'' if r['b=1 in CI'] else ', excludes 1'})"
                 for _, r in blocks.iterrows()]
         rejected = int((~blocks["b=1 in CI"].astype(bool)).sum())
+        verdict = ("b = 1 is rejected at every width" if rejected == len(blocks) else
+                   f"b = 1 is outside the interval at {rejected} of {len(blocks)} widths")
         f.add("In the derivation's own setting (block-only graphs, squared error, one example, offset 3) b = "
-              + "; ".join(rows) + f": b = 1 is outside the interval at {rejected} of {len(blocks)} widths.")
+              + "; ".join(rows) + f": {verdict}.")
         free = blocks.iloc[0]
         bf = ci(free["b_free"], free["b_free_lo"], free["b_free_hi"], 2)
         f.add(f"With the depth offset free, b = {bf} at offset {free['free_offset']:g} (width "
