@@ -14,7 +14,7 @@ from .core import GOOD_FACTOR, MIN_RANKED, Findings, _g, ci, interval_side
 if TYPE_CHECKING:
     from ...analysis.law_scores import LawsReport
 
-__all__ = ["nas_rankings", "which_law"]
+__all__ = ["nas_rankings", "nas_title", "which_law"]
 
 
 # -- NAS cells (notebook 09) ------------------------------------------------------------------------
@@ -69,6 +69,18 @@ def nas_rankings(cmp, cmp_mup, results: pd.DataFrame, cell_table: pd.DataFrame) 
           + {"above": "muP does better.", "below": "the architecture-aware recipe does better.",
              "inside": "no difference is established."}.get(side, "no interval."))
     return f
+
+
+def nas_title(cmp, paper: str = "") -> str:
+    """A NAS comparison figure's title: the mean paired gain with its interval, and the per-cell counts."""
+    from ...plots.nas import name
+
+    g = cmp.gain
+    better = int((cmp.per_cell["lo"] > 0).sum())
+    worse = int((cmp.per_cell["hi"] < 0).sum())
+    return (f"The {name(cmp.new)} recipe against {name(cmp.old)} on {len(cmp.accuracy)} cells: "
+            f"{g.mean:+.1f} pp [{g.lo:+.1f}, {g.hi:+.1f}] test accuracy ({better} better, {worse} worse)"
+            + (f" {paper}" if paper else ""))
 
 
 # -- which law (notebook 11) ------------------------------------------------------------------------
