@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 __all__ = ["GLOSSARY", "MAX_LINES", "Collapsed", "comparison_rows", "glossary", "glossary_markdown",
-           "row_label", "short_code", "show_report", "show_table"]
+           "row_label", "short_code", "show_laws", "show_report", "show_table", "show_transfers",
+           "transfer_rows"]
 
 #: The most lines one notebook cell prints (stdout and the plain text of what it displays).
 MAX_LINES = 30
@@ -118,6 +119,37 @@ def show_report(exp, *, describe: bool = False) -> None:
     for key, comp in exp.comparisons.items():
         display(show_table(comparison_rows(comp), f"{GROUP_NAMES.get(key, key)}: measured and predicted "
                                                   f"maximal LR per configuration"))
+
+
+def show_laws(reports) -> None:
+    """Per sweep, the verdict in one line and every law's scores in a collapsed table."""
+    from IPython.display import display
+
+    for label, rep in reports.items():
+        print(f"{label}: {rep.verdict()}")
+        display(Collapsed(f"{label}: every law, zero-shot and held out", rep.ranking()))
+
+
+def transfer_rows(transfer) -> pd.DataFrame:
+    """A depth transfer's table for a reader: K blocks with the code beside, measured, predicted, ratio."""
+    t = transfer.table
+    return pd.DataFrame({
+        "net": [row_label(g, depth=int(k)) for g, k in zip(t["graph"], t["depth"])],
+        "measured max LR": [f"{m:.3g} [{lo:.3g}, {hi:.3g}]" + (" *" if e else "") for m, lo, hi, e
+                            in zip(t["measured"], t["measured_lo"], t["measured_hi"], t["at_edge"])],
+        "predicted": t["predicted"].map(lambda v: f"{v:.3g}").to_numpy(),
+        "measured / predicted": [f"{r:.2f} [{lo:.2f}, {hi:.2f}]"
+                                 for r, lo, hi in zip(t["ratio"], t["ratio_lo"], t["ratio_hi"])],
+    })
+
+
+def show_transfers(transfers) -> None:
+    """Each depth transfer's one-line summary and its per-depth table (``*``: optimum at the grid's edge)."""
+    from IPython.display import display
+
+    for tr in transfers:
+        print(tr.summary())
+        display(show_table(transfer_rows(tr), f"{tr.label}: per depth"))
 
 
 #: Notation and recipe names, one meaning each: (term, what it means, where the code names it).

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .core import GOOD_FACTOR, MIN_RANKED, Findings, _g, ci, interval_side
+from .core import GOOD_FACTOR, MIN_RANKED, Findings, _g, ci, interval_side, plural
 
 if TYPE_CHECKING:
     from ...analysis.law_scores import LawsReport
@@ -92,10 +92,20 @@ def which_law(reports: Mapping[str, LawsReport], transfers: Sequence, good: floa
     :class:`~archscale.analysis.depth_transfer.DepthTransfer` per residual parametrization.
     """
     from ...experiments.which_law import findings as law_lines
+    from ...experiments.which_law import laws_table
 
     f = Findings()
-    for line in law_lines(reports, good):
-        f.add(re.split(r" (?:Held out|Zero-shot ranking): ", line)[0])
+    table = laws_table(reports)
+    for label, line in zip(reports, law_lines(reports, good)):
+        t = table[table["sweep"] == label]
+        best = t.loc[t["zero-shot error_factor"].idxmin()]
+        n = int(best["zero-shot n"])
+        if n < MIN_RANKED:
+            miss = _g(best["zero-shot error_factor"], 2)
+            f.add(f"{label}: with {plural(n, 'configuration')} this run cannot decide which law predicts "
+                  f"best (the smallest zero-shot miss, ×{miss}, was {best['law']}'s).")
+        else:
+            f.add(re.split(r" (?:Held out|Zero-shot ranking): ", line)[0])
     if not transfers:
         return f
     scored = []
