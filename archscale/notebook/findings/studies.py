@@ -95,8 +95,8 @@ def which_law(reports: Mapping[str, LawsReport], transfers: Sequence, good: floa
     from ...experiments.which_law import laws_table
 
     f = Findings()
-    table = laws_table(reports)
-    for label, line in zip(reports, law_lines(reports, good)):
+    table = laws_table(reports) if reports else pd.DataFrame()
+    for label, line in zip(reports, law_lines(reports, good) if reports else []):
         t = table[table["sweep"] == label]
         best = t.loc[t["zero-shot error_factor"].idxmin()]
         n = int(best["zero-shot n"])
