@@ -288,9 +288,13 @@ def lr_offset_figure(predictions: pd.DataFrame, fit: pd.DataFrame | None = None,
     offset and its panel would show a flat line; ``fit`` still holds it.) Returns the figure.
     """
     with_fit = fit is not None and not fit.empty
-    fig, axes = plt.subplots(1, 3 if with_fit else 2, figsize=(20.5 if with_fit else 14.5, 5.2),
-                             squeeze=False)
-    axes = axes.ravel()
+    if with_fit:  # (a) and (b) on top, (c) across the bottom: readable at the width a page shows it
+        fig = plt.figure(figsize=(14.5, 9.4))
+        grid = fig.add_gridspec(2, 2)
+        axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
+    else:
+        fig, row = plt.subplots(1, 2, figsize=(14.5, 4.6), squeeze=False)
+        axes = list(row.ravel())
     chain_codes = chain_codes or []
     chains = predictions[predictions["code"].isin(chain_codes)]
     if not chains.empty:

@@ -118,7 +118,9 @@ def _taus(ax, cmp: RecipeComparison) -> None:
 
 def scaled_vs_fixed_figure(cmp: RecipeComparison, title: str | None = None):
     """Fig. 4: per-cell paired differences, the accuracy scatter, and top-K% tau against seed noise."""
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.6), gridspec_kw={"width_ratios": [1.4, 1, 1.1]})
+    fig = plt.figure(figsize=(13, 10.5))  # the per-cell panel across the top: room for the cell codes
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.05])
+    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
     _per_cell(axes[0], cmp)
     _scatter(axes[1], cmp)
     _taus(axes[2], cmp)

@@ -293,7 +293,9 @@ def sweep_figure(results: pd.DataFrame, comparison, *, title: str, max_lrs: pd.D
         loss_vs_lr(sub, ax, metric=metric, hue_order=[g for g in order if g in set(sub["graph"])],
                    max_lrs=sub_max, labels=labels, scales=scales, legend=i == 0,
                    legend_kwargs={"title": legend_title, "fontsize": 6, "title_fontsize": 7},
-                   title=("loss vs learning rate" if value is None else f"{facet} = {value}"), chance=chance,
+                   title=("loss vs learning rate" if value is None else
+                          f"{value}×{value} kernels" if facet == "kernel_size" else f"{facet} = {value}"),
+                   chance=chance,
                    always=_bases(table))
     measured_vs_predicted(comparison, axes[n - 1], hue=hue_in_comparison, labels=short)
     fig.suptitle(f"{title}\ntrained with {recipe_name(comparison.recipe)}; depth offset {comparison.offset}",
@@ -348,7 +350,9 @@ def factorial_figure(fact, *, title: str | None = None):
                                                             ("readout", r.readout)))
               for r in cells.itertuples()]
     colors = dict(zip(("mean_field", "standard", "reference"), sns.color_palette("deep", 3)))
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.8), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    fig = plt.figure(figsize=(13, 11))  # two metric panels side by side, the moment link below
+    grid = fig.add_gridspec(2, 2, width_ratios=[1.25, 1], height_ratios=[1.15, 1])
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
     y = np.arange(len(cells))
     for ax, metric, name in ((axes[0], "pearson_log", "Pearson r of log LRs (base excluded)"),
                              (axes[1], "error_factor", "typical error factor (×)")):

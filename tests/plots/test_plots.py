@@ -240,7 +240,7 @@ def test_sweep_figure_facets_by_kernel(tmp_path):
                        hue_in_comparison="kernel_size")
     assert len(fig.axes) == 3
     assert "trained with the paper's stated recipe" in fig._suptitle.get_text()
-    assert [ax.get_title() for ax in fig.axes[:2]] == ["kernel_size = 3", "kernel_size = 5"]
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["3×3 kernels", "5×5 kernels"]
     assert [p.name for p in save_figure(fig, "fig3_test", tmp_path)] == ["fig3_test.png", "fig3_test.pdf"]
 
 
