@@ -6,7 +6,8 @@ seeds x learning rates (a diverged or non-finite run marked ``inf``) and hands i
 estimator, :mod:`archscale.analysis.estimator`: an LR at which any seed diverged is not
 eligible, the grid argmin of the seed means, then a parabola in ``ln lr`` around it for an
 estimate finer than the grid, with a seed-bootstrap interval and an interval-aware edge flag.
-``method="argmin"`` keeps the grid answer.
+``method="argmin"`` keeps the grid answer. Rows of different optimizers (the ``optimizer``
+column) are never pooled: a table that mixes them is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ from ..core.errors import ArchscaleError
 from ..core.schema import CONFIG_KEYS, METRICS
 from .estimator import DEFAULT_METHOD, check_method, max_lr_estimate
 
-__all__ = ["BEST_COLUMNS", "best_lr", "clean_losses", "loss_matrix", "max_lr"]
+__all__ = ["BEST_COLUMNS", "best_lr", "clean_losses", "loss_matrix", "max_lr", "one_optimizer"]
+
+
+def one_optimizer(table: pd.DataFrame) -> None:
+    """Refuse a table whose rows were trained by more than one optimizer: SGD's and Adam's learning
+    rates live on different scales, and a maximal LR read from a mix of them means nothing."""
+    if "optimizer" in table.columns:
+        names = sorted(map(str, table["optimizer"].dropna().unique()))
+        if len(names) > 1:
+            raise ArchscaleError(f"the results mix optimizers ({', '.join(names)}); rows of one optimizer "
+                                 f"only, e.g. results[results.optimizer == {names[0]!r}]")
 
 
 def clean_losses(table: pd.DataFrame, metric: str = "train_loss", fill: float = np.nan) -> pd.DataFrame:
@@ -34,6 +45,7 @@ def clean_losses(table: pd.DataFrame, metric: str = "train_loss", fill: float = 
     if metric not in table.columns:
         columns = ", ".join(map(str, table.columns))
         raise ArchscaleError(f"results have no column {metric!r}; columns: {columns}")
+    one_optimizer(table)
     out = table.copy()
     values = out[metric].astype(float)
     bad = ~np.isfinite(values)
@@ -71,6 +83,7 @@ def best_lr(table: pd.DataFrame, metric: str = "train_loss", by: Sequence[str] =
     an estimate), ``n_lrs``, ``n_seeds``, ``n_diverged``.
     """
     check_method(method)
+    one_optimizer(table)
     by = list(by)
     missing = [c for c in [*by, "lr", "seed", metric] if c not in table.columns]
     if missing:

@@ -30,7 +30,8 @@ from . import validate
 from .dag import Dag, Edge
 from .errors import DagError
 
-__all__ = ["ResidualBlock", "branch_edges", "depth_mup_multiplier", "residual_blocks", "residual_chain_dag"]
+__all__ = ["NotResidualChain", "ResidualBlock", "branch_edges", "depth_mup_multiplier", "residual_blocks",
+           "residual_chain_dag"]
 
 _SKIPS = frozenset({"skip", "skip_connect"})
 
@@ -44,12 +45,14 @@ class ResidualBlock:
     """One residual block of a residual chain: ``merge = start + branch(start)``.
 
     ``branch`` lists its parameterized edges from ``start`` to ``merge``; ``branch[-1]`` is the
-    edge the Depth-muP multiplier scales.
+    edge the Depth-muP multiplier scales. ``shortcut`` is the weighted edge ``start -> merge`` of a
+    projection shortcut (a 1x1 conv where the width changes), ``None`` beside an identity skip.
     """
 
     start: int
     merge: int
     branch: tuple[Edge, ...]
+    shortcut: Edge | None = None  # a weighted (projection) shortcut; None for an identity skip
 
     @property
     def closing(self) -> Edge:
@@ -73,8 +76,38 @@ def _not_chain(dag: Dag, why: str) -> DagError:
                     f"DagMLP/DagCNN's branch_multiplier=<number> scales the branches of any graph")
 
 
-def residual_blocks(dag: Dag) -> list[ResidualBlock]:
-    """The residual blocks of ``dag`` in order, or :class:`DagError` when it is not a residual chain."""
+class NotResidualChain(DagError):
+    """A graph that is not a residual chain, with the vertex where reading it failed."""
+
+    def __init__(self, message: str, vertex: int):
+        super().__init__(message)
+        self.vertex = vertex
+
+
+def _walk(dag: Dag, out_edges: list[list[Edge]], first: Edge, merge: int) -> tuple[list[Edge] | None, int]:
+    """The branch from ``first`` to ``merge`` through plain weighted steps (None where it leaves
+    them), and the last vertex reached."""
+    ins = dag.in_degrees
+    branch, e = [first], first
+    while e.dst != merge:
+        u = e.dst
+        nxt = out_edges[u]
+        if ins[u] != 1 or len(nxt) != 1 or not nxt[0].is_parameterized or u > merge:
+            return None, u
+        e = nxt[0]
+        branch.append(e)
+    return branch, merge
+
+
+def residual_blocks(dag: Dag, *, projection: bool = False) -> list[ResidualBlock]:
+    """The residual blocks of ``dag`` in order, or :class:`NotResidualChain` (a :class:`DagError`)
+    when it is not a residual chain.
+
+    With ``projection=True`` a block's shortcut may be one weighted edge instead of a skip (a
+    projection shortcut: a 1x1 conv or a linear map where the width changes): the branch is then the
+    other, longer path of weighted layers, and it alone is scaled by Depth-muP. When both paths are
+    single weighted edges, which one is the shortcut is undefined, and the graph is refused.
+    """
     if not isinstance(dag, Dag):
         raise DagError(f"expected a Dag, got {type(dag).__name__}")
     out_edges: list[list[Edge]] = [[] for _ in range(dag.n_vertices)]
@@ -83,45 +116,55 @@ def residual_blocks(dag: Dag) -> list[ResidualBlock]:
     ins = dag.in_degrees
     blocks: list[ResidualBlock] = []
     seen, v = {0}, 0
+
+    def refuse(why: str, at: int) -> NotResidualChain:
+        return NotResidualChain(str(_not_chain(dag, why)), at)
+
     while v != dag.output:
         outs = out_edges[v]
         if not outs:
-            raise _not_chain(dag, f"vertex {v} has no out-edge: the chain stops before the output")
+            raise refuse(f"vertex {v} has no out-edge: the chain stops before the output", v)
         if len(outs) == 1:  # a plain layer (or an identity) to the next trunk vertex
             w = outs[0].dst
             if ins[w] != 1:
-                raise _not_chain(dag, f"vertex {w} has {ins[w]} in-edges but is entered by a plain layer "
-                                      f"from vertex {v}")
+                raise refuse(f"vertex {w} has {ins[w]} in-edges but is entered by a plain layer from "
+                             f"vertex {v}", w)
             seen.add(w)
             v = w
             continue
         skips = [e for e in outs if _is_skip(e)]
         weighted = [e for e in outs if e.is_parameterized]
-        if len(outs) != 2 or len(skips) != 1 or len(weighted) != 1:
+        found: tuple[int, list[Edge], Edge | None] | None = None
+        if len(outs) == 2 and len(skips) == 1 and len(weighted) == 1:
+            branch, u = _walk(dag, out_edges, weighted[0], skips[0].dst)
+            if branch is None:
+                raise refuse(f"the branch from vertex {v} passes vertex {u}, which is not a plain weighted "
+                             f"step towards the merge vertex {skips[0].dst}", u)
+            found = (skips[0].dst, branch, None)
+        elif projection and len(outs) == 2 and len(weighted) == 2:
+            for short, long in ((weighted[0], weighted[1]), (weighted[1], weighted[0])):
+                branch, _ = _walk(dag, out_edges, long, short.dst)
+                if branch is not None and len(branch) >= 2:
+                    found = (short.dst, branch, short)
+                    break
+        if found is None:
             listed = ", ".join(f"{e.src}->{e.dst} {e.op}" for e in outs) or "none"
-            raise _not_chain(dag, f"vertex {v} has out-edges ({listed}); a trunk vertex feeds one layer, or "
-                                  f"one skip and one weighted branch")
-        merge, branch, e = skips[0].dst, [weighted[0]], weighted[0]
-        while e.dst != merge:
-            u = e.dst
-            nxt = out_edges[u]
-            if ins[u] != 1 or len(nxt) != 1 or not nxt[0].is_parameterized or u > merge:
-                raise _not_chain(dag, f"the branch from vertex {v} passes vertex {u}, which is not a plain "
-                                      f"weighted step towards the merge vertex {merge}")
-            seen.add(u)
-            e = nxt[0]
-            branch.append(e)
+            kinds = "one skip (or one weighted shortcut)" if projection else "one skip"
+            raise refuse(f"vertex {v} has out-edges ({listed}); a trunk vertex feeds one layer, or {kinds} "
+                         f"and one weighted branch", v)
+        merge, branch, shortcut = found
+        seen.update(e.dst for e in branch[:-1])
         if ins[merge] != 2:
-            raise _not_chain(dag, f"the merge vertex {merge} has {ins[merge]} in-edges; a residual block's "
-                                  f"merge adds exactly its skip and its branch")
-        blocks.append(ResidualBlock(v, merge, tuple(branch)))
+            raise refuse(f"the merge vertex {merge} has {ins[merge]} in-edges; a residual block's merge "
+                         f"adds exactly its shortcut and its branch", merge)
+        blocks.append(ResidualBlock(v, merge, tuple(branch), shortcut))
         seen.add(merge)
         v = merge
     missing = sorted(set(range(dag.n_vertices)) - seen)
     if missing:
-        raise _not_chain(dag, f"vertices {missing} lie off the chain")
+        raise refuse(f"vertices {missing} lie off the chain", missing[0])
     if not blocks:
-        raise _not_chain(dag, "it has no residual block")
+        raise refuse("it has no residual block", dag.output)
     return blocks
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MODEL_FIELDS", "TRAIN_FIELDS", "RunSpec"]
+__all__ = ["ADDED_FIELDS", "MODEL_FIELDS", "TRAIN_FIELDS", "RunSpec"]
 
 
 @dataclass
 class RunSpec:
     """The fields every experiment spec shares, with their one set of defaults: the recipe of the
-    network (activation, block layout, init, readout), the training protocol and the data.
+    network (activation, block layout, init, readout), the training protocol (``optimizer`` ``sgd``,
+    ``adam`` or ``adamw``; ``momentum``/``nesterov`` are SGD's, ``betas``/``eps`` Adam's) and the data.
 
     :class:`~archscale.sweep.SweepSpec` and the residual depth sweep's spec extend it;
     :class:`ModelSpec` and :class:`TrainConfig` (what the trainer takes) draw their defaults
@@ -32,14 +33,21 @@ class RunSpec:
     steps: int | None = None
     batch_size: int = 128
     cosine: bool = False
+    optimizer: str = "sgd"
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
+    betas: tuple[float, float] | None = None  # Adam's; None: (0.9, 0.999)
+    eps: float = 1e-8  # Adam's
     dataset: str = "digits"
     n_train: int | None = None
     n_test: int | None = None
 
 
 #: The fields of :class:`RunSpec` that :class:`TrainConfig` and :class:`ModelSpec` take.
-TRAIN_FIELDS = ("loss", "epochs", "steps", "batch_size", "cosine", "momentum", "nesterov", "weight_decay")
+TRAIN_FIELDS = ("loss", "epochs", "steps", "batch_size", "cosine", "optimizer", "momentum", "nesterov",
+                "weight_decay", "betas", "eps")
 MODEL_FIELDS = ("act", "layout", "init", "readout")
+#: Fields added after results were first stored, with the value an older store's setup had
+#: implicitly (it trained with SGD): ``ResultStore.check_setup(..., added=ADDED_FIELDS)``.
+ADDED_FIELDS = {"optimizer": "sgd", "betas": None, "eps": RunSpec.eps}

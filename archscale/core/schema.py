@@ -67,12 +67,15 @@ class RowSchema:
     """One kind of tidy row: ordered ``(name, type)`` columns and the columns that identify a row.
 
     ``kind`` names the rows in a store's header, so a store of one kind refuses rows of another.
-    Types are ``str``, ``int``, ``float`` (NaN and infinities allowed) and ``bool``.
+    Types are ``str``, ``int``, ``float`` (NaN and infinities allowed) and ``bool``. ``added``
+    maps the columns added after stores were first written to the value a row written before
+    had implicitly: :meth:`decode` and :meth:`row` fill them in, so an older store still loads.
     """
 
     kind: str
     columns: tuple[tuple[str, type], ...]
     key: tuple[str, ...]
+    added: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self):
         names = self.names
@@ -80,6 +83,8 @@ class RowSchema:
             raise ArchscaleError(f"schema {self.kind!r}: repeated columns or key outside the columns")
         if any(t not in _TYPES for _, t in self.columns):
             raise ArchscaleError(f"schema {self.kind!r}: column types must be one of str, int, float, bool")
+        if not {name for name, _ in self.added} <= set(names) - set(self.key):
+            raise ArchscaleError(f"schema {self.kind!r}: an added column must be a column outside the key")
 
     @property
     def names(self) -> list[str]:
@@ -88,7 +93,8 @@ class RowSchema:
 
     def row(self, row: Mapping) -> dict:
         """``row`` as a dict of exactly the schema's columns in Python types (numpy scalars converted),
-        each checked against its type."""
+        each checked against its type (a column of ``added`` it lacks takes its implicit value)."""
+        row = {**dict(self.added), **row}
         missing = [n for n in self.names if n not in row]
         if missing:
             raise ArchscaleError(f"{self.kind} row lacks column(s) {', '.join(missing)}")
@@ -106,7 +112,9 @@ class RowSchema:
         return {name: _encode_float(v) if isinstance(v, float) else v for name, v in self.row(row).items()}
 
     def decode(self, obj: Mapping) -> dict:
-        """A row read back from JSON (:meth:`encode`'s inverse); ``ValueError`` if it does not fit."""
+        """A row read back from JSON (:meth:`encode`'s inverse); ``ValueError`` if it does not fit.
+        A column of ``added`` that the row lacks (an older store's) takes its implicit value."""
+        obj = {**dict(self.added), **obj}
         missing = [n for n in self.names if n not in obj]
         if missing:
             raise ArchscaleError(f"not a {self.kind} row: no column(s) {', '.join(missing)}")
@@ -136,8 +144,9 @@ SWEEP = RowSchema(
     columns=(("graph", str), ("arch", str), ("width", int), ("kernel_size", int), ("act", str),
              ("lr", float), ("seed", int), ("train_loss", float), ("train_loss_final", float),
              ("test_loss", float), ("test_acc", float), ("diverged", bool), ("steps", int),
-             ("diverged_step", int), ("layout", str), ("init", str), ("readout", str)),
+             ("diverged_step", int), ("layout", str), ("init", str), ("readout", str), ("optimizer", str)),
     key=("graph", "arch", "width", "kernel_size", "act", "lr", "seed"),
+    added=(("optimizer", "sgd"),),  # stores written before Adam trained with SGD
 )
 
 #: The NAS study's rows (one per cell x recipe x seed; the study's settings fix width, n_cells, epochs).

@@ -423,9 +423,10 @@ def _report(
         source, rec = "trend", trend_pred
         ef = trend_ef if math.isfinite(trend_ef) else 1.0
         lo, hi = t_lo / max(ef, 1.0), t_hi * max(ef, 1.0)
+        unread = next((m.why_no_graph for m in members if m.dag is None), None)
         why = (
-            "archscale cannot read this family's graphs (" + (members[0].why_no_graph or "no graph") + ")"
-            if laws.empty
+            "archscale cannot read this family's graphs (" + (unread or "no graph") + ")"
+            if laws.empty or (unread and len(laws) == 1)
             else "the measured sizes disagree with every law (error factors "
             + ", ".join(f"{r.law} {r.error_factor:.3g}" for r in laws.itertuples())
             + f"; noise floor {floor:.3g})"

@@ -184,8 +184,10 @@ def read_member(make_model, name, size, fixed, data, images: bool) -> Member:
 
 
 def law_scale(law, member: Member, base: Member) -> float:
+    """``eta(member) / eta(base)`` under ``law``; NaN where a graph is needed and unread (a law
+    with exponent 0, the constant LR, needs none)."""
     if member.dag is None or base.dag is None:
-        return math.nan
+        return 1.0 if law.exponent == 0 else math.nan
     conv = convention(base.arch)
     q = member.kernel if conv.uses_kernel else None
     qb = base.kernel if conv.uses_kernel else None
@@ -219,15 +221,12 @@ class Plan:
 
 
 def with_optimizer(config: TrainConfig, optimizer: str) -> TrainConfig:
-    from dataclasses import fields, replace
+    """``config`` trained with ``optimizer``; SGD's momentum and nesterov do not carry over to Adam."""
+    from dataclasses import replace
 
-    if "optimizer" in {f.name for f in fields(TrainConfig)}:
-        return replace(config, optimizer=optimizer)  # type: ignore[call-arg]  # until the Adam engine lands
-    if optimizer != "sgd":
-        raise ArchscaleError(
-            f"optimizer {optimizer!r} needs the Adam engine, which this build lacks; use sgd"
-        )
-    return config
+    if optimizer == "sgd":
+        return replace(config, optimizer=optimizer)
+    return replace(config, optimizer=optimizer, momentum=0.0, nesterov=False)
 
 
 def flattened(data: Dataset) -> Dataset:

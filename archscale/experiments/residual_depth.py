@@ -37,7 +37,7 @@ from ..core import validate
 from ..core.errors import ArchscaleError
 from ..core.presets import load_settings
 from ..core.residual import depth_mup_multiplier, residual_chain_dag
-from ..core.runspec import RunSpec
+from ..core.runspec import ADDED_FIELDS, RunSpec
 from ..core.schema import SWEEP, lr_key
 from ..data import Dataset, load_dataset
 from ..module.sweep import sweep_module
@@ -180,7 +180,7 @@ def _train(spec: ResidualDepthSpec, data: Dataset, store: ResultStore, graphs: d
            device: str, progress: bool) -> pd.DataFrame:
     """Train every graph of ``graphs`` (code -> multiplier) missing from ``store``; return its rows."""
     store.check()
-    store.check_setup(meta, "a residual depth sweep", "runs_dir")
+    store.check_setup(meta, "a residual depth sweep", "runs_dir", added=ADDED_FIELDS)
     old = store.read_meta()
     todo = [g for g in graphs if not _keys(spec, g) <= store.scan().keys]
     if todo or old is None:

@@ -4,8 +4,9 @@
 and runs ``torch.func.functional_call`` under ``torch.func.vmap``, so R replicas train as one
 batched computation, whatever the module. Each replica is built by the user's factory after
 ``torch.manual_seed(seed)``, draws its minibatches with the project's one seeding scheme
-(:func:`archscale.train.minibatch_schedule`) and is updated with torch.optim.SGD's rule, so a
-replica follows the trajectory of the same model trained alone with ``torch.optim.SGD``. The
+(:func:`archscale.train.minibatch_schedule`) and is updated by the replica engine's own optimizer
+step (:mod:`archscale.train.optim`: SGD, Adam or AdamW, as ``config.optimizer`` says), so a replica
+follows the trajectory of the same model trained alone with that ``torch.optim`` optimizer. The
 rows are the DAG sweeps' tidy rows, so ``archscale.sweep.max_lr``/``compare`` and the plots read
 them. Modules that update buffers in ``forward`` (batch norm in training mode) are not supported.
 """
@@ -27,8 +28,7 @@ from ..core.errors import ArchscaleError
 from ..core.schema import SWEEP
 from ..data import Dataset
 from ..nn import blas
-from ..train import TrainConfig, grid, minibatch_schedule, resolve_device, summarize
-from ..train.stack import Sgd
+from ..train import TrainConfig, grid, make_optimizer, minibatch_schedule, resolve_device, summarize
 
 __all__ = ["sweep_module"]
 
@@ -88,7 +88,7 @@ def _train_chunk(models: list[nn.Module], lrs: np.ndarray, seeds: np.ndarray, te
     total = config.total_steps(n)
     reps = _Replicas(models, dev, dtype)
     names = list(reps.params)
-    sgd = Sgd(config, len(names))
+    opt = make_optimizer(config, len(names))
     schedules = {int(s): minibatch_schedule(n, config.batch_size, int(s), total) for s in np.unique(seeds)}
     lr_t = torch.as_tensor(lrs, device=dev, dtype=dtype)
     alive = torch.arange(r_total, device=dev)
@@ -108,7 +108,7 @@ def _train_chunk(models: list[nn.Module], lrs: np.ndarray, seeds: np.ndarray, te
         lr_eff = lr_t * config.lr_factor(t, total) * active.to(dtype)
         for i, (k, g) in enumerate(zip(names, grads)):
             if g is not None:
-                sgd.update(i, reps.params[k], g, lr_eff)
+                opt.update(i, reps.params[k], g, lr_eff)
         diverged_step[alive] = torch.where(was_active & ~active, t, diverged_step[alive])
         curves[t, alive] = torch.where(active, loss.detach(), float("nan"))
         bar.update(r_total)
@@ -119,7 +119,7 @@ def _train_chunk(models: list[nn.Module], lrs: np.ndarray, seeds: np.ndarray, te
                 bar.update(r_total * (total - t - 1))
                 break
             reps.compact(keep)
-            sgd.compact(keep)
+            opt.compact(keep)
             lr_t, alive, active = lr_t[keep], alive[keep], active[keep]
     out = {k: np.full(r_total, np.nan) for k in ("train_loss_final", "test_loss", "test_acc")}
     if alive.numel():
@@ -159,11 +159,11 @@ def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float] | np.
     ``make_model()`` is called once per seed after ``torch.manual_seed(seed)`` (the global RNG
     is restored afterwards), so its initialization, ``archscale.apply`` included, is the seed's.
     ``config`` is the DAG sweeps' :class:`~archscale.train.TrainConfig` (steps or epochs, batch,
-    momentum, weight decay, cosine, loss). Returns a DataFrame with the sweep columns: ``graph``
-    is ``name`` (default the class name), ``arch`` ``cnn`` when the module has convolutions,
-    ``kernel_size`` their common kernel side (else 0), ``width``/``act`` the labels given;
-    ``layout``/``init``/``readout`` read ``module``. ``chunk_size`` bounds the replicas trained
-    at once; a bar shows replica-steps.
+    optimizer and its settings, weight decay, cosine, loss). Returns a DataFrame with the sweep
+    columns (``optimizer`` the config's): ``graph`` is ``name`` (default the class name),
+    ``arch`` ``cnn`` when the module has convolutions, ``kernel_size`` their common kernel side
+    (else 0), ``width``/``act`` the labels given; ``layout``/``init``/``readout`` read ``module``.
+    ``chunk_size`` bounds the replicas trained at once; a bar shows replica-steps.
     """
     from tqdm.auto import tqdm
 
@@ -201,7 +201,7 @@ def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float] | np.
     res = {k: np.concatenate([p[k] for p in parts], axis=1 if k == "curves" else 0) for k in parts[0]}
     rows = SWEEP.rows({"graph": labels["graph"], "arch": labels["arch"], "width": width,
                        "kernel_size": labels["kernel_size"], "act": act, "layout": "module", "init": "module",
-                       "readout": "module"},
+                       "readout": "module", "optimizer": config.optimizer},
                       {"lr": lrs_arr, "seed": seeds_arr, **{k: res[k] for k in (
                           "train_loss", "train_loss_final", "test_loss", "test_acc", "diverged", "steps",
                           "diverged_step")}})

@@ -17,13 +17,14 @@ from ..analysis import best_lr
 from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError, StoreError
+from ..core.runspec import ADDED_FIELDS
 from ..core.schema import NAS
 from ..runs.executor import executor_for, run_chunks
 from ..runs.store import ResultStore, chunk_id
 from ..train import TrainConfig
 from .cells import as_cell
 from .recipes import RECIPES, Recipe, as_recipe
-from .training import BENCHMARK, BENCHMARK_LR, _check_images, _on_device, train_cell_net
+from .training import BENCHMARK, BENCHMARK_LR, _check_images, _on_device, require_sgd, train_cell_net
 
 __all__ = ["META_FILE", "RESULT_COLUMNS", "BaseLrSearch", "accuracy_table", "find_base_lr",
            "load_nas_results", "run_nas_study"]
@@ -39,7 +40,9 @@ def _settings(cfg: TrainConfig, width: int, n_cells: int, batchnorm: bool, mup_b
     """What every row of one study shares: a directory holding other settings is refused."""
     return {"width": int(width), "n_cells": int(n_cells), "batchnorm": bool(batchnorm),
             "mup_base_width": int(mup_base_width), "dataset": str(getattr(data, "name", "?")),
-            "n_train": int(len(data.x_train)), "train": asdict(cfg)}
+            "n_train": int(len(data.x_train)),
+            # SGD only (require_sgd): the optimizer fields, added later, stay out, so older studies match
+            "train": {k: v for k, v in asdict(cfg).items() if k not in ADDED_FIELDS}}
 
 
 def _run_id(cell: str, recipe: str, seed: int) -> str:
@@ -122,7 +125,7 @@ def run_nas_study(dags: Iterable[Dag | str], data, *, recipes: Sequence[str | Re
     left untouched. ``workers`` > 1 trains that many runs at once in CPU worker processes (one
     torch thread each; the rows are the same as one after another on one thread).
     """
-    cfg = cfg or BENCHMARK
+    cfg = require_sgd(cfg or BENCHMARK)
     base_lr = validate.learning_rate(base_lr, "base_lr")
     cells = [as_cell(d) for d in dags]
     if not cells:
@@ -183,7 +186,7 @@ def find_base_lr(data, lrs: Sequence[float], *, seeds: Sequence[int] = (0, 1),
     constant LR (the optimizer settings of ``cfg`` otherwise); the maximal LR is
     :func:`archscale.analysis.best_lr` of the training loss. ``workers`` as in :func:`run_nas_study`.
     """
-    cfg = cfg or BENCHMARK
+    cfg = require_sgd(cfg or BENCHMARK)
     validate.choice(kind, "recipe kind", ("archscale", "fixed", "mup"))
     lrs = [validate.learning_rate(lr, "grid learning rate") for lr in lrs]
     if not lrs:

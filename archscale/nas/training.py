@@ -17,7 +17,7 @@ from .cells import CellNet, as_cell
 from .mup_recipe import mup_param_groups
 from .recipes import Recipe, as_recipe, build_cell_net, recipe_lr
 
-__all__ = ["BENCHMARK", "BENCHMARK_LR", "train_cell_net"]
+__all__ = ["BENCHMARK", "BENCHMARK_LR", "require_sgd", "train_cell_net"]
 
 
 #: NAS-Bench-201's protocol, shortened by ``epochs``: SGD with Nesterov momentum 0.9, weight decay
@@ -26,6 +26,17 @@ BENCHMARK = TrainConfig(epochs=10, batch_size=128, momentum=0.9, nesterov=True, 
                         cosine=True)
 #: NAS-Bench-201's learning rate for every cell.
 BENCHMARK_LR = 0.1
+
+
+def require_sgd(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` if it trains with SGD: cells are trained with torch.optim.SGD (NAS-Bench-201's
+    protocol, and the muP recipe's SGD groups); another optimizer is refused, not ignored."""
+    if not isinstance(cfg, TrainConfig):
+        raise ArchscaleError(f"cfg must be an archscale.train.TrainConfig, got {type(cfg).__name__}")
+    if cfg.optimizer != "sgd":
+        raise ArchscaleError(f"the NAS study trains cells with SGD (NAS-Bench-201's protocol); optimizer "
+                             f"{cfg.optimizer!r} is not supported there: use optimizer sgd")
+    return cfg
 
 
 def _optimizer(model: CellNet, kind: str, lr: float, cfg: TrainConfig) -> torch.optim.SGD:
@@ -92,7 +103,7 @@ def train_cell_net(dag: Dag | str, recipe: str | Recipe, data, cfg: TrainConfig 
     The seed fixes the init draw and the batch order, so recipes see the same batches. A
     non-finite loss stops training: the row is marked ``diverged`` with chance accuracy.
     """
-    cfg = cfg or BENCHMARK
+    cfg = require_sgd(cfg or BENCHMARK)
     dag = as_cell(dag)
     recipe = as_recipe(recipe)
     _check_images(data)

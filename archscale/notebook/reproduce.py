@@ -215,6 +215,21 @@ def _report_failure(result: NotebookResult, stream) -> None:
     print(f"executed copy with the traceback: {result.output}\n{bar}", file=stream)
 
 
+def _evidence_param(notebook: Path, preset: str) -> dict:
+    """``evidence_dir`` for a notebook that declares it, at the quick preset, in a source checkout:
+    the package's evidence records (:mod:`archscale.core.evidence`) are regenerated from its run."""
+    import papermill as pm
+
+    from ..core.evidence import EVIDENCE_DIR
+
+    repo = notebook.resolve().parent.parent
+    if preset != "quick" or repo not in EVIDENCE_DIR.parents:
+        return {}
+    if "evidence_dir" not in pm.inspect_notebook(str(notebook)):
+        return {}
+    return {"evidence_dir": os.path.relpath(EVIDENCE_DIR, notebook.resolve().parent)}
+
+
 def reproduce(preset: str = "quick", only: str | None = None, device: str = "cpu",
               notebooks_dir: str | os.PathLike = "notebooks",
               output_dir: str | os.PathLike = "papermill_runs",
@@ -258,7 +273,8 @@ def reproduce(preset: str = "quick", only: str | None = None, device: str = "cpu
                file=stream)
     for nb in bar:
         bar.set_postfix_str(nb.stem)
-        result = run_notebook(nb, out_dir / _output_name(nb, preset), params, cwd=nb_dir, figures_dir=fig_dir,
+        own = {**params, **_evidence_param(nb, preset)}
+        result = run_notebook(nb, out_dir / _output_name(nb, preset), own, cwd=nb_dir, figures_dir=fig_dir,
                               progress=progress, timeout=timeout)
         results.append(result)
         if result.status != "ok":

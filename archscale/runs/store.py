@@ -210,12 +210,18 @@ class ResultStore:
                              f"{self.schema.kind!r}; {_LEAVE}")
         return text
 
-    def check_setup(self, setup: Mapping, what: str, option: str = "--out directory") -> None:
+    def check_setup(self, setup: Mapping, what: str, option: str = "--out directory",
+                    added: Mapping | None = None) -> None:
         """Refuse a directory whose stored setup differs from ``setup`` on a key both name (the
-        one "this directory holds another setup" check: rows of two setups must never mix)."""
+        one "this directory holds another setup" check: rows of two setups must never mix).
+
+        ``added`` maps keys introduced after older stores were written to the value those stores
+        had implicitly (e.g. ``optimizer: sgd``): a stored setup lacking one compares as that value.
+        """
         old = self.read_meta()
         if old is None:
             return
+        old = {**dict(added or {}), **old}
         diffs = [f"{k}: {old[k]!r} -> {v!r}" for k, v in setup.items() if k in old and old[k] != v]
         if diffs:
             raise StoreError(f"{self.dir} holds {what} of another setup ({'; '.join(diffs)}); use another "

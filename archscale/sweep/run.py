@@ -24,7 +24,7 @@ from ..core.schema import SWEEP
 from ..runs.executor import executor_for, run_chunks
 from ..runs.store import ResultStore, Scan, chunk_id
 from .refine import config_of
-from .spec import SweepSpec, model_keys
+from .spec import ADDED_FIELDS, SweepSpec, model_keys
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,7 +72,7 @@ def plan_chunks(spec: SweepSpec, data: Dataset, device: str | torch.device = "cp
     plan = []
     for model in spec.model_specs():
         size = chunk_size or spec.chunk_size or auto_chunk_size(
-            model, in_shape, data.out_dim, config.batch_size, dev, memory_budget)
+            model, in_shape, data.out_dim, config.batch_size, dev, memory_budget, optimizer=config.optimizer)
         lists = [reps] + [[(lr, s) for s in spec.seeds for lr in lrs]
                           for lrs in (rounds or {}).get(config_of(model), [])]
         for replicas in lists:
@@ -149,7 +149,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
         validate.positive_int(chunk_size, "chunk_size")
     store = open_store(out_dir)
     executor = _executor(device, threads, ray, workers)  # a missing GPU: refused before any I/O
-    store.check_setup(spec.identity(), "a sweep")
+    store.check_setup(spec.identity(), "a sweep", added=ADDED_FIELDS)
     scan = store.scan()
     _report(scan, store, only_unrecovered=True)
     todo = spec.keys(SWEEP.frame(scan.rows)) - scan.keys
@@ -157,7 +157,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, device: str | None = 
     if todo or store.read_meta() != meta:
         data = spec.load_data() if todo else None  # before anything is written
         with store.open() as writer:
-            store.check_setup(spec.identity(), "a sweep")
+            store.check_setup(spec.identity(), "a sweep", added=ADDED_FIELDS)
             writer.write_meta(meta)
             if spec.keys(SWEEP.frame(writer.scan.rows)) - writer.scan.keys:
                 data = data if data is not None else spec.load_data()

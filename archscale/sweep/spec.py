@@ -22,7 +22,7 @@ from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError, SpecError
 from ..core.presets import experiments_with, preset_path, read_yaml
-from ..core.runspec import RunSpec
+from ..core.runspec import ADDED_FIELDS, RunSpec
 from ..core.schema import SWEEP, lr_key
 
 if TYPE_CHECKING:
@@ -31,11 +31,13 @@ if TYPE_CHECKING:
     from ..data import Dataset
     from ..train import ModelSpec, TrainConfig
 
-__all__ = ["IDENTITY_FIELDS", "SweepSpec", "load_spec", "model_keys", "parse_value", "presets"]
+__all__ = ["ADDED_FIELDS", "IDENTITY_FIELDS", "SweepSpec", "load_spec", "model_keys", "parse_value",
+           "presets"]
 
 #: Spec fields that change what a row means; an output directory refuses a spec that differs in them.
-IDENTITY_FIELDS = ("arch", "act", "layout", "init", "readout", "epochs", "steps", "batch_size", "momentum",
-                   "nesterov", "weight_decay", "cosine", "loss", "dataset", "n_train", "n_test", "data_seed")
+IDENTITY_FIELDS = ("arch", "act", "layout", "init", "readout", "epochs", "steps", "batch_size", "optimizer",
+                   "momentum", "nesterov", "weight_decay", "betas", "eps", "cosine", "loss", "dataset",
+                   "n_train", "n_test", "data_seed")
 _RANGE = ("lr_min", "lr_max", "n_lrs")
 _SAMPLE_KEYS = ("n_vertices", "k", "seed", "digits")
 
@@ -62,10 +64,11 @@ class SweepSpec(RunSpec):
     seed[, digits]}`` adds ``k`` graphs drawn from a space; one of the two is required. The base
     graph ``base`` is always trained (it is added when missing) because the comparison needs
     it. ``kernel_sizes`` apply to CNNs only (default ``[3]``). Training runs ``steps`` steps when
-    given, else ``epochs`` epochs, at ``batch_size``. ``refine: N`` makes the grid adaptive: after
-    it, up to ``refine_rounds`` rounds give every configuration ``N`` more LRs where its optimum
-    is (extending the grid outward at an edge) until the estimate's interval is narrower than a
-    factor ``refine_width`` (:mod:`archscale.sweep.refine`).
+    given, else ``epochs`` epochs, at ``batch_size``, with ``optimizer`` ``sgd`` (``momentum``,
+    ``nesterov``), ``adam`` or ``adamw`` (``betas``, ``eps``) and ``weight_decay``. ``refine: N``
+    makes the grid adaptive: after it, up to ``refine_rounds`` rounds give every configuration
+    ``N`` more LRs where its optimum is (extending the grid outward at an edge) until the
+    estimate's interval is narrower than a factor ``refine_width`` (:mod:`archscale.sweep.refine`).
     """
 
     arch: str | None = None
@@ -147,7 +150,7 @@ class SweepSpec(RunSpec):
         return SweepSpec.from_dict({**current, **changes})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"betas": self._betas_list()}
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """The spec as YAML text (written to ``path`` when given)."""
@@ -160,13 +163,13 @@ class SweepSpec(RunSpec):
     def _validate(self) -> None:
         from ..data import DATASETS
         from ..nn.models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS
-        from ..train import ARCHS, LOSSES
+        from ..train import ARCHS, LOSSES, OPTIMIZERS
 
         if self.arch is None:
             raise SpecError(f"arch is required; accepted: {', '.join(ARCHS)}")
         for name, accepted in (("arch", ARCHS), ("act", ACTIVATIONS), ("layout", LAYOUTS),
                                ("init", INIT_SCHEMES), ("readout", READOUTS), ("loss", LOSSES),
-                               ("dataset", DATASETS)):
+                               ("dataset", DATASETS), ("optimizer", OPTIMIZERS)):
             validate.choice(getattr(self, name), name, accepted, error=SpecError)
         if self.loss == "ce" and self.dataset == "gaussian_regression":
             raise SpecError("dataset gaussian_regression has real-valued targets: use loss: mse")
@@ -250,7 +253,8 @@ class SweepSpec(RunSpec):
         for name in ("name", "description"):
             if not isinstance(getattr(self, name), str):
                 raise SpecError(f"{name} must be a string, got {getattr(self, name)!r}")
-        self.train_config()  # the trainer's own checks: steps, epochs, batch size, momentum, decay, flags
+        # the trainer's own checks: steps, epochs, batch size, the optimizer's settings, decay, flags
+        self.betas = self.train_config().betas  # a pair of floats (YAML gives a list)
         if self.refine is not None:
             validate.positive_int(self.refine, "refine (LRs added per configuration and round, or null)",
                                   error=SpecError)
@@ -350,7 +354,11 @@ class SweepSpec(RunSpec):
                             seed=self.data_seed, n_train=self.n_train, n_test=self.n_test)
 
     def identity(self) -> dict:
-        return {k: getattr(self, k) for k in IDENTITY_FIELDS}
+        """The fields that give a row its meaning, as YAML stores them (``betas`` a list)."""
+        return {k: getattr(self, k) for k in IDENTITY_FIELDS} | {"betas": self._betas_list()}
+
+    def _betas_list(self) -> list[float] | None:
+        return None if self.betas is None else list(self.betas)
 
 
 def model_keys(model: ModelSpec, reps: list[tuple[float, int]]) -> list[tuple]:

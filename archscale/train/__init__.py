@@ -6,10 +6,12 @@ differ in learning rate and seed. Each replica is a real :class:`~archscale.nn.m
 ``torch.manual_seed(seed)``); the trainer stacks their weights along a leading replica axis and
 runs the one DAG traversal (:mod:`archscale.nn.traverse`) on batched matrix products. Each replica
 draws its minibatch order from its own seed (:func:`minibatch_schedule`), so a replica trained
-in a batch follows the same trajectory as the same model trained alone with ``torch.optim.SGD``.
+in a batch follows the same trajectory as the same model trained alone with ``torch.optim.SGD``,
+``torch.optim.Adam`` or ``torch.optim.AdamW`` (``TrainConfig.optimizer``).
 
 Modules: :mod:`.config` (what a run is: :class:`ModelSpec`, :class:`TrainConfig`, the seeding
-scheme), :mod:`.layers` (batched layers with a fixed per-replica arithmetic), :mod:`.stack`
+scheme), :mod:`.layers` (batched layers with a fixed per-replica arithmetic), :mod:`.optim` (the
+per-replica SGD, Adam and AdamW steps, shared with :func:`archscale.sweep_module`), :mod:`.stack`
 (stacked replicas, forward and hand-written backward), :mod:`.engine` (chunking, devices, the
 training loop, :class:`TrainResult`).
 """
@@ -19,6 +21,7 @@ from .config import (
     ARCHS,
     LOSSES,
     MODEL_FIELDS,
+    OPTIMIZERS,
     TRAIN_FIELDS,
     ModelSpec,
     RunSpec,
@@ -36,12 +39,14 @@ from .engine import (
     summarize,
     train_replicas,
 )
+from .optim import make_optimizer
 
 __all__ = [
     "ARCHS",
     "CPU_CACHE_BYTES",
     "LOSSES",
     "MODEL_FIELDS",
+    "OPTIMIZERS",
     "TRAIN_FIELDS",
     "ArchscaleError",
     "ModelSpec",
@@ -51,6 +56,7 @@ __all__ = [
     "auto_chunk_size",
     "epoch_order",
     "grid",
+    "make_optimizer",
     "minibatch_schedule",
     "replica_bytes",
     "resolve_device",

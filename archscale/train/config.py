@@ -4,7 +4,7 @@ and the one minibatch seeding scheme every trainer of archscale draws its batch 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,11 +16,15 @@ from ..core.errors import ArchscaleError
 from ..core.runspec import MODEL_FIELDS, TRAIN_FIELDS, RunSpec
 from ..nn.models import ACTIVATIONS, INIT_SCHEMES, LAYOUTS, READOUTS, DagCNN, DagMLP, DagNet
 
-__all__ = ["ARCHS", "LOSSES", "MODEL_FIELDS", "TRAIN_FIELDS", "ModelSpec", "RunSpec", "TrainConfig",
-           "epoch_order", "minibatch_schedule"]
+__all__ = ["ARCHS", "DEFAULT_BETAS", "LOSSES", "MODEL_FIELDS", "OPTIMIZERS", "TRAIN_FIELDS", "ModelSpec",
+           "RunSpec", "TrainConfig", "epoch_order", "minibatch_schedule"]
 
 ARCHS = ("mlp", "cnn")
 LOSSES = ("ce", "mse")
+#: The optimizers (``TrainConfig.optimizer``), as torch.optim names them; :mod:`.optim` steps them.
+OPTIMIZERS = ("sgd", "adam", "adamw")
+#: Adam's ``(beta1, beta2)`` when a config gives none (torch.optim.Adam's defaults).
+DEFAULT_BETAS = (0.9, 0.999)
 _DATA_STREAM = 0x5EED  # separates the minibatch-order stream from other uses of a seed
 
 
@@ -70,8 +74,12 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimizer and schedule shared by every replica (torch.optim.SGD semantics).
+    """Optimizer and schedule shared by every replica, with torch.optim's semantics.
 
+    ``optimizer`` is ``sgd`` (torch.optim.SGD: ``momentum``, ``nesterov``, ``weight_decay``),
+    ``adam`` (torch.optim.Adam: ``betas``, default (0.9, 0.999), ``eps``, and ``weight_decay``
+    added to the gradient) or ``adamw`` (torch.optim.AdamW: the decay ``p *= 1 - lr * wd``
+    decoupled from the moments). Settings of the other optimizer are refused, not ignored.
     Training runs ``steps`` minibatch steps when given, else ``epochs`` passes over the data
     (``ceil(n_train / batch_size)`` steps each, the last batch of an epoch possibly smaller).
     ``cosine`` decays each replica's LR per step as ``lr * (1 + cos(pi * t / T)) / 2``.
@@ -82,9 +90,12 @@ class TrainConfig:
     steps: int | None = RunSpec.steps
     epochs: int = RunSpec.epochs
     batch_size: int = RunSpec.batch_size
+    optimizer: str = RunSpec.optimizer
     momentum: float = RunSpec.momentum
     nesterov: bool = RunSpec.nesterov
     weight_decay: float = RunSpec.weight_decay
+    betas: tuple[float, float] | None = RunSpec.betas
+    eps: float = RunSpec.eps
     cosine: bool = RunSpec.cosine
     loss: str = RunSpec.loss
     eval_batch_size: int = 1024
@@ -102,9 +113,42 @@ class TrainConfig:
         validate.boolean(self.nesterov, "nesterov")
         validate.boolean(self.cosine, "cosine")
         validate.boolean(self.augment, "augment")
-        if self.nesterov and momentum == 0:
-            raise ArchscaleError("nesterov needs momentum > 0 (as in torch.optim.SGD)")
         validate.choice(self.loss, "loss", LOSSES)
+        self._check_optimizer(momentum)
+
+    def _check_optimizer(self, momentum: float) -> None:
+        """The optimizer's name, and no setting of another optimizer (one line each)."""
+        name = validate.choice(self.optimizer, "optimizer", OPTIMIZERS)
+        eps = validate.number(self.eps, "eps", positive=True, example="1e-8")
+        if name == "sgd":
+            given = [k for k, v in (("betas", self.betas), ("eps", None if eps == RunSpec.eps else eps))
+                     if v is not None]
+            if given:
+                what = " and ".join(given)
+                raise ArchscaleError(f"{what} {'are' if len(given) > 1 else 'is'} Adam's; optimizer sgd "
+                                     f"takes momentum and nesterov (set optimizer: adam or adamw, or drop "
+                                     f"{what})")
+            if self.nesterov and momentum == 0:
+                raise ArchscaleError("nesterov needs momentum > 0 (as in torch.optim.SGD)")
+            return
+        used = [k for k, v in (("momentum", momentum), ("nesterov", self.nesterov)) if v]
+        if used:
+            what = " and ".join(used)
+            raise ArchscaleError(f"{what} {'are' if len(used) > 1 else 'is'} SGD's; optimizer {name} keeps "
+                                 f"its own moments (drop {what}; betas: [0.9, 0.999] sets them)")
+        if self.betas is not None:
+            betas = self.betas
+            if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
+                raise ArchscaleError(f"betas must be a pair [beta1, beta2] such as [0.9, 0.999], "
+                                     f"got {betas!r}")
+            pair = tuple(validate.number(b, f"each of betas {list(betas)!r}", minimum=0, maximum=1,
+                                         below_max=True, example="0.9") for b in betas)
+            object.__setattr__(self, "betas", pair)
+
+    @property
+    def adam_betas(self) -> tuple[float, float]:
+        """Adam's ``(beta1, beta2)``: ``betas``, or torch.optim.Adam's default (0.9, 0.999)."""
+        return self.betas if self.betas is not None else DEFAULT_BETAS
 
     @classmethod
     def of(cls, spec: RunSpec) -> TrainConfig:

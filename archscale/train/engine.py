@@ -24,7 +24,8 @@ from ..core.schema import SWEEP
 from ..data import Dataset
 from ..nn import blas
 from .config import ModelSpec, TrainConfig, epoch_order
-from .stack import Sgd, Stack
+from .optim import make_optimizer, param_copies
+from .stack import Stack
 
 __all__ = ["CPU_CACHE_BYTES", "TrainResult", "auto_chunk_size", "grid", "replica_bytes",
            "resolve_device", "train_replicas"]
@@ -64,7 +65,7 @@ class TrainResult:
         m = self.model
         labels = {"graph": m.graph, "arch": m.arch, "width": m.width,
                   "kernel_size": m.kernel_size if m.arch == "cnn" else 0, "act": m.act, "layout": m.layout,
-                  "init": m.init, "readout": m.readout}
+                  "init": m.init, "readout": m.readout, "optimizer": self.config.optimizer}
         metrics = {k: getattr(self, k) for k in ("train_loss", "train_loss_final", "test_loss", "test_acc",
                                                  "diverged", "steps", "diverged_step")}
         return SWEEP.rows(labels, {"lr": self.lrs, "seed": self.seeds, **metrics})
@@ -85,8 +86,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def replica_bytes(model: ModelSpec, in_shape: tuple, out_dim: int, batch_size: int,
-                  dtype: torch.dtype = torch.float32) -> int:
-    """Rough upper estimate of the memory one replica needs for a training step."""
+                  dtype: torch.dtype = torch.float32, optimizer: str = "sgd") -> int:
+    """Rough upper estimate of the memory one replica needs for a training step with ``optimizer``
+    (Adam's two moments make its parameters cost more than SGD's, :func:`~.optim.param_copies`)."""
     item = torch.empty((), dtype=dtype).element_size()
     dag = model.dag
     n_param = sum(1 for e in dag.edges if e.is_parameterized)
@@ -101,7 +103,7 @@ def replica_bytes(model: ModelSpec, in_shape: tuple, out_dim: int, batch_size: i
         k2 = model.kernel_size**2
         params = c * w * k2 + n_param * w * w * k2 + w * out_dim + (n_param + 1) * w + out_dim
         acts = batch_size * (w * h * wd * (2 * n_tensors + 4) + c * h * wd + out_dim)
-    return int(item * (5 * params + 3 * acts))  # params+grad+momentum+temps; acts saved + grads
+    return int(item * (param_copies(optimizer) * params + 3 * acts))  # acts saved + their grads
 
 
 def _default_budget(device: torch.device) -> int:
@@ -120,7 +122,8 @@ CPU_CACHE_BYTES = 96 << 20
 
 def auto_chunk_size(model: ModelSpec, in_shape: tuple, out_dim: int, batch_size: int,
                     device: str | torch.device = "cpu", memory_budget: int | None = None,
-                    max_replicas: int | None = None, dtype: torch.dtype = torch.float32) -> int:
+                    max_replicas: int | None = None, dtype: torch.dtype = torch.float32,
+                    optimizer: str = "sgd") -> int:
     """Largest number of replicas whose training step fits ``memory_budget`` bytes (at least 1).
 
     The default budget is 2 GiB on the CPU and 60% of free GPU memory on CUDA. ``max_replicas``
@@ -129,7 +132,7 @@ def auto_chunk_size(model: ModelSpec, in_shape: tuple, out_dim: int, batch_size:
     """
     dev = resolve_device(device)
     budget = _default_budget(dev) if memory_budget is None else int(memory_budget)
-    per = replica_bytes(model, in_shape, out_dim, batch_size, dtype)
+    per = replica_bytes(model, in_shape, out_dim, batch_size, dtype, optimizer)
     if max_replicas is not None:
         cap = max_replicas
     elif dev.type == "cpu":
@@ -176,7 +179,7 @@ def train_replicas(model: ModelSpec, lrs: Sequence[float], seeds: Sequence[int],
         size = validate.positive_int(chunk_size, "chunk_size")
     else:
         size = auto_chunk_size(model, in_shape, data.out_dim, config.batch_size, dev, memory_budget,
-                               dtype=dtype)
+                               dtype=dtype, optimizer=config.optimizer)
     start = time.perf_counter()
     parts = []
     xs = _to_device(data, dev, dtype)
@@ -208,7 +211,7 @@ def _train_chunk(model: ModelSpec, lrs: np.ndarray, seeds: np.ndarray, out_dim: 
     n, r_total = x_train.shape[0], len(lrs)
     in_shape = tuple(x_train.shape[1:])
     stack = Stack([model.build(in_shape, out_dim, int(s)) for s in seeds], dev, dtype)
-    sgd = Sgd(config, len(stack.params))
+    opt = make_optimizer(config, len(stack.params))
 
     unique_seeds, seed_pos = np.unique(seeds, return_inverse=True)
     seed_pos_t = torch.as_tensor(seed_pos, device=dev)
@@ -231,7 +234,7 @@ def _train_chunk(model: ModelSpec, lrs: np.ndarray, seeds: np.ndarray, out_dim: 
         idx = orders[:, k * config.batch_size:(k + 1) * config.batch_size][seed_pos_t]  # (R, b)
         was_active = active
         loss, active = stack.step(x_train[idx], y_train[idx], config, lr_t * config.lr_factor(t, total),
-                                  active, sgd)
+                                  active, opt)
         diverged_step[alive] = torch.where(was_active & ~active, t, diverged_step[alive])
         curves[t, alive] = torch.where(active, loss, float("nan"))
         if on_step is not None:
@@ -245,7 +248,7 @@ def _train_chunk(model: ModelSpec, lrs: np.ndarray, seeds: np.ndarray, out_dim: 
                         on_step(r_total * (total - t - 1))
                     break
                 stack.compact(keep)
-                sgd.compact(keep)
+                opt.compact(keep)
                 lr_t, seed_pos_t, alive, active = lr_t[keep], seed_pos_t[keep], alive[keep], active[keep]
 
     out = {

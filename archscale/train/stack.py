@@ -1,9 +1,10 @@
-"""R replicas of one DagMLP or DagCNN as stacked weights, trained by a hand-written SGD step.
+"""R replicas of one DagMLP or DagCNN as stacked weights, trained by a hand-written backward pass.
 
 The forward pass is :func:`archscale.nn.traverse.traverse` over the stacked layers of
 :mod:`.layers` (what ``DagNet.forward`` computes, replica by replica); the backward pass walks
-the same edges in reverse. With plain SGD the per-replica LR is folded into the output gradient
-and each weight update is accumulated straight into the weights by the weight-gradient GEMM
+the same edges in reverse and hands each layer's gradients to the optimizer (:mod:`.optim`: SGD,
+Adam, AdamW) as soon as they are computed. With plain SGD the per-replica LR is folded into the
+output gradient and each weight update is accumulated straight into the weights by the weight-gradient GEMM
 (``W.baddbmm_``): no gradient tensor is ever written, which roughly halves a step on a CPU.
 """
 
@@ -20,39 +21,9 @@ from ..nn.models import DagCNN, DagNet
 from ..nn.traverse import traverse
 from .config import TrainConfig
 from .layers import Conv, Dense, addmm
+from .optim import Optimizer, Sgd
 
-__all__ = ["Sgd", "Stack"]
-
-
-class Sgd:
-    """torch.optim.SGD's update (weight decay, momentum, Nesterov) with one LR per replica."""
-
-    def __init__(self, config: TrainConfig, n_params: int):
-        self.momentum = float(config.momentum)
-        self.weight_decay = float(config.weight_decay)
-        self.nesterov = bool(config.nesterov)
-        self.bufs: list[torch.Tensor | None] = [None] * n_params
-
-    @property
-    def plain(self) -> bool:
-        """No state and no decay: the update is ``p -= lr * grad`` and can be fused."""
-        return not self.momentum and not self.weight_decay
-
-    @torch.no_grad()
-    def update(self, i: int, p: torch.Tensor, g: torch.Tensor, lr_eff: torch.Tensor) -> None:
-        if self.weight_decay:
-            g = g.add(p, alpha=self.weight_decay)
-        if self.momentum:
-            buf = self.bufs[i]
-            if buf is None:
-                buf = self.bufs[i] = g.clone()
-            else:
-                buf.mul_(self.momentum).add_(g)
-            g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
-        p.addcmul_(g, lr_eff.view(-1, *[1] * (p.dim() - 1)), value=-1.0)
-
-    def compact(self, keep: torch.Tensor) -> None:
-        self.bufs = [b[keep] if b is not None else None for b in self.bufs]
+__all__ = ["Sgd", "Stack"]  # Sgd is defined in .optim, with the other optimizers
 
 
 @contextmanager
@@ -167,13 +138,13 @@ class Stack:
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, lr_base: torch.Tensor,
-             active: torch.Tensor, sgd: Sgd) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step of every replica; returns the minibatch losses and the updated active mask."""
+             active: torch.Tensor, opt: Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step of every replica; returns the minibatch losses and the updated active mask."""
         with self._threads():
-            return self._step(x, y, config, lr_base, active, sgd)
+            return self._step(x, y, config, lr_base, active, opt)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, lr_base: torch.Tensor,
-              active: torch.Tensor, sgd: Sgd) -> tuple[torch.Tensor, torch.Tensor]:
+              active: torch.Tensor, opt: Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.params
         logits, (x, u0, nodes, acted, pre, last, feat) = self._forward(x, p, shared=False)
         r, b, o = logits.shape
@@ -189,16 +160,16 @@ class Stack:
             g = diff.mul_(2.0 / (b * o))
         active = active & torch.isfinite(loss)
         lr_eff = lr_base * active.to(lr_base.dtype)
-        fused = sgd.plain
+        fused = opt.plain
         scale = lr_eff if fused else active.to(g.dtype)
         g = torch.where(active.view(r, 1, 1), g * scale.view(r, 1, 1), 0.0)
 
         def backward(i: int, x: torch.Tensor, grad_out: torch.Tensor, need_input: bool = True,
                      layer=self.layer) -> torch.Tensor | None:
-            """Input gradient of the layer whose weights are ``p[i]``, then its SGD step."""
+            """Input gradient of the layer whose weights are ``p[i]``, then its optimizer step."""
             def step(gw: torch.Tensor, gb: torch.Tensor) -> None:
-                sgd.update(i, p[i], gw, lr_eff)
-                sgd.update(i + 1, p[i + 1], gb, lr_eff)
+                opt.update(i, p[i], gw, lr_eff)
+                opt.update(i + 1, p[i + 1], gb, lr_eff)
 
             # fused: grad_out already carries the LR, the step is the gradient itself
             return layer.backward(x, grad_out, p[i], p[i + 1], need_input, None if fused else step)

@@ -110,6 +110,15 @@ VALID = "arch: mlp\ngraphs: ['1']\nlr_min: 0.05\nlr_max: 0.5\nn_lrs: 3\n"
     ("graphs: []\n", "graphs is empty"),
     ("__omit__arch", "arch is required"),
     ("__omit__lr_max", "the LR grid is required"),
+    # the optimizer keys (issue 23)
+    ("optimizer: lion\n", "unknown optimizer 'lion'; accepted: sgd, adam, adamw"),
+    ("optimizer: adam\nmomentum: 0.9\n", "momentum is SGD's"),
+    ("optimizer: adamw\nnesterov: true\n", "nesterov is SGD's"),
+    ("betas: [0.9, 0.99]\n", "betas is Adam's"),
+    ("eps: 1e-6\n", "eps is Adam's"),
+    ("optimizer: adam\nbetas: [0.9, 1.5]\n", "must be < 1"),
+    ("optimizer: adam\nbetas: [0.9]\n", "betas must be a pair"),
+    ("optimizer: adam\neps: -1e-8\n", "eps must be a positive number"),
 ])
 def test_bad_specs_exit_2_with_one_line(tmp_path, text, needle):
     """Each bad key on top of a valid spec (keys given twice are the test's own choice)."""
@@ -126,6 +135,44 @@ def test_bad_specs_exit_2_with_one_line(tmp_path, text, needle):
     proc = archscale("sweep", str(spec), "--out", str(tmp_path / "o"))
     _one_line_error(proc, "archscale sweep: error:", needle)
     assert not (tmp_path / "o").exists()
+
+
+ADAMW_SPEC = """\
+arch: mlp
+graphs: ['1']
+sample: {n_vertices: 4, k: 6, seed: 0}
+widths: [8]
+lrs: [0.003, 0.01, 0.03]
+seeds: [0, 1]
+steps: 4
+batch_size: 64
+n_train: 128
+n_test: 32
+optimizer: adamw
+betas: [0.9, 0.99]
+weight_decay: 0.01
+"""
+
+
+def test_an_adamw_spec_sweeps_and_maxlr_and_laws_answer(tmp_path):
+    spec = tmp_path / "adamw.yaml"
+    spec.write_text(ADAMW_SPEC)
+    out = tmp_path / "out"
+    proc = archscale("sweep", str(spec), "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "42 rows" in proc.stdout
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()[1:]]
+    assert {r["optimizer"] for r in rows if "chunk" in r} == {"adamw"}
+    maxlr = archscale("maxlr", str(out), "--json")
+    assert maxlr.returncode == 0, maxlr.stderr
+    assert len(json.loads(maxlr.stdout)["table"]) == 7
+    laws = archscale("laws", str(out), "--json")
+    assert laws.returncode == 0, laws.stderr
+    assert json.loads(laws.stdout)
+    again = archscale("sweep", str(spec), "--out", str(out), "--no-progress")
+    assert again.returncode == 0 and "42 rows" in again.stdout
+    _one_line_error(archscale("sweep", str(spec), "--out", str(out), "--set", "optimizer=adam"),
+                    "optimizer: 'adamw' -> 'adam'")
 
 
 def test_unreadable_spec_files_exit_2(tmp_path):
@@ -146,6 +193,10 @@ def test_bad_overrides_and_arguments_exit_2(tmp_path, finished):
     _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--set", "nonsense"), "KEY=VALUE")
     _one_line_error(archscale("sweep", str(spec), "--out", str(out), "--set", "steps=7"),
                     "holds a sweep of another setup")
+    _one_line_error(archscale("sweep", str(spec), "--out", str(out), "--set", "optimizer=adamw"),
+                    "holds a sweep of another setup", "optimizer: 'sgd' -> 'adamw'")
+    _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--set", "optimizer=adam",
+                              "--set", "momentum=0.9"), "momentum is SGD's")
     _one_line_error(archscale("sweep", str(spec)), "--out")
     if not torch.cuda.is_available():
         _one_line_error(archscale("sweep", str(spec), "--out", str(tmp_path), "--device", "cuda"), "CUDA")

@@ -14,7 +14,7 @@ from archscale.core.schema import COLUMNS, NAS, SWEEP, RowSchema, lr_key
 ROW = {"graph": "2_02", "arch": "mlp", "width": 8, "kernel_size": 0, "act": "relu", "lr": 0.1, "seed": 1,
        "train_loss": float("nan"), "train_loss_final": float("inf"), "test_loss": -float("inf"),
        "test_acc": 0.5, "diverged": True, "steps": 4, "diverged_step": 2, "layout": "paper",
-       "init": "archscale", "readout": "mean_field"}
+       "init": "archscale", "readout": "mean_field", "optimizer": "adamw"}
 
 
 def test_encode_is_json_and_decode_inverts_it():
@@ -51,6 +51,16 @@ def test_decode_refuses_missing_and_mistyped_columns():
     for change in ({"seed": "1"}, {"seed": True}, {"lr": "fast"}, {"diverged": 1}):
         with pytest.raises(ArchscaleError):
             SWEEP.decode({**enc, **change})
+
+
+def test_a_row_of_an_older_store_takes_the_added_columns_implicit_value():
+    """Stores written before Adam have no optimizer column: their rows trained with SGD."""
+    enc = SWEEP.encode(ROW)
+    old = {k: v for k, v in enc.items() if k != "optimizer"}
+    assert SWEEP.decode(old)["optimizer"] == "sgd" and SWEEP.decode(enc)["optimizer"] == "adamw"
+    assert SWEEP.key_of(SWEEP.decode(old)) == SWEEP.key_of(ROW)  # the optimizer is not in the key
+    with pytest.raises(ArchscaleError, match="outside the key"):
+        RowSchema("x", (("a", str), ("b", int)), key=("a",), added=(("a", "sgd"),))
 
 
 def test_row_key_is_stable_across_float_noise():

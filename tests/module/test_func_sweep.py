@@ -1,10 +1,11 @@
-"""sweep_module: one replica follows a plain torch.optim.SGD loop; rows are the DAG sweeps' rows."""
+"""sweep_module: one replica follows a plain torch.optim loop (SGD, Adam, AdamW); rows are sweep rows."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_reference import torch_optimizer
 
 import archscale
 from archscale import ArchscaleError
@@ -37,14 +38,15 @@ def digits():
     return load_dataset("digits", flatten=False, n_train=200, n_test=100)
 
 
-def plain_sgd(make_model, lr, seed, data, config):
-    """The loop sweep_module must reproduce: build after manual_seed, minibatch_schedule, SGD."""
+def plain_loop(make_model, lr, seed, data, config):
+    """The loop sweep_module must reproduce: build after manual_seed, minibatch_schedule, the config's
+    torch.optim optimizer."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = make_model()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay, nesterov=config.nesterov)
+    opt = torch_optimizer(model.parameters(), lr, config)
     total = config.total_steps(data.n_train)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: config.lr_factor(t, total))
     losses = []
     for idx in minibatch_schedule(data.n_train, config.batch_size, seed, total):
         idx = torch.as_tensor(idx)
@@ -52,6 +54,7 @@ def plain_sgd(make_model, lr, seed, data, config):
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
         losses.append(loss.item())
     with torch.no_grad():
         final = F.cross_entropy(model(data.x_train), data.y_train).item()
@@ -59,12 +62,17 @@ def plain_sgd(make_model, lr, seed, data, config):
     return losses, final, test
 
 
-@pytest.mark.parametrize("config", [TrainConfig(steps=20, batch_size=16),
-                                    TrainConfig(epochs=2, batch_size=64, momentum=0.9, nesterov=True,
-                                                weight_decay=1e-3)], ids=["plain", "momentum"])
-def test_one_replica_equals_a_plain_sgd_loop(digits, config):
-    rows = archscale.sweep_module(make, [0.3], [5], digits, config, progress=False)
-    losses, final, test = plain_sgd(make, 0.3, 5, digits, config)
+@pytest.mark.parametrize("config, lr", [
+    (TrainConfig(steps=20, batch_size=16), 0.3),
+    (TrainConfig(epochs=2, batch_size=64, momentum=0.9, nesterov=True, weight_decay=1e-3), 0.3),
+    (TrainConfig(steps=50, batch_size=16, optimizer="adam"), 3e-3),
+    (TrainConfig(steps=50, batch_size=16, optimizer="adam", weight_decay=1e-2, betas=(0.8, 0.99)), 3e-3),
+    (TrainConfig(steps=50, batch_size=16, optimizer="adamw", weight_decay=0.1, cosine=True), 1e-2),
+    (TrainConfig(steps=50, batch_size=16, optimizer="adamw", betas=(0.5, 0.9), eps=1e-6), 3e-3),
+], ids=["plain", "momentum", "adam", "adam-decay-betas", "adamw-decay-cosine", "adamw-betas-eps"])
+def test_one_replica_equals_a_plain_torch_optim_loop(digits, config, lr):
+    rows = archscale.sweep_module(make, [lr], [5], digits, config, progress=False)
+    losses, final, test = plain_loop(make, lr, 5, digits, config)
     row = rows.iloc[0]
     per_epoch = config.steps_per_epoch(digits.n_train)
     window = np.arange(len(losses) - min(per_epoch, len(losses)), len(losses))
@@ -73,6 +81,7 @@ def test_one_replica_equals_a_plain_sgd_loop(digits, config):
     assert row["train_loss_final"] == pytest.approx(final, rel=1e-4)
     assert row["test_loss"] == pytest.approx(test, rel=1e-4)
     assert not row["diverged"] and row["steps"] == len(losses)
+    assert row["optimizer"] == config.optimizer
 
 
 def test_rows_are_sweep_rows_and_divergence_stays_in_its_replica(digits):

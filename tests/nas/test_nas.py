@@ -208,6 +208,20 @@ def test_training_learns_a_separable_task_and_flags_divergence():
     assert bad["diverged"] and bad["test_acc"] == 0.5
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_the_nas_study_trains_with_sgd_only(tmp_path, optimizer):
+    data = _tiny_data()
+    cfg = bench(epochs=1, momentum=0.0, nesterov=False, optimizer=optimizer)
+    calls = [lambda: nas.train_cell_net("3_03_003", "fixed", data, cfg),
+             lambda: nas.run_nas_study(["3_03_003"], data, cfg=cfg, out_dir=tmp_path / "s", progress=False),
+             lambda: nas.find_base_lr(data, [0.1], cfg=cfg, progress=False)]
+    for call in calls:
+        with pytest.raises(ArchscaleError, match=f"optimizer '{optimizer}' is not supported there") as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "s").exists()
+
+
 def test_augment_keeps_shape_and_is_seeded():
     x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).reshape(2, 3, 5, 5)
     a = nas.training._augment(x, torch.Generator().manual_seed(0))

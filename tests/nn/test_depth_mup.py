@@ -243,3 +243,24 @@ def test_apply_depth_mup_keeps_eq9s_kernel_factor_for_convolutions():
 
     plan = archscale.apply(ConvRes(5), torch.randn(2, 1, 8, 8), base_lr=0.1, depth_mup=True)
     assert plan.scale == pytest.approx(3 / 5) and plan.branch_multipliers == {"c2": 1.0}
+
+
+def test_projection_shortcuts_are_the_shortcut_side_of_a_block():
+    """A weighted edge straight to the merge beside a longer branch is a projection shortcut (a 1x1
+    conv where the width changes): read with ``projection=True``, the branch is the longer path."""
+    dag = Dag.parse("2_22")  # 0->2 one weighted edge beside 0->1->2
+    with pytest.raises(DagError, match="vertex 0 has out-edges"):
+        residual_blocks(dag)
+    (block,) = residual_blocks(dag, projection=True)
+    assert (block.shortcut.src, block.shortcut.dst) == (0, 2) and block.layers == 2
+    assert (block.closing.src, block.closing.dst) == (1, 2)
+    # a stage change between two identity blocks, with a bottleneck (3-layer) branch
+    edges = [(0, 1, "block"), (1, 2, "block"), (0, 2, "skip"),  # identity block
+             (2, 3, "block"), (3, 4, "block"), (4, 5, "block"), (2, 5, "block"),  # bottleneck + projection
+             (5, 6, "block"), (6, 7, "block"), (5, 7, "skip")]
+    blocks = residual_blocks(Dag.from_edges(8, edges), projection=True)
+    assert [(b.start, b.merge, b.layers, b.shortcut is not None) for b in blocks] == \
+        [(0, 2, 2, False), (2, 5, 3, True), (5, 7, 2, False)]
+    # two single weighted edges into one vertex: which is the shortcut is undefined
+    with pytest.raises(DagError, match="vertex 0 has out-edges"):
+        residual_blocks(Dag.from_edges(2, [(0, 1, "block"), (0, 1, "block")]), projection=True)

@@ -31,6 +31,7 @@ EXPECTED_FIGURES = {
     "09_nas_rankings": {"fig4_nas_scaled_vs_fixed", "fig8_nas_mup_vs_archscale", "fig9_nas_rank_stability"},
     "10_apply_to_your_model": {"fig10_apply_depth_transfer"},
     "11_which_law": {"fig11_laws_agreement", "fig11_residual_depth_transfer"},
+    "11b_residual_norm": {"fig11b_residual_norm"},
 }
 ROOT = NOTEBOOK_DIR.parent
 

@@ -23,7 +23,7 @@ from archscale.core.dag import Dag
 from archscale.core.errors import ArchscaleError, DataError, SpecError, StoreError
 from archscale.core.scaling import lr_scale
 from archscale.core.schema import SWEEP
-from archscale.runs.store import LOCK_FILE, ResultStore
+from archscale.runs.store import LOCK_FILE, ResultStore, chunk_checksum
 from archscale.sweep import (
     COLUMNS,
     RESULTS_FILE,
@@ -147,6 +147,20 @@ BAD_SPECS = [
     ("lrs: [0.1]\nlr_min: 0.01\n", "not both"),
     ("kernel_sizes: [3]\n", "kernel_sizes applies only to arch: cnn"),
     ("graphs: []\n", "graphs is empty"),
+    # the optimizer and its settings (issue 23)
+    ("optimizer: adagrad\n", "unknown optimizer 'adagrad'; accepted: sgd, adam, adamw"),
+    ("optimizer: [adam]\n", "unknown optimizer"),
+    ("optimizer: adam\nmomentum: 0.9\n", "momentum is SGD's; optimizer adam"),
+    ("optimizer: adamw\nmomentum: 0.9\nnesterov: true\n", "momentum and nesterov are SGD's"),
+    ("betas: [0.9, 0.99]\n", "betas is Adam's; optimizer sgd takes momentum and nesterov"),
+    ("eps: 1e-6\n", "eps is Adam's"),
+    ("optimizer: adam\nbetas: [0.9, 1.0]\n", "must be < 1"),
+    ("optimizer: adam\nbetas: [0.9]\n", "betas must be a pair"),
+    ("optimizer: adam\nbetas: 0.9\n", "betas must be a pair"),
+    ("optimizer: adam\nbetas: ['0.9', 0.99]\n", "must be a number"),
+    ("optimizer: adam\neps: 0\n", "eps must be a positive number"),
+    ("optimizer: adam\nweight_decay: -1\n", "weight_decay must be >= 0"),
+    ("optimiser: adam\n", "unknown field(s) optimiser"),
 ]
 
 
@@ -230,6 +244,77 @@ def test_changed_training_setup_is_refused(tmp_path):
     run_sweep(tiny(), tmp_path, progress=False)
     with pytest.raises(ArchscaleError, match="steps: 4 -> 5"):
         run_sweep(tiny(steps=5), tmp_path, progress=False)
+    with pytest.raises(StoreError, match="optimizer: 'sgd' -> 'adamw'"):
+        run_sweep(tiny(optimizer="adamw"), tmp_path, progress=False)
+
+
+def test_an_adam_spec_reads_strictly_and_round_trips(tmp_path):
+    (tmp_path / "adam.yaml").write_text("arch: mlp\ngraphs: ['1', '2']\nlrs: [1e-3, 1e-2]\noptimizer: adamw\n"
+                                        "betas: [0.8, 0.99]\neps: 1e-7\nweight_decay: 0.01\n")
+    spec = load_spec(tmp_path / "adam.yaml")
+    config = spec.train_config()
+    settings = (config.optimizer, config.betas, config.eps, config.weight_decay)
+    assert settings == ("adamw", (0.8, 0.99), 1e-7, 0.01)
+    assert spec.identity()["betas"] == [0.8, 0.99] and spec.identity()["optimizer"] == "adamw"
+    spec.to_yaml(tmp_path / "back.yaml")
+    assert load_spec(tmp_path / "back.yaml").identity() == spec.identity()
+    assert spec.replace(optimizer="adam", betas=None).train_config().adam_betas == (0.9, 0.999)
+    with pytest.raises(ArchscaleError, match="betas and eps are Adam's"):
+        spec.replace(optimizer="sgd")  # an override that leaves Adam's settings behind is refused too
+
+
+@pytest.mark.determinism
+def test_an_adamw_sweep_runs_resumes_and_refuses_other_optimizers(tmp_path):
+    spec = tiny(optimizer="adamw", lr_min=1e-3, lr_max=1e-1, weight_decay=0.01)
+    rows = run_sweep(spec, tmp_path, progress=False)
+    assert len(rows) == 3 * 3 * 2 and set(rows["optimizer"]) == {"adamw"}
+    assert len(max_lr(rows)) == 3
+    _same_rows(run_sweep(spec, tmp_path, progress=False), rows)  # nothing left to train
+    with pytest.raises(StoreError, match="optimizer: 'adamw' -> 'adam'"):
+        run_sweep(spec.replace(optimizer="adam"), tmp_path, progress=False)
+    with pytest.raises(StoreError, match=r"betas: None -> \[0.5, 0.9\]"):
+        run_sweep(spec.replace(betas=[0.5, 0.9]), tmp_path, progress=False)
+
+
+def test_a_store_written_before_adam_reads_as_sgd_and_refuses_adam(tmp_path):
+    """Older stores have no optimizer column and no optimizer in spec.yaml: they trained with SGD."""
+    spec = tiny(graphs=["1"], n_lrs=2, seeds=[0])
+    rows = run_sweep(spec, tmp_path, progress=False)
+    results, meta = tmp_path / RESULTS_FILE, tmp_path / "spec.yaml"
+    header, *lines = results.read_bytes().splitlines(keepends=True)
+    head = json.loads(header)
+    head["columns"].remove("optimizer")
+    older, chunk = [(json.dumps(head) + "\n").encode()], b""  # rows without the column, markers to match
+    for line in lines:
+        obj = json.loads(line)
+        if "chunk" in obj:
+            del obj["optimizer"]
+            chunk += (json.dumps(obj) + "\n").encode()
+        else:
+            older += [chunk, (json.dumps({**obj, "sha256": chunk_checksum(chunk)}) + "\n").encode()]
+            chunk = b""
+    results.write_bytes(b"".join(older))
+    assert b'"optimizer"' not in results.read_bytes()
+    meta.write_text("\n".join(line for line in meta.read_text().splitlines()
+                              if line.split(":")[0] not in ("optimizer", "betas", "eps", "- 0.9")) + "\n")
+    old = load_results(tmp_path)
+    assert len(old) == len(rows) and set(old["optimizer"]) == {"sgd"}
+    assert "optimizer" not in ResultStore(tmp_path).read_meta()
+    with pytest.raises(StoreError, match="optimizer: 'sgd' -> 'adam'"):
+        run_sweep(spec.replace(optimizer="adam"), tmp_path, progress=False)
+    _same_rows(run_sweep(spec, tmp_path, progress=False), rows)  # the same SGD spec resumes
+
+
+def test_max_lr_refuses_to_pool_optimizers():
+    lrs = [0.01, 0.1, 1.0]
+    rows = pd.DataFrame(_rows("1", [[2.0, 1.0, 1.5]], lrs))
+    mixed = pd.concat([rows.assign(optimizer="sgd"), rows.assign(optimizer="adam")], ignore_index=True)
+    with pytest.raises(ArchscaleError, match=r"the results mix optimizers \(adam, sgd\)") as err:
+        max_lr(mixed)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ArchscaleError, match="mix optimizers"):
+        compare(mixed)
+    assert max_lr(mixed[mixed.optimizer == "adam"])["max_lr_grid"].tolist() == [0.1]
 
 
 def test_a_failed_start_leaves_the_directory_as_it_was(tmp_path, monkeypatch):
@@ -279,13 +364,21 @@ def _quiet_load(out) -> pd.DataFrame:
 
 
 def _chunk_id_kept(text: bytes) -> bool:
-    return len(text.rsplit(b"\n", 1)[-1]) >= len(b'{"chunk": "0123456789abcdef"')
+    """Whether the torn last line still names its chunk (a row's or a marker's id, closing quote included)."""
+    last = text.rsplit(b"\n", 1)[-1]
+    return any(last.startswith(prefix) and len(last) >= len(prefix) + 17
+               for prefix in (b'{"chunk": "', b'{"chunk_done": "'))
+
+
+#: The optimizers the kill and resume tests run with (Adam's state is rebuilt from the chunk's start).
+RESUME_OPTIMIZERS = [dict(), dict(optimizer="adamw", lr_min=1e-3, lr_max=1e-1, weight_decay=0.01)]
 
 
 @pytest.mark.determinism
-def test_any_cut_of_the_results_file_resumes_to_identical_rows(tmp_path):
+@pytest.mark.parametrize("optimizer", RESUME_OPTIMIZERS, ids=["sgd", "adamw"])
+def test_any_cut_of_the_results_file_resumes_to_identical_rows(tmp_path, optimizer):
     """What a kill mid-write leaves: whole chunks count, the torn line is reported, appends stay clean."""
-    spec = tiny()
+    spec = tiny(**optimizer)
     ref = run_sweep(spec, tmp_path / "ref", progress=False)
     raw = (tmp_path / "ref" / RESULTS_FILE).read_bytes()
     header_end = raw.index(b"\n") + 1
@@ -323,10 +416,13 @@ def test_load_results_errors(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.determinism
-def test_sigkill_at_random_moments_then_resume_gives_identical_rows(tmp_path):
+@pytest.mark.parametrize("optimizer", [dict(lr_min=0.01, lr_max=3.0),
+                                       dict(optimizer="adamw", lr_min=1e-4, lr_max=0.1, weight_decay=0.01)],
+                         ids=["sgd", "adamw"])
+def test_sigkill_at_random_moments_then_resume_gives_identical_rows(tmp_path, optimizer):
     # 24 chunks of 2 replicas, a few seconds in all (long enough to be killed in the middle)
-    spec = SweepSpec(arch="mlp", graphs=["1", "2", "2_02", "2_12"], widths=[64], lr_min=0.01, lr_max=3.0,
-                     n_lrs=6, seeds=[0, 1], steps=200, batch_size=32, n_train=400, n_test=100, chunk_size=2)
+    spec = SweepSpec(arch="mlp", graphs=["1", "2", "2_02", "2_12"], widths=[64], n_lrs=6, seeds=[0, 1],
+                     steps=200, batch_size=32, n_train=400, n_test=100, chunk_size=2, **optimizer)
     spec_path = tmp_path / "spec.yaml"
     spec.to_yaml(spec_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_reference import torch_optimizer
 
 from archscale.data import load_dataset
 from archscale.train import (
@@ -31,12 +32,11 @@ def digit_images():
 
 
 def train_alone(spec: ModelSpec, lr: float, seed: int, data, config: TrainConfig, dtype=torch.float32):
-    """The same replica trained by itself with torch.optim.SGD (the reference loop)."""
+    """The same replica trained by itself with ``config``'s torch.optim optimizer (the reference loop)."""
     net = spec.build(tuple(data.x_train.shape[1:]), data.out_dim, seed).to(dtype)
     x_train = data.x_train.to(dtype)
     y_train = data.y_train if config.loss == "ce" else data.y_train.to(dtype)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=config.momentum, nesterov=config.nesterov,
-                          weight_decay=config.weight_decay)
+    opt = torch_optimizer(net.parameters(), lr, config)
     total = config.total_steps(data.n_train)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: config.lr_factor(t, total))
     losses = []

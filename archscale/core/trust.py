@@ -1,0 +1,119 @@
+"""How far to trust a plan's learning rate: the graph's regime, the evidence for it, a warning (no torch).
+
+:func:`regime_of` sorts a graph into the regimes the project's evidence is organized by
+(:data:`archscale.core.evidence.REGIMES`):
+
+* ``chain``: one input-output path;
+* ``cell``: several paths in a graph of at most 4 vertices (the paper's NAS-style cells);
+* ``residual``: a residual chain (:func:`archscale.core.residual.residual_blocks`), or any larger
+  graph where branches merge at two or more vertices (ResNets with projection shortcuts, dense
+  concatenations): the regime whose path count grows exponentially with depth.
+
+:func:`alternatives` gives every applicable law's LR; :func:`assess` the :class:`Trust` line:
+the law used, the regime, the measured error factor of that law in that regime with its
+interval, n and sweep, and a warning when the graph is outside every measured regime, the law
+was never measured there, its measured error is large, or the LR is implausibly small.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .dag import Dag
+from .errors import ArchscaleError, DagError
+from .evidence import REGIMES, Evidence, load_evidence
+from .laws import LAWS
+from .residual import residual_blocks
+
+__all__ = ["IMPLAUSIBLE", "POOR", "Trust", "alternatives", "assess", "default_law", "regime_of"]
+
+#: An LR more than this many times below the base gets a warning.
+IMPLAUSIBLE = 100.0
+#: A law whose measured error factor exceeds this gets a warning.
+POOR = 2.0
+
+
+def regime_of(dag: Dag, arch: str, normalized: bool = False) -> tuple[str, str, bool]:
+    """``(arch, structure, normalized)`` with structure ``chain``, ``cell`` or ``residual``."""
+    if dag.n_paths == 1:
+        return (arch, "chain", normalized)
+    try:
+        k = len(residual_blocks(dag, projection=True))
+    except (DagError, ArchscaleError):
+        k = 0
+    merges = sum(1 for d in dag.live_in_degrees if d >= 2)
+    if k >= 2 or (dag.n_vertices > 4 and merges >= 2):
+        return (arch, "residual", normalized)
+    return (arch, "cell", normalized)
+
+
+def describe(regime: tuple[str, str, bool]) -> str:
+    """A regime in words."""
+    arch, structure, normalized = regime
+    return REGIMES.get(regime, f"a {'normalized ' if normalized else ''}{arch.upper()} {structure} graph")
+
+
+def alternatives(dag: Dag, base: Dag, *, offset: float, q: int | None = None, q_base: int | None = None,
+                 residual: bool = False) -> dict[str, float]:
+    """``eta / eta_base`` under every law of :data:`LAWS` (eq. 9's kernel factor included for CNNs),
+    plus ``depth_mup`` (one LR, the branches scaled) when the graph is residual."""
+    out = {name: float(law.scale(dag, base, offset=offset, q=q, q_base=q_base)) for name, law in LAWS.items()}
+    if residual:
+        out["depth_mup"] = q_base / q if q and q_base else 1.0
+    return out
+
+
+def default_law(regime: tuple[str, str, bool], evidence: dict | None = None) -> str:
+    """The law the evidence supports for ``regime`` (:meth:`Evidence.default_law`), eq. 8 without evidence."""
+    ev = (load_evidence() if evidence is None else evidence).get(regime)
+    return "eq8" if ev is None else ev.default_law()
+
+
+@dataclass(frozen=True)
+class Trust:
+    """How far to trust a plan's LR: ``law`` gave it, ``regime`` is the graph's kind, ``evidence`` the
+    measured error factor of that law there (None when never measured), ``warning`` None or one sentence."""
+
+    law: str
+    regime: tuple[str, str, bool]
+    evidence: str | None
+    warning: str | None
+    record: Evidence | None = None
+
+    def line(self) -> str:
+        """One line: the law, the regime and the evidence, then the warning if any."""
+        text = f"law {self.law} on {describe(self.regime)}: "
+        text += (f"measured error factor {self.evidence}" if self.evidence
+                 else "no measurement of this law on such graphs")
+        return text + (f". Warning: {self.warning}" if self.warning else "")
+
+    def to_dict(self) -> dict:
+        return {"law": self.law, "regime": "/".join(map(str, self.regime)), "evidence": self.evidence,
+                "warning": self.warning}
+
+
+def assess(law: str, regime: tuple[str, str, bool], scale: float | None, *,
+           evidence: dict | None = None) -> Trust:
+    """The :class:`Trust` of an LR ``base_lr * scale`` given by ``law`` on a graph of ``regime``."""
+    records = load_evidence() if evidence is None else evidence
+    ev = records.get(regime)
+    measured = ev.laws.get(law) if ev else None
+    text = (f"{measured.format()} (n = {ev.n} x {ev.seeds} seeds; {ev.provenance()})"
+            if ev and measured else None)
+    warnings = []
+    if ev is None:
+        known = ", ".join(sorted(e.name for e in records.values())) or "none"
+        warnings.append(f"this graph ({describe(regime)}) is outside every measured regime ({known}); "
+                        f"measure its maximal LR (archscale check) before trusting {law}")
+    elif measured is None:
+        warnings.append(f"{law} was never measured on {describe(regime)}; measured there: "
+                        + ", ".join(f"{k} {v.format()}" for k, v in sorted(ev.laws.items())))
+    elif measured.error_factor > POOR:
+        best = ev.best()
+        warnings.append(f"{law} misses the measured maximal LR by a factor {measured.format()} on such graphs"
+                        + (f"; {best} did best there ({ev.laws[best].format()})" if best != law else ""))
+    if scale is not None and math.isfinite(scale) and scale < 1 / IMPLAUSIBLE:
+        warnings.append(f"the LR is {1 / scale:.3g}x below the base LR, implausibly small; measure the "
+                        f"maximal LR of this family (archscale check) before training with it")
+    return Trust(law, regime, text, "; ".join(warnings) or None, ev)

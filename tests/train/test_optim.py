@@ -1,0 +1,169 @@
+"""Adam and AdamW in the replica engine: torch.optim's update per replica, chunking, determinism, config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_train import RESULT_ARRAYS, _pick, train_alone
+from torch_reference import torch_optimizer
+
+from archscale.data import load_dataset
+from archscale.train import (
+    ArchscaleError,
+    ModelSpec,
+    TrainConfig,
+    auto_chunk_size,
+    make_optimizer,
+    replica_bytes,
+    train_replicas,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", n_train=600, n_test=200)
+
+
+@pytest.fixture(scope="module")
+def digit_images():
+    return load_dataset("digits", flatten=False, n_train=300, n_test=100)
+
+
+ADAM_CASES = [
+    # arch, graph, layout, act, config
+    ("mlp", "2_12_202", "paper", "relu", dict(optimizer="adam")),
+    ("mlp", "2_12_202", "paper", "gelu", dict(optimizer="adam", weight_decay=1e-2, betas=(0.8, 0.99))),
+    ("mlp", "2_02_112", "reference", "relu", dict(optimizer="adamw", weight_decay=0.1, cosine=True)),
+    ("mlp", "2_20", "paper", "relu", dict(optimizer="adamw", betas=(0.5, 0.9), eps=1e-6)),  # a dead end
+    ("mlp", "2_12", "paper", "relu", dict(optimizer="adamw")),  # no decay: AdamW is Adam
+    ("cnn", "2_11", "paper", "relu", dict(optimizer="adamw", weight_decay=0.05, betas=(0.85, 0.98))),
+]
+
+
+@pytest.mark.parametrize("arch, graph, layout, act, extra", ADAM_CASES)
+def test_one_replica_follows_torch_optim_adam_and_adamw(arch, graph, layout, act, extra, digits,
+                                                        digit_images):
+    data = digits if arch == "mlp" else digit_images
+    spec = ModelSpec(graph, arch=arch, width=16, layout=layout, act=act)
+    config = TrainConfig(steps=50, batch_size=32, **extra)
+    lrs, seeds = [1e-3, 3e-3, 1e30, 1e-2], [0, 1, 2, 1]
+    result = train_replicas(spec, lrs, seeds, data, config)
+    assert result.diverged.tolist() == [False, False, True, False]
+    for r in (1, 3):  # two replicas, different seeds and LRs, each against torch.optim alone
+        alone, net = train_alone(spec, lrs[r], seeds[r], data, config)
+        rel = np.abs(result.curves[:, r] - alone) / np.abs(alone)
+        assert rel.max() < 1e-4, f"replica {r}: max relative loss difference {rel.max():.2e}"
+        with torch.no_grad():
+            final = torch.nn.functional.cross_entropy(net(data.x_train), data.y_train).item()
+        assert result.train_loss_final[r] == pytest.approx(final, rel=1e-4)
+    assert {row["optimizer"] for row in result.rows()} == {extra["optimizer"]}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_float64_adam_is_exact(optimizer, digits):
+    spec = ModelSpec("2_12", width=16)
+    config = TrainConfig(steps=50, batch_size=32, optimizer=optimizer, weight_decay=0.05, betas=(0.8, 0.95))
+    result = train_replicas(spec, [1e-3, 5e-3], [0, 1], digits, config, dtype=torch.float64)
+    alone, _ = train_alone(spec, 5e-3, 1, digits, config, dtype=torch.float64)
+    np.testing.assert_allclose(result.curves[:, 1], alone, rtol=1e-9)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_the_optimizer_step_is_torch_optims_per_replica_and_compacts(optimizer):
+    """The shared step itself, on stacked tensors: three replicas at three LRs against three torch
+    optimizers, one replica dropped half-way (its state goes with it)."""
+    config = TrainConfig(optimizer=optimizer, weight_decay=0.1, betas=(0.7, 0.95), eps=1e-7)
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(3, 4, 5), (3, 5)]
+    stacked = [torch.randn(s, generator=gen) for s in shapes]
+    lrs = torch.tensor([1e-3, 1e-2, 1e-1])
+    alone = [[p[r].clone().requires_grad_(True) for p in stacked] for r in range(3)]
+    refs = [torch_optimizer(ps, float(lr), config) for ps, lr in zip(alone, lrs.tolist())]
+    opt = make_optimizer(config, len(stacked))
+    rows = [0, 1, 2]
+    for step in range(20):
+        if step == 10:  # drop replica 1
+            keep = torch.tensor([0, 2])
+            opt.compact(keep)
+            stacked = [p[keep] for p in stacked]
+            lrs, rows = lrs[keep], [0, 2]
+        grads = [torch.randn(p.shape, generator=gen) for p in stacked]
+        for i, (p, g) in enumerate(zip(stacked, grads)):
+            opt.update(i, p, g, lrs)
+        for j, r in enumerate(rows):
+            for p, g in zip(alone[r], grads):
+                p.grad = g[j].clone()
+            refs[r].step()
+    for j, r in enumerate(rows):
+        for p, ref in zip(stacked, alone[r]):
+            torch.testing.assert_close(p[j], ref.detach(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.determinism
+@pytest.mark.parametrize("arch, kwargs, extra", [
+    ("mlp", dict(graph="2_12_202"), dict(optimizer="adam", weight_decay=1e-3)),
+    ("mlp", dict(graph="2_22", width=128),
+     dict(optimizer="adamw", weight_decay=0.1, steps=6, batch_size=128)),
+    ("cnn", dict(graph="2_02", kernel_size=3, width=4), dict(optimizer="adam")),
+])
+def test_an_adam_replicas_numbers_do_not_depend_on_its_chunk_or_the_thread_count(arch, kwargs, extra, digits,
+                                                                                digit_images):
+    data = digit_images if arch == "cnn" else digits
+    spec = ModelSpec(arch=arch, **({"width": 8} | kwargs))
+    config = TrainConfig(**({"steps": 12, "batch_size": 16} | extra))
+    lr, seed = 3e-3, 3
+    previous = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            runs.append(_pick(train_replicas(spec, [lr], [seed], data, config), 0))
+            runs.append(_pick(train_replicas(spec, [1e-3, lr, 1e30], [0, seed, 1], data, config), 1))
+            chunked = train_replicas(spec, [1e-3, 1e-2, lr, 1e-4, 1e30], [0, 1, seed, 2, 4], data, config,
+                                     chunk_size=2)
+            runs.append(_pick(chunked, 2))
+    finally:
+        torch.set_num_threads(previous)
+    assert np.isfinite(runs[0]["train_loss"])
+    for run in runs[1:]:
+        for key in RESULT_ARRAYS:
+            np.testing.assert_array_equal(run[key], runs[0][key], err_msg=key)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(optimizer="adagrad"), "unknown optimizer 'adagrad'; accepted: sgd, adam, adamw"),
+    (dict(optimizer="Adam"), "unknown optimizer"),
+    (dict(optimizer="adam", momentum=0.9), "momentum is SGD's"),
+    (dict(optimizer="adamw", momentum=0.9, nesterov=True), "momentum and nesterov are SGD's"),
+    (dict(betas=(0.9, 0.99)), "betas is Adam's; optimizer sgd"),
+    (dict(eps=1e-6), "eps is Adam's"),
+    (dict(optimizer="adam", betas=(0.9, 1.0)), "must be < 1"),
+    (dict(optimizer="adam", betas=(-0.1, 0.9)), "must be >= 0"),
+    (dict(optimizer="adam", betas=(0.9,)), "a pair"),
+    (dict(optimizer="adam", betas="0.9,0.99"), "a pair"),
+    (dict(optimizer="adam", eps=0), "eps must be a positive number"),
+    (dict(optimizer="adam", eps="1e-8"), "eps must be a number"),
+])
+def test_bad_optimizer_settings_are_one_line(kwargs, match):
+    with pytest.raises(ArchscaleError, match=match) as err:
+        TrainConfig(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_adam_settings_are_normalized():
+    config = TrainConfig(optimizer="adam", betas=[0.8, 0.9])
+    assert config.betas == (0.8, 0.9) and config.adam_betas == (0.8, 0.9)
+    assert TrainConfig(optimizer="adamw").adam_betas == (0.9, 0.999)
+    assert TrainConfig(optimizer="adam", betas=(0, 0.5)).betas == (0.0, 0.5)  # beta 0 is allowed
+
+
+def test_adam_memory_estimate_holds_its_two_moments():
+    spec = ModelSpec("2_12_202", width=256)
+    sgd = replica_bytes(spec, (64,), 10, 32)
+    adam = replica_bytes(spec, (64,), 10, 32, optimizer="adam")
+    assert adam > sgd
+    budget = 40 * sgd
+    assert auto_chunk_size(spec, (64,), 10, 32, memory_budget=budget, max_replicas=1000) == 40
+    adamw = auto_chunk_size(spec, (64,), 10, 32, memory_budget=budget, max_replicas=1000, optimizer="adamw")
+    assert adamw < 40
