@@ -4,7 +4,8 @@ The site is built offline: no intersphinx, no remote scripts or fonts (MathJax i
 site itself by ``sphinx-mathjax-offline``). The notebook pages are the executed copies committed
 in ``papermill_runs/``: :func:`link_executed_notebooks` points ``docs/notebooks/<name>.ipynb`` at
 them (symbolic links, made at every build and ignored by git), and myst-nb renders them without
-executing anything, so the site always shows what is committed there.
+executing anything, so the site always shows what is committed there; :func:`write_findings_page`
+collects their findings sections into ``docs/findings.md`` the same way.
 """
 
 from __future__ import annotations
@@ -51,7 +52,19 @@ def link_executed_notebooks() -> list[str]:
     return names
 
 
+def write_findings_page() -> None:
+    """``docs/findings.md`` from the executed copies' "What this run found" sections (made at every
+    build and ignored by git, like the notebook links, so it never disagrees with papermill_runs/)."""
+    from archscale.notebook.findings import findings_page
+
+    page = DOCS / "findings.md"
+    text = findings_page(EXECUTED)
+    if not page.exists() or page.read_text() != text:  # rewritten only when it changes
+        page.write_text(text)
+
+
 link_executed_notebooks()
+write_findings_page()
 
 # -- project -------------------------------------------------------------------------------------
 project = "archscale"

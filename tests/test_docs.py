@@ -108,3 +108,23 @@ def test_every_docs_page_links_exist():
             if not (page.parent / target.partition("#")[0]).exists():
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert not broken, "docs pages point at missing files:\n  " + "\n  ".join(broken)
+
+
+def test_the_glossary_page_holds_the_packages_glossary():
+    """One glossary: docs/glossary.md shows the table notebook 01 displays (archscale.notebook.tables)."""
+    from archscale.notebook.tables import glossary_markdown
+
+    assert glossary_markdown() in (DOCS / "glossary.md").read_text(), \
+        "docs/glossary.md differs from archscale.notebook.tables.GLOSSARY: paste glossary_markdown() into it"
+    index = (DOCS / "index.md").read_text()
+    assert re.search(r"^findings$", index, re.M) and re.search(r"^glossary$", index, re.M), \
+        "docs/index.md's toctree must list the findings and glossary pages"
+
+
+def test_the_findings_page_has_a_section_per_executed_notebook():
+    """docs/findings.md is written at every build from papermill_runs/ (docs/conf.py); here, its builder."""
+    from archscale.notebook.findings import findings_page
+
+    page = findings_page(ROOT / "papermill_runs")
+    for nb in NOTEBOOKS:
+        assert f"{{doc}}`The notebook <notebooks/{nb.stem}>`" in page, f"no findings section for {nb.stem}"

@@ -24,7 +24,8 @@ from .agreement import _fmt as _f
 from .estimator import DEFAULT_METHOD
 from .maxlr import loss_matrix, max_lr
 
-__all__ = ["Comparison", "Measured", "Rule", "compare", "eq8_rule", "measure", "recipe_of"]
+__all__ = ["NAMED_RECIPES", "RECIPE_LEVELS", "Comparison", "Measured", "Rule", "compare", "eq8_rule",
+           "measure", "recipe_name", "recipe_of"]
 
 #: Columns that name how a sweep's networks were built and initialized.
 RECIPE_COLUMNS = ("layout", "init", "readout")
@@ -40,6 +41,31 @@ def recipe_of(results: pd.DataFrame) -> dict[str, str]:
         values = sorted(map(str, results[col].unique())) if col in results.columns else ["?"]
         out[col] = "+".join(values)
     return out
+
+
+#: Each recipe level by what it does (the glossary's words, ``archscale.notebook.tables.GLOSSARY``).
+RECIPE_LEVELS: dict[str, dict[str, str]] = {
+    "layout": {"paper": "paper layout", "reference": "reference layout"},
+    "init": {"archscale": "target in-degree init", "source": "source in-degree init",
+             "reference": "reference-code init", "he": "He init"},
+    "readout": {"mean_field": "mean-field readout", "standard": "standard readout",
+                "reference": "reference-code readout"},
+}
+#: Whole recipes that have a name of their own.
+NAMED_RECIPES: dict[tuple[str, str, str], str] = {
+    ("paper", "archscale", "mean_field"): "the paper's stated recipe",
+    ("reference", "reference", "reference"): "the reference code's recipe",
+}
+
+
+def recipe_name(recipe: dict[str, str]) -> str:
+    """A recipe (``layout``, ``init``, ``readout``) by what it does: its own name when it has one
+    (:data:`NAMED_RECIPES`), else its levels joined (``paper layout + target in-degree init + ...``)."""
+    key = tuple(recipe.get(c, "?") for c in RECIPE_COLUMNS)
+    if key in NAMED_RECIPES:
+        return NAMED_RECIPES[key]
+    return " + ".join(RECIPE_LEVELS.get(c, {}).get(recipe.get(c, "?"), f"{c} {recipe.get(c, '?')}")
+                      for c in RECIPE_COLUMNS)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,8 +129,9 @@ class Comparison:
                 "base": self.base, "offset": self.offset, "metric": self.metric, "recipe": self.recipe,
                 "n_edge": self.n_edge, "edges_scored": self.edges_scored, "table": table}
 
-    def format(self) -> str:
-        """A plain-text table, the agreement metrics with intervals, and the settings they rest on."""
+    def format(self, table: bool = True) -> str:
+        """A plain-text table (``table=False``: without it), the agreement metrics with intervals, and the
+        settings they rest on."""
         cols = ["graph", "width", "kernel_size", "act", "scale", "measured", "measured_lo", "measured_hi",
                 "predicted"]
         t = self.table[cols].copy()
@@ -113,11 +140,11 @@ class Comparison:
         t["note"] = np.where(self.table["is_base"], "base", "") + \
             self.table["edge"].map(lambda e: f" edge:{e}" if e else "").to_numpy(str)
         text = t.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-        lines = [text, self.agreement.format(),
+        lines = ([text] if table else []) + [self.agreement.format(),
                  f"secondary: linear Pearson r including the base = {_f(self.pearson_r_with_base)} "
                  f"(n = {int(np.isfinite(self.table['measured']).sum())})",
                  f"base {self.base!r}, depth offset {self.offset}, metric {self.metric}; "
-                 f"recipe: {self.recipe_text()}"]
+                 f"recipe: {recipe_name(self.recipe)} ({self.recipe_text()})"]
         if self.n_edge:
             how = "scored anyway" if self.edges_scored else "left out of the metrics"
             lines.append(f"edge:low/high: {self.n_edge} configuration(s) whose maximal LR or its interval "

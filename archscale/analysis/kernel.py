@@ -79,8 +79,9 @@ class KernelExponents:
     seed: int
     predicted: float = EQ9_EXPONENT
 
-    def format(self) -> str:
-        """The per-graph table, the pooled exponent and eq. 9's agreement, each with interval and n."""
+    def format(self, agreement: bool = True) -> str:
+        """The per-graph table, the pooled exponent and (``agreement``) eq. 9's agreement, each with
+        interval and n."""
         t = self.table.copy()
         t["max LR per kernel"] = [", ".join(f"q{q}: {m:.3g}" for q, m in zip(k, v))
                                   for k, v in zip(t["kernels"], t["max_lrs"])]
@@ -95,9 +96,10 @@ class KernelExponents:
                  t[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"),
                  f"pooled within-graph exponent = {p['exponent']:.3f} [{p['lo']:.3f}, {p['hi']:.3f}] over "
                  f"{p['n_graphs']} graphs x {p['n_kernels']} kernels, {p['n_seeds']} seeds (bootstrap over "
-                 f"seeds and graphs)",
-                 "eq. 9 as a whole (graph and kernel factors together), pooled:",
-                 self.comparison.agreement.format()]
+                 f"seeds and graphs)"]
+        if agreement:
+            lines += ["eq. 9 as a whole (graph and kernel factors together), pooled:",
+                      self.comparison.agreement.format()]
         if t["at_edge"].any():
             lines.append("at_edge: some kernel's max LR sits at the edge of the grid: that slope is a bound")
         return "\n".join(lines)

@@ -62,12 +62,13 @@ class Experiment:
                 f"{length} at batch {s.batch_size} on {s.dataset}\nrecipe actually run (read from the rows): "
                 f"{recipe}; momentum {s.momentum}")
 
-    def report(self) -> str:
-        """Per group: the comparison with its metrics and intervals, and the paper's figure beside it."""
-        blocks = [self.describe()]
+    def report(self, table: bool = True, describe: bool = True) -> str:
+        """Per group: the comparison with its metrics and intervals, and the paper's figure beside it
+        (``table=False``: without the per-configuration table; ``describe=False``: without what ran)."""
+        blocks = [self.describe()] if describe else []
         paper = PAPER.get(self.name, {})
         for key, comp in self.comparisons.items():
-            lines = [f"--- {GROUP_NAMES.get(key, key)}", comp.format()]
+            lines = [f"--- {GROUP_NAMES.get(key, key)}", comp.format(table=table)]
             if key in paper:
                 fig, r = paper[key]
                 lines.append(f"paper ({fig}, CIFAR-10): linear r including the base = {r:.3f}; this run's "

@@ -120,10 +120,10 @@ class ResidualDepth:
         grid = f"{s.n_lrs} LRs in [{s.lr_min:g}, {s.lr_max:g}] x {len(s.seeds)} seeds"
         length = f"{s.steps} steps" if s.steps else f"{s.epochs} epoch(s)"
         recipe = ", ".join(f"{k} {v}" for k, v in recipe_of(own).items())
-        return (f"{what}, {grid}, {length} at batch {s.batch_size} on {self.data_name}; standard (no "
-                f"multiplier) and depth_mup (branch x 1/sqrt(K), K >= 2; K = 1 and '1' are the same networks "
-                f"and shared): {len(own)} runs ({int(own['diverged'].sum())} diverged); recipe (read from "
-                f"the rows): {recipe}")
+        return (f"{what}, {grid}, {length} at batch {s.batch_size} on {self.data_name}; plain residual "
+                f"(parametrization 'standard': no multiplier) and depth_mup (branch x 1/sqrt(K), K >= 2; "
+                f"K = 1 and '1' are the same networks and shared): {len(own)} runs "
+                f"({int(own['diverged'].sum())} diverged); recipe (read from the rows): {recipe}")
 
     def _own(self, parametrization: str) -> pd.DataFrame:
         rows = self.results[parametrization]
@@ -132,14 +132,15 @@ class ResidualDepth:
         return rows[~rows["graph"].isin([PLAIN_BASE, self.spec.graph(1)])]
 
     def transfers(self, *, n_boot: int = 1000, seed: int = 0) -> list[DepthTransfer]:
-        """(a) standard + eq. 8, (b) standard + effective depth, (c) Depth-muP + one LR, from K = 1."""
+        """(a) plain residual + eq. 8, (b) plain residual + effective depth, (c) Depth-muP branches + one LR,
+        from K = 1 (a plain residual net has no branch multiplier: the parametrization ``standard``)."""
         depth_of = self.spec.depth_of
-        return [depth_transfer(self.results["standard"], depth_of, "eq8", label="(a) standard + eq. 8",
+        return [depth_transfer(self.results["standard"], depth_of, "eq8", label="(a) plain residual + eq. 8",
                                n_boot=n_boot, seed=seed),
                 depth_transfer(self.results["standard"], depth_of, "effective_depth",
-                               label="(b) standard + effective depth", n_boot=n_boot, seed=seed),
-                depth_transfer(self.results["depth_mup"], depth_of, "constant", label="(c) Depth-muP, one LR",
-                               n_boot=n_boot, seed=seed)]
+                               label="(b) plain residual + effective depth", n_boot=n_boot, seed=seed),
+                depth_transfer(self.results["depth_mup"], depth_of, "constant",
+                               label="(c) Depth-muP branches, one LR", n_boot=n_boot, seed=seed)]
 
     def laws(self, parametrization: str = "standard", *, holdout: float = 0.5, seed: int = 0,
              n_boot: int = 1000) -> LawsReport:

@@ -36,6 +36,7 @@ from .explorer import (
 
 __all__ = [
     "STATIC_ENV",
+    "STATIC_NOTE",
     "DagExplorer",
     "ExplorerState",
     "StaticExplorer",
@@ -69,6 +70,11 @@ _EDGE_TIP = ("op of the edge {src}→{dst}: zero = no edge, skip = identity (no 
              "the path depth), block = Linear/Conv + ReLU (adds 1)")
 
 
+#: The line above every static copy of the explorer: what it is and how to get the live one.
+STATIC_NOTE = ("<div style='font-size:0.85em;color:#777'>Static copy of the DAG explorer, for readers "
+               "without a running kernel (run the cell in JupyterLab for the live version).</div>")
+
+
 class StaticExplorer:
     """The explorer's output without a frontend: readout, figure and tables as one HTML block."""
 
@@ -76,7 +82,8 @@ class StaticExplorer:
         self.state = state
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        return {"text/html": snapshot_html(self.state), "text/plain": self.state.summary()}
+        return {"text/html": STATIC_NOTE + snapshot_html(self.state),
+                "text/plain": self.state.summary()}
 
     def __repr__(self) -> str:
         return self.state.summary()
@@ -381,9 +388,8 @@ class DagExplorer(w.VBox):
         return save_figure(figure(self.state), stem, self._figures_dir)
 
     def _snapshot_bundle(self, state: ExplorerState, png: bytes | None) -> dict:
-        note = ("<div style='font-size:0.85em;color:#777'>Static copy of the DAG explorer, for readers "
-                "without a running kernel (run the cell for the live version).</div>")
-        return {"text/html": note + snapshot_html(state, png, css_class=f"archscale-snapshot-{self._uid}"),
+        snapshot = snapshot_html(state, png, css_class=f"archscale-snapshot-{self._uid}")
+        return {"text/html": STATIC_NOTE + snapshot,
                 "text/plain": state.summary()}
 
     def _ipython_display_(self) -> None:

@@ -201,7 +201,10 @@ def lr_scale_distribution(table: pd.DataFrame, highlight: dict[str, str] | None 
     ax2.set_ylabel("predicted LR scale (log)")
     ax2.set_title("more and longer paths → smaller learning rate")
     fig.colorbar(sc, ax=ax2, label="longest path depth L_p")
-    fig.suptitle(title or "Distribution of the predicted maximal-LR scale (eq. 8)")
+    s = table["scale"]
+    fig.suptitle(title or f"Eq. 8 gives these graphs ×{s.min():.2f} to ×{s.max():.2f} of the base's learning "
+                          f"rate (median ×{s.median():.2f}): one global LR would be off by up to "
+                          f"×{s.max() / s.min():.0f}")
     return fig
 
 
@@ -278,13 +281,20 @@ def lr_offset_figure(predictions: pd.DataFrame, fit: pd.DataFrame | None = None,
     ``predictions`` comes from :func:`archscale.core.derivations.offset_predictions`: (a) chains (listed
     in ``chain_codes``) against their number of blocks, one line per offset; (b) other graphs
     (``topology_codes``, default: the rest) against the offset, where crossing lines are graphs
-    the offset reorders. With ``fit`` from :func:`archscale.analysis.calibrate.fit_offset`, a second
-    row scores each offset on the measured sweep without the base graph: (c) the typical error
-    factor, (d) the Pearson r of log LRs, each with its 95% interval. Returns the figure.
+    the offset reorders. With ``fit`` from :func:`archscale.analysis.calibrate.fit_offset`, a third
+    panel scores each offset on the measured sweep without the base graph: (c) the typical error
+    factor with its 95% interval, and after the best constant factor. (The Pearson r of log LRs is
+    not drawn: on chains every offset orders the depths the same way, so r hardly moves with the
+    offset and its panel would show a flat line; ``fit`` still holds it.) Returns the figure.
     """
     with_fit = fit is not None and not fit.empty
-    fig, axes = plt.subplots(2 if with_fit else 1, 2, figsize=(14.5, 9.4 if with_fit else 4.6), squeeze=False)
-    axes = axes.ravel()
+    if with_fit:  # (a) and (b) on top, (c) across the bottom: readable at the width a page shows it
+        fig = plt.figure(figsize=(14.5, 9.4))
+        grid = fig.add_gridspec(2, 2)
+        axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
+    else:
+        fig, row = plt.subplots(1, 2, figsize=(14.5, 4.6), squeeze=False)
+        axes = list(row.ravel())
     chain_codes = chain_codes or []
     chains = predictions[predictions["code"].isin(chain_codes)]
     if not chains.empty:
@@ -313,8 +323,12 @@ def lr_offset_figure(predictions: pd.DataFrame, fit: pd.DataFrame | None = None,
         axes[1].set_ylabel("predicted LR / base LR (log)")
         axes[1].set_title("(b) topologies: crossing lines = the offset reorders graphs")
     if with_fit:
-        _offset_fit_panels(fit, axes[2], axes[3])
-    fig.suptitle(title or "The depth convention L_p = offset + blocks changes every prediction")
+        best = _offset_fit_panel(fit, axes[2])
+        default = (f"The depth convention L_p = offset + blocks changes every prediction; offset "
+                   f"{int(best['offset'])} fits this sweep best (error ×{best['error_factor']:.2f})")
+    else:
+        default = "The depth convention L_p = offset + blocks changes every prediction"
+    fig.suptitle(title or default)
     return fig
 
 
@@ -332,23 +346,21 @@ def _interval_limits(values: np.ndarray, *, min_span: float, lo_bound: float = -
     return max(lo + shift, lo_bound), min(hi + shift, hi_bound)
 
 
-def _offset_fit_panels(fit: pd.DataFrame, ax_err, ax_r) -> None:
-    """(c) error factor and (d) log-LR Pearson r against the offset, each with its 95% interval."""
+def _offset_fit_panel(fit: pd.DataFrame, ax_err) -> pd.Series:
+    """(c) error factor against the offset with its 95% interval; returns the best offset's row."""
     best = fit.loc[fit["log_rmse_fit"].idxmin()]
     n = int(best["n"])
     x = fit["offset"].to_numpy(float)
-
-    def bars(ax, col, fmt, label, color):
-        est = fit[col].to_numpy(float)
-        if f"{col}_lo" in fit:
-            err = np.vstack([est - fit[f"{col}_lo"].to_numpy(float), fit[f"{col}_hi"].to_numpy(float) - est])
-            ax.errorbar(x, est, yerr=np.clip(err, 0, None), fmt=fmt, color=color, capsize=3, label=label)
-            return np.concatenate([est, fit[f"{col}_lo"].to_numpy(float), fit[f"{col}_hi"].to_numpy(float)])
-        ax.plot(x, est, fmt, color=color, label=label)
-        return est
-
-    shown = bars(ax_err, "error_factor", "o-", "recipe (anchored at the measured base LR), 95% interval",
-                 "C0")
+    est = fit["error_factor"].to_numpy(float)
+    label = "recipe (anchored at the measured base LR), 95% interval"
+    if "error_factor_lo" in fit:
+        lo, hi = fit["error_factor_lo"].to_numpy(float), fit["error_factor_hi"].to_numpy(float)
+        ax_err.errorbar(x, est, yerr=np.clip(np.vstack([est - lo, hi - est]), 0, None), fmt="o-", color="C0",
+                        capsize=3, label=label)
+        shown = np.concatenate([est, lo, hi])
+    else:
+        ax_err.plot(x, est, "o-", color="C0", label=label)
+        shown = est
     after = np.exp(fit["log_rmse_fit"].to_numpy(float))
     ax_err.plot(x, after, "s--", color="C1", label="after the best constant factor (point estimate)")
     ax_err.set_ylim(*_interval_limits(np.concatenate([shown, after]), min_span=0.2, lo_bound=0.95))
@@ -356,17 +368,9 @@ def _offset_fit_panels(fit: pd.DataFrame, ax_err, ax_r) -> None:
     ax_err.set_ylabel("typical error factor exp(RMS ln(measured / predicted))")
     ax_err.set_title(f"(c) error of the predictions, base excluded (n = {n}): "
                      f"best offset {int(best['offset'])}")
-
-    shown = bars(ax_r, "pearson_log", "^-", "Pearson r of log LRs, 95% interval", "C2")
-    if not np.isfinite(fit["pearson_log"].to_numpy(float)).any():
-        ax_r.text(0.5, 0.5, f"r undefined: it needs 3 or more non-base graphs (n = {n})",
-                  transform=ax_r.transAxes, ha="center", va="center", fontsize=9)
-    ax_r.set_ylim(*_interval_limits(shown, min_span=0.1, lo_bound=-1.02, hi_bound=1.02))
-    ax_r.set_ylabel("Pearson r of ln measured vs ln predicted")
-    ax_r.set_title(f"(d) correlation, base excluded (n = {n})")
-    for ax in (ax_err, ax_r):
-        ax.axvline(best["offset"], color="k", lw=0.8, ls="--",
+    ax_err.axvline(best["offset"], color="k", lw=0.8, ls="--",
                    label=f"best fit: offset {int(best['offset'])}")
-        ax.set_xticks(x)
-        ax.set_xlabel("depth offset")
-        ax.legend(fontsize=7, loc="best")
+    ax_err.set_xticks(x)
+    ax_err.set_xlabel("depth offset")
+    ax_err.legend(fontsize=7, loc="best")
+    return best

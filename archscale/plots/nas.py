@@ -13,9 +13,23 @@ import pandas as pd
 from ..core.errors import ArchscaleError
 from ..nas import RecipeComparison
 
-__all__ = ["mup_vs_archscale_figure", "rank_stability_figure", "scaled_vs_fixed_figure"]
+__all__ = ["NAMES", "mup_vs_archscale_figure", "name", "rank_stability_figure", "scaled_vs_fixed_figure"]
 
 _COLORS = {"fixed": "tab:red", "archscale": "tab:blue", "mup": "tab:green"}
+#: The study's recipes by what they do (the glossary's words).
+NAMES = {"fixed": "one fixed LR", "archscale": "architecture-aware", "mup": "muP"}
+#: More cells than this: the per-cell panel leaves out their names (they could not be read).
+MAX_CELL_LABELS = 40
+
+
+def name(recipe: str) -> str:
+    """A recipe of the study by what it does; variants (``archscale_lr0.1``) keep their suffix."""
+    for kind, text in NAMES.items():
+        if recipe == kind:
+            return text
+        if recipe.startswith(kind + "_"):
+            return f"{text} ({recipe[len(kind) + 1:]})"
+    return recipe
 
 
 def _color(recipe: str) -> str:
@@ -45,11 +59,16 @@ def _per_cell(ax, cmp: RecipeComparison) -> None:
     ax.axhline(g.mean, color=_color(cmp.new), lw=1)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(x)
-    ax.set_xticklabels(t["graph"], rotation=90, fontsize=6)
-    ax.set_xlabel(f"cell (sorted by {cmp.old}'s accuracy, left = lowest)")
-    ax.set_ylabel(f"test accuracy {cmp.new} − {cmp.old} (percentage points)")
+    if len(t) <= MAX_CELL_LABELS:  # past that many no name can be read: the axis says what the order is
+        ax.set_xticklabels(t["graph"], rotation=35, ha="right", rotation_mode="anchor", fontsize=8,
+                           family="monospace")
+    else:
+        ax.set_xticklabels([])
+    new, old = name(cmp.new), name(cmp.old)
+    ax.set_xlabel(f"cell (NAS-Bench-201 code), sorted by the accuracy with {old}, left = lowest")
+    ax.set_ylabel(f"test accuracy: {new} − {old} (pp)")
     better, worse = int((t["lo"] > 0).sum()), int((t["hi"] < 0).sum())
-    ax.set_title(f"{cmp.new} − {cmp.old}, per cell: {better} better, {worse} worse, "
+    ax.set_title(f"{new} − {old}, per cell: {better} better, {worse} worse, "
                  f"{len(t) - better - worse} within seed noise\nmean gain {g.mean:+.2f} pp "
                  f"[{g.lo:+.2f}, {g.hi:+.2f}], n = {g.n} cells", fontsize=9)
     ax.legend(fontsize=7, loc="best")
@@ -65,9 +84,9 @@ def _scatter(ax, cmp: RecipeComparison) -> None:
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel(f"test accuracy (%), {cmp.old}")
-    ax.set_ylabel(f"test accuracy (%), {cmp.new}")
-    ax.set_title(f"accuracy per cell ({cmp.old}: {x.mean():.1f}% on average, range "
+    ax.set_xlabel(f"test accuracy (%), {name(cmp.old)}")
+    ax.set_ylabel(f"test accuracy (%), {name(cmp.new)}")
+    ax.set_title(f"accuracy per cell ({name(cmp.old)}: {x.mean():.1f}% on average, range "
                  f"{x.min():.1f}–{x.max():.1f}%)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
 
@@ -79,11 +98,12 @@ def _taus(ax, cmp: RecipeComparison) -> None:
     noise = cmp.noise.set_index("ks").reindex(t["ks"])
     if noise["tau_mean"].notna().any():
         ax.fill_between(x, noise["tau_min"], noise["tau_max"], color="grey", alpha=0.25, step="mid",
-                        label=f"{cmp.old}: seed vs seed (range over pairs)")
+                        label=f"{name(cmp.old)}: seed vs seed (range over pairs)")
         ax.plot(x, noise["tau_mean"], "s--", color="grey", ms=4, lw=1,
-                label=f"{cmp.old}: seed vs seed (mean)")
+                label=f"{name(cmp.old)}: seed vs seed (mean)")
     ok = np.isfinite(t["tau"])
-    ax.plot(x[ok], t["tau"][ok], "o-", color=_color(cmp.new), lw=2.2, label=f"{cmp.new} vs {cmp.old}")
+    ax.plot(x[ok], t["tau"][ok], "o-", color=_color(cmp.new), lw=2.2,
+            label=f"{name(cmp.new)} vs {name(cmp.old)}")
     for i in np.flatnonzero(~ok):
         ax.plot([i], [-1.0], "x", color=_color(cmp.new), ms=8)
         ax.annotate("tau undefined\n(" + t["note"].iloc[i].replace("undefined: ", "") + ")", (i, -1.0),
@@ -98,15 +118,18 @@ def _taus(ax, cmp: RecipeComparison) -> None:
 
 def scaled_vs_fixed_figure(cmp: RecipeComparison, title: str | None = None):
     """Fig. 4: per-cell paired differences, the accuracy scatter, and top-K% tau against seed noise."""
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.6), gridspec_kw={"width_ratios": [1.4, 1, 1.1]})
+    fig = plt.figure(figsize=(13, 10.5))  # the per-cell panel across the top: room for the cell codes
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.05])
+    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
     _per_cell(axes[0], cmp)
     _scatter(axes[1], cmp)
     _taus(axes[2], cmp)
-    fig.suptitle(title or f"Re-training cells with {cmp.new} against {cmp.old} (cf. paper Fig. 4)")
+    fig.suptitle(title or f"Re-training cells with the {name(cmp.new)} recipe against {name(cmp.old)} "
+                          f"(cf. paper Fig. 4)")
     return fig
 
 
-def mup_vs_archscale_figure(*comparisons: RecipeComparison):
+def mup_vs_archscale_figure(*comparisons: RecipeComparison, title: str | None = None):
     """Fig. 8: per-cell paired differences of archscale against muP, one panel per comparison."""
     if not comparisons:
         raise ArchscaleError("pass at least one comparison, e.g. "
@@ -114,7 +137,7 @@ def mup_vs_archscale_figure(*comparisons: RecipeComparison):
     fig, axes = plt.subplots(1, len(comparisons), figsize=(7.5 * len(comparisons), 5.4), squeeze=False)
     for ax, cmp in zip(axes[0], comparisons):
         _per_cell(ax, cmp)
-    fig.suptitle("archscale against muP on the same cells (cf. paper Fig. 8)")
+    fig.suptitle(title or "The architecture-aware recipe against muP on the same cells (cf. paper Fig. 8)")
     return fig
 
 

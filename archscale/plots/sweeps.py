@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import math
 
-import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from matplotlib import ticker as mticker
 
 from ..analysis import clean_losses, loss_matrix
 from ..analysis.agreement import cap_diverged
+from ..analysis.compare import RECIPE_LEVELS, recipe_name
 from ..core.errors import ArchscaleError
 
 __all__ = ["calibration_figure", "column_figure", "factorial_figure", "graph_label", "graph_order",
@@ -29,8 +29,14 @@ __all__ = ["calibration_figure", "column_figure", "factorial_figure", "graph_lab
 
 _METRIC_LABELS = {"train_loss": "training loss of the last epoch", "train_loss_final": "final training loss",
                   "test_loss": "test loss", "test_acc": "test accuracy"}
-#: More graphs than this get a colour bar by predicted LR instead of a legend entry each.
+#: More graphs than this: only :data:`N_HIGHLIGHT` of them are coloured and named, the rest grey.
 MAX_LEGEND = 12
+#: How many graphs a crowded loss panel colours and names.
+N_HIGHLIGHT = 4
+#: Recipe levels in a few letters, for crowded tick labels.
+_SHORT = {"layout": {"paper": "paper", "reference": "reference"},
+          "init": {"archscale": "target", "source": "source", "reference": "ref. code", "he": "He"},
+          "readout": {"mean_field": "mean-field", "standard": "standard", "reference": "ref. code"}}
 #: How many of the largest misses the measured-vs-predicted panel names when it cannot name all.
 N_WORST = 4
 
@@ -56,12 +62,6 @@ def graph_order(comparison) -> list[str]:
     return list(table.groupby("graph")["predicted"].mean().sort_values(ascending=False).index)
 
 
-def _palette(order: list[str]):
-    if len(order) <= 1:
-        return dict(zip(order, sns.color_palette("deep", 1)))
-    return dict(zip(order, sns.color_palette("viridis", len(order))))
-
-
 def _ylim(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, float] | None:
     """A y range from the curves' lowest point to 1.3x the highest loss at the smallest LR."""
     finite = [m[np.isfinite(m)] for _, m in curves.values()]
@@ -77,38 +77,55 @@ def _ylim(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, floa
     return low - pad, top + pad
 
 
-def _scale_colors(order: list[str], scales: dict[str, float] | None):
-    """Colours by log predicted scale (viridis; a colour bar when there are many graphs) or by rank."""
-    if scales and all(g in scales and scales[g] > 0 for g in order) and len(order) > 1:
-        logs = np.log10([scales[g] for g in order])
-        lo, hi = float(logs.min()), float(logs.max())
-        norm = mpl.colors.Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1)
-        cmap = mpl.colormaps["viridis_r"]
-        return {g: cmap(norm(v)) for g, v in zip(order, logs)}, mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
-    return _palette(order), None
+def _highlighted(order: list[str], scales: dict[str, float] | None, n: int, always: list[str]) -> list[str]:
+    """Which of many graphs get a colour: ``always`` (the base), then the largest and smallest predicted
+    LR and evenly spaced ranks between them, ``n`` in all, in the order of ``order`` (largest first)."""
+    kept = [g for g in order if g in always]
+    rest = [g for g in order if g not in always and (not scales or g in scales)]
+    k = max(n - len(kept), 0)
+    if len(rest) > k:
+        picks = np.unique(np.round(np.linspace(0, len(rest) - 1, k)).astype(int)) if k else np.array([], int)
+        rest = [rest[i] for i in picks]
+    return [g for g in order if g in set(kept) | set(rest)]
+
+
+def _colors(order: list[str]) -> dict:
+    """Dark (largest predicted LR, first in ``order``) to light, or one colour for one graph."""
+    if len(order) <= 1:
+        return dict(zip(order, sns.color_palette("deep", 1)))
+    return dict(zip(order, sns.color_palette("viridis", len(order))))
+
+
+#: Line colour of the graphs that are not highlighted when there are many.
+OTHER = "#b8b8b8"
 
 
 def loss_vs_lr(results: pd.DataFrame, ax=None, *, metric: str = "train_loss", hue: str = "graph",
                hue_order: list[str] | None = None, max_lrs: pd.DataFrame | None = None,
                labels: dict[str, str] | None = None, title: str | None = None, legend: bool = True,
-               legend_kwargs: dict | None = None, scales: dict[str, float] | None = None):
+               legend_kwargs: dict | None = None, scales: dict[str, float] | None = None,
+               chance: float | None = None, always: list[str] | None = None):
     """Loss against learning rate, one line per ``hue`` value: the curve the max-LR rule reads.
 
     The line is the seed mean with diverged runs capped above every finite loss (so one
     diverged seed neither hides a learning rate nor draws a spike to infinity); open circles mark
     learning rates where some seed diverged; the band spans the finite seeds. ``max_lrs`` (from
-    :func:`archscale.analysis.max_lr`) adds a star at each measured maximal LR. With ``scales``
-    (predicted LR scale per graph) lines are coloured by it and, past :data:`MAX_LEGEND` graphs,
-    a colour bar replaces the legend. Returns the axes.
+    :func:`archscale.analysis.max_lr`) adds a star at each measured maximal LR. ``hue_order`` runs
+    from the largest predicted LR to the smallest (dark to light). Past :data:`MAX_LEGEND` graphs
+    only :data:`N_HIGHLIGHT` of them are coloured and named (the largest and smallest predicted LR
+    and ranks between, by ``scales``, and every graph in ``always``, e.g. the base), the rest drawn thin
+    and grey. ``chance``: the loss of a
+    uniform guess (ln of the number of classes), drawn as a labelled line. Returns the axes.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
     order = hue_order or sorted(results[hue].unique())
-    colors, mappable = _scale_colors(order, scales)
+    many = len(order) > MAX_LEGEND
+    shown = _highlighted(order, scales, N_HIGHLIGHT, list(always or [])) if many else list(order)
+    colors = {g: OTHER for g in order} | _colors(shown)
     finite = clean_losses(results, metric)
     curves = {}
-    many = len(order) > MAX_LEGEND
-    for g in order:
+    for g in [g for g in order if g not in shown] + shown:  # the highlighted lines on top
         rows = results[results[hue] == g]
         if rows.empty:
             continue
@@ -116,40 +133,45 @@ def loss_vs_lr(results: pd.DataFrame, ax=None, *, metric: str = "train_loss", hu
         capped = cap_diverged(losses)  # drawn above every finite loss, marked with an open circle
         mean = np.nanmean(capped, axis=0) if capped.size else capped
         curves[g] = (lrs, mean)
-        band = finite[finite[hue] == g].groupby("lr")[metric].agg(["min", "max"]).reindex(lrs)
         label = (labels or {}).get(g, str(g))
-        ax.plot(lrs, mean, "-o", color=colors[g], ms=2.5, lw=1.0 if many else 1.5, label=label)
-        ax.fill_between(lrs, band["min"], band["max"], color=colors[g], alpha=0.05 if many else 0.18, lw=0)
+        if g not in shown:
+            ax.plot(lrs, mean, "-", color=OTHER, lw=0.7, alpha=0.8, zorder=1)
+            continue
+        band = finite[finite[hue] == g].groupby("lr")[metric].agg(["min", "max"]).reindex(lrs)
+        ax.plot(lrs, mean, "-o", color=colors[g], ms=2.5, lw=1.8 if many else 1.5, label=label, zorder=3)
+        ax.fill_between(lrs, band["min"], band["max"], color=colors[g], alpha=0.18, lw=0)
         some_diverged = _diverged_mask(rows, lrs, metric).any(axis=0)
         if some_diverged.any():
             ax.scatter(lrs[some_diverged], mean[some_diverged], s=22, facecolors="none", edgecolors=colors[g],
                        linewidths=0.9, zorder=4)
-    if any(_diverged_mask(results[results[hue] == g], curves[g][0], metric).any() for g in curves):
+    if many:
+        ax.plot([], [], "-", color=OTHER, lw=0.9, label=f"the other {len(order) - len(shown)} graphs")
+    drawn = [g for g in shown if g in curves]
+    if any(_diverged_mask(results[results[hue] == g], curves[g][0], metric).any() for g in drawn):
         ax.scatter([], [], s=22, facecolors="none", edgecolors="grey", label="a seed diverged (capped)")
     if max_lrs is not None and not max_lrs.empty and "best_loss" in max_lrs.columns:
         for _, row in max_lrs.iterrows():
             if row[hue] in colors and math.isfinite(row["max_lr"]):
-                ax.scatter([row["max_lr"]], [row["best_loss"]], marker="*", s=140, color=colors[row[hue]],
-                           edgecolor="k", linewidth=0.6, zorder=5)
+                big = row[hue] in shown
+                ax.scatter([row["max_lr"]], [row["best_loss"]], marker="*", s=140 if big else 40,
+                           color=colors[row[hue]], edgecolor="k" if big else "none", linewidth=0.6,
+                           zorder=5 if big else 2)
         ax.scatter([], [], marker="*", s=100, color="grey", edgecolor="k", label="measured max LR")
     ax.set_xscale("log")
     lim = _ylim(curves)
+    if chance is not None and np.isfinite(chance):
+        if lim is not None and lim[0] < chance < lim[1] + 0.25 * (lim[1] - lim[0]):
+            lim = (lim[0], max(lim[1], chance + 0.05 * (lim[1] - lim[0])))
+        if lim is None or chance < lim[1]:
+            ax.axhline(chance, color="tab:red", ls=":", lw=1.2, zorder=2,
+                       label=f"chance: ln {round(math.exp(chance))} = {chance:.2f}")
     if lim is not None:
         ax.set_ylim(*lim)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(f"{_METRIC_LABELS.get(metric, metric)}\n(seed mean, band = seed range)")
     if title:
         ax.set_title(title)
-    if mappable is not None and many:
-        bar = ax.figure.colorbar(mappable, ax=ax, pad=0.02)
-        bar.set_label("predicted LR scale vs base (log10)")
-        if legend:
-            handles, names = ax.get_legend_handles_labels()
-            extra = ("measured max LR", "a seed diverged (capped)")
-            keep = [(h, n) for h, n in zip(handles, names) if n in extra]
-            if keep:
-                ax.legend(*zip(*keep), fontsize=7)
-    elif legend:
+    if legend:
         kwargs = {"title": hue, "fontsize": 7, "title_fontsize": 8, "ncol": 1}
         kwargs.update(legend_kwargs or {})
         ax.legend(**kwargs)
@@ -225,18 +247,24 @@ def measured_vs_predicted(comparison, ax=None, *, hue: str | None = None, annota
     return ax
 
 
+def _bases(table: pd.DataFrame) -> list[str]:
+    return sorted(set(table.loc[table["is_base"], "graph"])) if "is_base" in table.columns else []
+
+
 def _scales(table: pd.DataFrame) -> dict[str, float]:
     return table.groupby("graph")["scale"].mean().to_dict()
 
 
 def sweep_figure(results: pd.DataFrame, comparison, *, title: str, max_lrs: pd.DataFrame | None = None,
-                 facet: str | None = None, metric: str = "train_loss", hue_in_comparison: str | None = None):
+                 facet: str | None = None, metric: str = "train_loss", hue_in_comparison: str | None = None,
+                 chance: float | None = None):
     """The paper-style figure: loss vs LR panels (one per ``facet`` value) and measured vs predicted.
 
     Lines are coloured by predicted LR (largest first: dark) so the ordering the rule predicts
     can be read off the loss curves; with a facet, the colours and the legend's scales are those
-    of the first facet value (e.g. kernel 3). The suptitle names the recipe the rows were trained
-    with. Returns the figure.
+    of the first facet value (e.g. kernel 3). ``chance`` (ln of the number of classes) draws the
+    loss of a uniform guess. The suptitle names the recipe the rows were trained with. Returns the
+    figure.
     """
     facets = [None] if facet is None else sorted(results[facet].unique())
     table = comparison.table
@@ -265,9 +293,12 @@ def sweep_figure(results: pd.DataFrame, comparison, *, title: str, max_lrs: pd.D
         loss_vs_lr(sub, ax, metric=metric, hue_order=[g for g in order if g in set(sub["graph"])],
                    max_lrs=sub_max, labels=labels, scales=scales, legend=i == 0,
                    legend_kwargs={"title": legend_title, "fontsize": 6, "title_fontsize": 7},
-                   title=("loss vs learning rate" if value is None else f"{facet} = {value}"))
+                   title=("loss vs learning rate" if value is None else
+                          f"{value}×{value} kernels" if facet == "kernel_size" else f"{facet} = {value}"),
+                   chance=chance,
+                   always=_bases(table))
     measured_vs_predicted(comparison, axes[n - 1], hue=hue_in_comparison, labels=short)
-    fig.suptitle(f"{title}\nrecipe: {comparison.recipe_text()}; depth offset {comparison.offset}",
+    fig.suptitle(f"{title}\ntrained with {recipe_name(comparison.recipe)}; depth offset {comparison.offset}",
                  fontsize=11)
     return fig
 
@@ -315,9 +346,13 @@ def factorial_figure(fact, *, title: str | None = None):
     moment at init (relative to the base), for the paper's setup and the reference code's.
     """
     cells = fact.cells.reset_index(drop=True)
-    labels = [f"{r.layout} / {r.init} / {r.readout}" for r in cells.itertuples()]
+    labels = [" · ".join(_SHORT[k].get(v, v) for k, v in (("layout", r.layout), ("init", r.init),
+                                                            ("readout", r.readout)))
+              for r in cells.itertuples()]
     colors = dict(zip(("mean_field", "standard", "reference"), sns.color_palette("deep", 3)))
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.8), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    fig = plt.figure(figsize=(13, 11))  # two metric panels side by side, the moment link below
+    grid = fig.add_gridspec(2, 2, width_ratios=[1.25, 1], height_ratios=[1.15, 1])
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
     y = np.arange(len(cells))
     for ax, metric, name in ((axes[0], "pearson_log", "Pearson r of log LRs (base excluded)"),
                              (axes[1], "error_factor", "typical error factor (×)")):
@@ -326,15 +361,16 @@ def factorial_figure(fact, *, title: str | None = None):
                                             [max(r[f"{metric}_hi"] - r[metric], 0)]],
                         fmt="s" if r["layout"] == "paper" else "o", color=colors[r["readout"]], capsize=3)
         ax.set_yticks(y)
-        ax.set_yticklabels(labels if ax is axes[0] else [], fontsize=7)
+        ax.set_yticklabels(labels if ax is axes[0] else [], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(name)
         ax.set_title(f"{name}\n95% bootstrap intervals, n = {int(cells['n'].max())} graphs per recipe",
                      fontsize=9)
     axes[0].axvline(0, color="k", lw=0.8)
     axes[1].axvline(1, color="k", lw=0.8)
+    axes[0].set_ylabel("layout · in-degree init · readout")
     for readout, color in colors.items():
-        axes[1].plot([], [], "o", color=color, label=f"readout {readout}")
+        axes[1].plot([], [], "o", color=color, label=RECIPE_LEVELS["readout"].get(readout, readout))
     axes[1].plot([], [], "s", color="grey", label="paper layout")
     axes[1].plot([], [], "o", color="grey", label="reference layout")
     axes[1].legend(fontsize=7, loc="lower right")
@@ -344,16 +380,19 @@ def factorial_figure(fact, *, title: str | None = None):
                                            (("reference", "source", "reference"), "tab:red")):
         sel = m[(m["layout"] == layout) & (m["init"] == init) & (m["readout"] == readout)]
         ax.scatter(sel["z2_ratio"], sel["measured"] / sel["predicted"], color=color, s=22, alpha=0.8,
-                   label=f"{layout} / {init} / {readout}")
+                   label=recipe_name({"layout": layout, "init": init, "readout": readout}))
     ax.axhline(1, color="k", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(mticker.NullFormatter())
     ax.set_xlabel("readout-input E[z²] at init, relative to the base graph")
     ax.set_ylabel("measured / predicted max LR (eq. 8)")
     ax.set_title("per graph: the prediction's miss against forward-variance growth", fontsize=9)
     ax.legend(fontsize=7)
-    fig.suptitle(title or f"Recipe factorial on {fact.spec.name}: which part of the recipe makes eq. 8 "
-                          f"predictive")
+    fig.suptitle(title or "Recipe factorial: which part of the recipe makes eq. 8 predictive")
     return fig
 
 
@@ -362,7 +401,7 @@ def _rows_of(frame: pd.DataFrame, graphs: list[str], kernel: int | None) -> pd.D
     return frame[keep & (frame["kernel_size"] == kernel)] if kernel else frame[keep]
 
 
-def column_figure(columns: dict, *, title: str, metric: str = "train_loss"):
+def column_figure(columns: dict, *, title: str, metric: str = "train_loss", chance: float | None = None):
     """One column per named ``(results, comparison, max_lrs[, kernel])``: loss vs LR, measured vs predicted.
 
     Each column's loss panel shows the rows of its comparison's graphs (at ``kernel`` only, when
@@ -386,14 +425,15 @@ def column_figure(columns: dict, *, title: str, metric: str = "train_loss"):
         loss_vs_lr(rows_of(results), axes[0, col], metric=metric, hue_order=order, labels=labels,
                    max_lrs=None if max_lrs is None else rows_of(max_lrs),
                    scales=scales, title=f"{name}: loss vs learning rate{at}",
-                   legend_kwargs={"title": "graph (predicted LR scale)", "fontsize": 6, "title_fontsize": 7})
+                   legend_kwargs={"title": "graph (predicted LR scale)", "fontsize": 6, "title_fontsize": 7},
+                   chance=chance, always=_bases(table))
         hue = "kernel_size" if comp.table["kernel_size"].nunique() > 1 else None
         measured_vs_predicted(comp, axes[1, col], labels=short, hue=hue,
                               title=f"{name}: measured vs predicted max LR")
-        recipes.append(comp.recipe_text())
+        recipes.append(recipe_name(comp.recipe))
     recipe = recipes[0] if len(set(recipes)) == 1 else "; ".join(f"{k}: {r}"
                                                                  for k, r in zip(columns, recipes))
-    fig.suptitle(f"{title}\nrecipe: {recipe}", fontsize=11)
+    fig.suptitle(f"{title}\ntrained with {recipe}", fontsize=11)
     return fig
 
 

@@ -277,8 +277,10 @@ def run_chunks(chunks: Sequence, train: TrainFn, shared: Any, writer, executor: 
 
     report = RunReport(planned=len(chunks), unit=unit)
     total = sum(work(c) for c in chunks)
+    # a headless bar (an executed notebook) prints its one line at the end; the summary below is that line
+    headless = getattr(tqdm, "headless", False)
     bar = tqdm(total=total, desc=desc, unit=f" {unit}", unit_scale=True, disable=not progress or total == 0,
-               dynamic_ncols=True)
+               dynamic_ncols=True, leave=not headless)
     streamed = 0
 
     def on_step(n: int) -> None:

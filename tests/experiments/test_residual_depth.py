@@ -152,6 +152,6 @@ def test_command_line_prints_the_same_transfers_as_python(tiny, tmp_path):
         assert got["finding"] == want.finding()
     assert out["ranking"].startswith("smallest error factor")
     text = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout  # reloads
-    assert "(c) Depth-muP, one LR" in text and "smallest error factor" in text
+    assert "(c) Depth-muP branches, one LR" in text and "smallest error factor" in text
     bad = subprocess.run([*cmd, "--set", "colour=red"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown residual depth setting" in bad.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from executed_notebooks import figure_title_problems, problems
 
 from archscale.notebook.reproduce import run_notebook
 from archscale.notebook.widgets import STATIC_ENV
@@ -96,3 +97,6 @@ def test_notebook_runs_at_smoke_preset(path, tmp_path, monkeypatch):
         assert written, f"{path.name} wrote no figure to figures_dir"
     for stem in written:
         assert (figures / f"{stem}.png").exists() and (figures / f"{stem}.pdf").exists()
+    wrong = problems(tmp_path / path.name) + [p for stem in sorted(written)
+                                              for p in figure_title_problems(figures / f"{stem}.png")]
+    assert not wrong, f"{path.name} at the smoke preset:\n  " + "\n  ".join(wrong)

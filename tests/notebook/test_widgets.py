@@ -13,6 +13,7 @@ from archscale import Dag, lr_scale
 from archscale.notebook.explorer import figure_png, readout_html, snapshot_html, view_html
 from archscale.notebook.widgets import (
     STATIC_ENV,
+    STATIC_NOTE,
     ArchscaleError,
     DagExplorer,
     StaticExplorer,
@@ -145,6 +146,7 @@ def test_static_view_is_one_html_block_with_figure_readout_and_tables():
     assert "data:image/png;base64," in page and page.count("<table") == 2
     assert 'class="archscale-lr"' in page and "0.0280158" in page
     assert bundle["text/plain"].startswith("DAG 2_12_202")
+    assert page.startswith(STATIC_NOTE) and "Static copy" in page  # says what it is
 
 
 def test_state_formula_and_depth_summary():

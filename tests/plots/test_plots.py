@@ -139,33 +139,18 @@ def test_lr_offset_figure_with_and_without_fit():
     fit = fit_offset(_chain_sweep(), offsets=range(1, 6), n_boot=200)
     assert (fit["n"] == 5).all()  # the base graph is not scored
     fig = lr_offset_figure(pred, fit, chain_codes=chains)
-    assert len(fig.axes) == 4  # no twin axis: every metric on its own labelled axes
+    assert len(fig.axes) == 3  # (a), (b) and the error factor; the flat correlation panel is not drawn
     best = int(fit.loc[fit["log_rmse_fit"].idxmin(), "offset"])
-    err_ax, r_ax = fig.axes[2], fig.axes[3]
+    err_ax = fig.axes[2]
     assert f"best offset {best}" in err_ax.get_title()
-    for ax, col, min_span in ((err_ax, "error_factor", 0.2), (r_ax, "pearson_log", 0.1)):
-        assert "base excluded" in ax.get_title() and "n = 5" in ax.get_title()
-        lo, hi = ax.get_ylim()
-        values = fit[[col, f"{col}_lo", f"{col}_hi"]].to_numpy().ravel()
-        assert lo <= np.nanmin(values) and hi >= np.nanmax(values)  # every estimate and interval shown
-        assert hi - lo >= min_span  # tiny differences are not blown up to fill the axis
-        assert ax.get_ylabel() not in fit.columns and ax.get_xlabel() == "depth offset"
-        assert any("95% interval" in t for t in _legend_texts(ax))
-
-
-def test_lr_offset_figure_keeps_a_flat_correlation_flat():
-    chains = [Dag.chain(k).code for k in (1, 2)]
-    pred = offset_predictions(chains, (1, 2, 3))
-    fit = pd.DataFrame({"offset": [1, 2, 3], "pearson_log": [0.978, 0.983, 0.981],
-                        "pearson_log_lo": [0.978, 0.983, 0.981], "pearson_log_hi": [0.978, 0.983, 0.981],
-                        "error_factor": [2.2, 1.2, 1.3], "error_factor_lo": [2.0, 1.1, 1.2],
-                        "error_factor_hi": [2.5, 1.4, 1.5], "log_rmse_fit": [0.3, 0.05, 0.1], "n": [5, 5, 5]})
-    r_ax = lr_offset_figure(pred, fit, chain_codes=chains).axes[3]
-    lo, hi = r_ax.get_ylim()
-    assert hi - lo >= 0.1 and lo <= 0.978 and 0.983 <= hi <= 1.02
-    few = fit.assign(pearson_log=np.nan, pearson_log_lo=np.nan, pearson_log_hi=np.nan, n=2)
-    texts = lr_offset_figure(pred, few, chain_codes=chains).axes[3].texts
-    assert any("r undefined" in t.get_text() for t in texts)
+    assert f"offset {best} fits this sweep best" in fig._suptitle.get_text()
+    assert "base excluded" in err_ax.get_title() and "n = 5" in err_ax.get_title()
+    lo, hi = err_ax.get_ylim()
+    values = fit[["error_factor", "error_factor_lo", "error_factor_hi"]].to_numpy().ravel()
+    assert lo <= np.nanmin(values) and hi >= np.nanmax(values)  # every estimate and interval shown
+    assert hi - lo >= 0.2  # tiny differences are not blown up to fill the axis
+    assert err_ax.get_ylabel() not in fit.columns and err_ax.get_xlabel() == "depth offset"
+    assert any("95% interval" in t for t in _legend_texts(err_ax))
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -218,15 +203,25 @@ def test_loss_vs_lr_draws_one_line_per_graph():
     assert "a seed diverged (capped)" in texts
 
 
-def test_many_graphs_get_a_colour_bar_not_a_legend_entry_each():
+def test_many_graphs_highlight_a_few_and_grey_the_rest():
     codes = ["1"] + [d.code for d in Dag.sample(5, 14, seed=0)]
     results, max_lrs, comp = _fake_sweep(graphs=codes, seeds=(0, 1))
-    fig = sweep_figure(results, comp, title="Fig. 2", max_lrs=max_lrs)
+    fig = sweep_figure(results, comp, title="Fig. 2", max_lrs=max_lrs, chance=float(np.log(10)))
     legend_texts = _legend_texts(fig.axes[0])
-    assert not any(code in legend_texts for code in codes[1:])
-    assert any("predicted LR scale" in a.get_ylabel() for a in fig.axes)  # the colour bar
+    named = [t for t in legend_texts if "(×" in t]
+    assert 2 <= len(named) <= 4  # the base, the smallest predicted LR and ranks between
+    assert any(t.startswith("L = 3 (base)") for t in named)
+    assert any(t.startswith("the other ") and t.endswith(" graphs") for t in legend_texts)
+    assert not any("log10" in a.get_ylabel() for a in fig.axes)  # no colour bar
     ax = fig.axes[1] if "measured" in fig.axes[1].get_ylabel() else fig.axes[-1]
     assert "largest misses" in ax.get_title()
+
+
+def test_the_chance_line_is_drawn_and_named_where_the_losses_reach_it():
+    results, max_lrs, comp = _fake_sweep()
+    top = float(results["train_loss"].max())
+    ax = loss_vs_lr(results, max_lrs=max_lrs, chance=min(top, 2.0) * 0.9)
+    assert any(t.startswith("chance: ln") for t in _legend_texts(ax))
 
 
 def test_measured_vs_predicted_title_and_identity_line():
@@ -244,8 +239,8 @@ def test_sweep_figure_facets_by_kernel(tmp_path):
     fig = sweep_figure(results, comp, title="Fig. 3", max_lrs=max_lrs, facet="kernel_size",
                        hue_in_comparison="kernel_size")
     assert len(fig.axes) == 3
-    assert "recipe: layout paper, init archscale, readout mean_field" in fig._suptitle.get_text()
-    assert [ax.get_title() for ax in fig.axes[:2]] == ["kernel_size = 3", "kernel_size = 5"]
+    assert "trained with the paper's stated recipe" in fig._suptitle.get_text()
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["3×3 kernels", "5×5 kernels"]
     assert [p.name for p in save_figure(fig, "fig3_test", tmp_path)] == ["fig3_test.png", "fig3_test.pdf"]
 
 
