@@ -134,7 +134,7 @@ def predicted_moments(cap: Capture, table: pd.DataFrame, example: torch.Tensor,
                 s = float(cast(torch.Tensor, la.module.weight).detach().double().std())
             post = _closing(la.post, deg[v]) if initialized and cap.norms else la.post
             terms.append(Term(cast(int, inp.src), pre=inp.chain, weight=s * s * inp.fan_in * inp.coverage,
-                              post=post))
+                              post=post, fan_in=inp.fan_in))
         vertices.append(Vertex(tuple(terms), cap.vertex_channels[v]))
     s0 = std[(stem.path, 0)]
     if s0 != s0:
@@ -160,8 +160,8 @@ def measured_moments(cap: Capture, model: torch.nn.Module, x: torch.Tensor) -> l
     train = cap.norm == "renormalize"
     buffers = {k: b.clone() for k, b in model.named_buffers()}
     modes = {m: m.training for m in list(model.modules()) + list(gm.modules())}
-    for m in modes:
-        m.train(train and isinstance(m, NORM_MODULES))
+    for m in modes:  # set one by one: train() would recurse into the children
+        m.training = train and isinstance(m, NORM_MODULES)
     try:
         with torch.no_grad():
             _Recorder(gm).run(x)
