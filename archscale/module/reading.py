@@ -187,11 +187,22 @@ class Reader:
             try:
                 self.env[node] = self.read(pos, node)
             except _Refused:
-                sig = [s for _, s in self.signals(node)]
-                self.env[node] = sig[0] if sig else None
+                self.env[node] = self.carry_on(node)
             except pieces.Mixed as err:
-                self.refuse(node, "mixed", f"{err} (concatenated or sliced channels archscale cannot follow)")
+                self.refuse(node, "mixed", f"move concatenated or sliced channels in a way archscale cannot "
+                                           f"follow ({err})")
                 self.env[node] = None
+
+    def carry_on(self, node: fx.Node) -> _Sig | None:
+        """After a refusal: the node's one-piece input when the shape is kept (so that later places of
+        the same kind are counted too), else nothing (what follows refuses nothing for it)."""
+        meta = node.meta.get("tensor_meta")
+        for arg_node, s in self.signals(node):
+            if s.labels is None and meta is not None and is_tensor(node) and \
+                    arg_node.meta.get("tensor_meta") is not None and \
+                    tuple(arg_node.meta["tensor_meta"].shape) == tuple(meta.shape):
+                return s
+        return None
 
     # -- one node
     def read(self, pos: int, node: fx.Node) -> Any:
@@ -251,6 +262,8 @@ class Reader:
 
     # -- the kinds of node
     def one_signal(self, node: fx.Node, sig: list[tuple[fx.Node, _Sig]]) -> _Sig:
+        if not sig and self.refused:  # downstream of a refusal: nothing new to say
+            raise _Refused()
         if len({id(s) for _, s in sig}) != 1:
             raise self.refuse(node, "combine", "combine several signals in one op; vertices only add them")
         return sig[0][1]
