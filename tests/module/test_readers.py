@@ -284,6 +284,33 @@ def test_depthwise_and_linear_bottleneck_edges():
     assert project["gain"] == 2.0 and deg[project["dst"]] == 2
 
 
+class Projection(nn.Module):
+    """A residual block with a 1x1 projection shortcut: edges of kernel 3, 3 and 1."""
+
+    def __init__(self, w=16):
+        super().__init__()
+        self.stem, self.c1, self.c2 = (nn.Conv2d(3, w, 3, padding=1), nn.Conv2d(w, w, 3, padding=1),
+                                       nn.Conv2d(w, w, 3, padding=1))
+        self.proj, self.fc = nn.Conv2d(w, w, 1), nn.Linear(w, 10)
+
+    def forward(self, x):
+        h = F.relu(self.stem(x))
+        return self.fc(F.relu(self.proj(h) + self.c2(F.relu(self.c1(h)))).mean((2, 3)))
+
+
+def test_mixed_kernel_sizes_against_a_hand_computation():
+    plan = archscale.apply(Projection(), torch.randn(*IMG), base_lr=0.1, init=False)
+    # paths [c1, c2] (L = 5, areas 9 + 9) and [proj] (L = 4, area 1); a_ref = 19/3; the base '1' with
+    # kernel 3 is 9 * 3^3: eq. 9 per path, T_p = L_p^2 (3 a_ref + sum of its areas)
+    t = 25 * (19 + 18) + 16 * (19 + 1)
+    assert plan.kernel_size is None and plan.lr == pytest.approx(0.1 * math.sqrt(9 * 27 / t), rel=1e-12)
+    rows = plan.modules.set_index("module")
+    assert rows.loc["proj", "fan_in"] == 16 and rows.loc["proj", "init_std"] == pytest.approx(init_std(16, 2))
+    assert rows.loc["c2", "init_std"] == pytest.approx(init_std(144, 2))
+    one_q = archscale.apply(Projection(), torch.randn(*IMG), base_lr=0.1, init=False, kernel_size=3)
+    assert one_q.lr == pytest.approx(0.1 * math.sqrt(27 / (125 + 64)), rel=1e-12)  # eq. 9 with q = 3
+
+
 # ---------------------------------------------------------------------------------------- the collection
 @pytest.mark.parametrize("name", list(ZOO))
 def test_the_mini_collection_is_read_or_refused_in_one_line(name):
