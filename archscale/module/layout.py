@@ -141,6 +141,8 @@ def predicted_moments(cap: Capture, table: pd.DataFrame, example: torch.Tensor,
         s0 = float(cast(torch.Tensor, stem.module.weight).detach().double().std())
     first = stem.inputs[0]
     x2 = float(example.detach().double().pow(2).mean())
+    if not (math.isfinite(x2) and x2 > 0):  # an all-zero example: the ratios of a unit input
+        x2 = 1.0
     moments = layout_moments(vertices, input_moment=s0 * s0 * first.fan_in * first.coverage * x2)
     return [m / moments[0] for m in moments]
 
