@@ -182,10 +182,13 @@ def _notes(reader: Reader, layers: list[Layer], norm: str) -> tuple[list[str], l
         shown = ", ".join(post[:3]) + (", ..." if len(post) > 3 else "")
         notes.append(f"{len(post)} edges apply an activation after their weights and before the sum (the "
                      f"reference code's layout: {shown}); the predicted moments follow it")
-    if c["pool"]:
-        notes.append(f"{c['pool']} pooling ops inside the network ({listed('pool')}) are read as "
-                     "pass-throughs "
-                     f"by the predicted moments")
+    before_readout = reader.readout_pools()
+    inside = [p for p in places.get("pool", []) if p not in before_readout]
+    if inside:
+        names = list(dict.fromkeys(inside))
+        notes.append(f"{len(inside)} pooling ops inside the network ({', '.join(names[:3])}"
+                     f"{', ...' if len(names) > 3 else ''}) are read as pass-throughs by the predicted "
+                     f"moments")
     if c["affine"]:
         notes.append(f"{c['affine']} constant scales or shifts ({listed('affine')}) read as elementwise ops")
     return notes, approx

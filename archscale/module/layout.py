@@ -32,7 +32,7 @@ from .ops import NORM_MODULES
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["edge_table", "initialize", "measured_moments", "predicted_moments", "rows"]
+__all__ = ["agreement", "edge_table", "initialize", "measured_moments", "predicted_moments", "rows"]
 
 _COLUMNS = ("module", "role", "type", "input", "src", "dst", "in_degree", "fan_in", "gain", "init_std")
 
@@ -173,3 +173,15 @@ def measured_moments(cap: Capture, model: torch.nn.Module, x: torch.Tensor) -> l
                 b.copy_(buffers[k])
     first = values[cast(str, cap.vertex_nodes[0])]
     return [values[name] / first if name is not None else float("nan") for name in cap.vertex_nodes]
+
+
+def agreement(predicted, measured) -> tuple[float, float]:
+    """``(median, worst)`` factor between measured and predicted moments over the measured vertices
+    (``exp`` of the median and the largest ``|ln(measured / predicted)|``)."""
+    import numpy as np
+
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    keep = ~np.isnan(m) & ~np.isnan(p)
+    dev = np.abs(np.log(m[keep] / p[keep]))
+    return float(np.exp(np.median(dev))), float(np.exp(dev.max()))
+

@@ -187,22 +187,40 @@ class Reader:
             try:
                 self.env[node] = self.read(pos, node)
             except _Refused:
-                self.env[node] = self.carry_on(node)
+                self.env[node] = self.carry_on(pos, node)
             except pieces.Mixed as err:
                 self.refuse(node, "mixed", f"move concatenated or sliced channels in a way archscale cannot "
                                            f"follow ({err})")
-                self.env[node] = None
+                self.env[node] = self.carry_on(pos, node)
 
-    def carry_on(self, node: fx.Node) -> _Sig | None:
-        """After a refusal: the node's one-piece input when the shape is kept (so that later places of
-        the same kind are counted too), else nothing (what follows refuses nothing for it)."""
+    def readout_pools(self) -> set[str]:
+        """The pooling ops between the last vertex and the readout (a global average pool): not inside."""
+        if self.readout is None:
+            return set()
+        vertices = {v.node for v in self.vals if v.vertex is not None}
+        out, todo = set(), list(self.readout.node.all_input_nodes)
+        while todo:
+            n = todo.pop()
+            if n in vertices or n.op == "placeholder":
+                continue
+            if n.op != "get_attr" and ops.structural_kind(
+                    n, self.gm.get_submodule(str(n.target)) if n.op == "call_module" else None) == "pool":
+                out.add(module_path(n) or n.name)
+            todo.extend(n.all_input_nodes)
+        return out
+
+    def carry_on(self, pos: int, node: fx.Node) -> _Sig | None:
+        """After a refusal, what the walk goes on with (so that later places of the same kind are
+        counted, and nothing downstream is refused for the refusal's sake): the node's one-piece input
+        when the shape is kept, else a fresh value of unknown origin."""
+        if node.op == "output":
+            return None
         meta = node.meta.get("tensor_meta")
         for arg_node, s in self.signals(node):
-            if s.labels is None and meta is not None and is_tensor(node) and \
-                    arg_node.meta.get("tensor_meta") is not None and \
+            if s.labels is None and is_tensor(node) and is_tensor(arg_node) and \
                     tuple(arg_node.meta["tensor_meta"].shape) == tuple(meta.shape):
                 return s
-        return None
+        return _Sig(((self.new("sum", pos, node), ()),), node)
 
     # -- one node
     def read(self, pos: int, node: fx.Node) -> Any:
