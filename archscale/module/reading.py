@@ -215,10 +215,9 @@ class Reader:
         when the shape is kept, else a fresh value of unknown origin."""
         if node.op == "output":
             return None
-        meta = node.meta.get("tensor_meta")
         for arg_node, s in self.signals(node):
             if s.labels is None and is_tensor(node) and is_tensor(arg_node) and \
-                    tuple(arg_node.meta["tensor_meta"].shape) == tuple(meta.shape):
+                    tuple(arg_node.meta["tensor_meta"].shape) == tuple(node.meta["tensor_meta"].shape):
                 return s
         return _Sig(((self.new("sum", pos, node), ()),), node)
 
