@@ -141,6 +141,7 @@ def predicted_moments(cap: Capture, table: pd.DataFrame, example: torch.Tensor,
         s0 = float(cast(torch.Tensor, stem.module.weight).detach().double().std())
     first = stem.inputs[0]
     x2 = float(example.detach().double().pow(2).mean())
+    x2 = x2 if x2 > 0 and math.isfinite(x2) else 1.0  # an all-zero example: the scale of a unit input
     moments = layout_moments(vertices, input_moment=s0 * s0 * first.fan_in * first.coverage * x2)
     return [m / moments[0] for m in moments]
 
