@@ -44,19 +44,22 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 (x ``expansion``); ResNeXt's block is the same with a grouped 3x3."""
+
     expansion = 4
 
-    def __init__(self, cin, planes, stride=1):
+    def __init__(self, cin, planes, stride=1, groups=1, expansion=4):
         super().__init__()
+        out = expansion * planes
         self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
         self.bn1 = bn(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, groups=groups, bias=False)
         self.bn2 = bn(planes)
-        self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
-        self.bn3 = bn(4 * planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = bn(out)
         self.shortcut = nn.Sequential()
-        if stride != 1 or cin != 4 * planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, 4 * planes, 1, stride, bias=False), bn(4 * planes))
+        if stride != 1 or cin != out:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), bn(out))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -421,33 +424,13 @@ class MobileNetV2(nn.Module):
         return self.linear(out.view(out.size(0), -1))
 
 
-class ResNeXtBlock(nn.Module):
-    def __init__(self, cin, cardinality=4, group_width=4, stride=1):
-        super().__init__()
-        w = cardinality * group_width
-        self.conv1 = nn.Conv2d(cin, w, 1, bias=False)
-        self.bn1 = bn(w)
-        self.conv2 = nn.Conv2d(w, w, 3, stride, 1, groups=cardinality, bias=False)
-        self.bn2 = bn(w)
-        self.conv3 = nn.Conv2d(w, 2 * w, 1, bias=False)
-        self.bn3 = bn(2 * w)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != 2 * w:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, 2 * w, 1, stride, bias=False), bn(2 * w))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return F.relu(out + self.shortcut(x))
-
-
 class ResNeXt(nn.Module):
     def __init__(self, classes=10):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, 1, bias=False)
         self.bn1 = bn(16)
-        self.layers = nn.Sequential(ResNeXtBlock(16), ResNeXtBlock(32), ResNeXtBlock(32, stride=2))
+        self.layers = nn.Sequential(*(Bottleneck(cin, 16, stride, groups=4, expansion=2)  # cardinality 4
+                                      for cin, stride in ((16, 1), (32, 1), (32, 2))))
         self.linear = nn.Linear(32, classes)
 
     def forward(self, x):

@@ -41,7 +41,7 @@ import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import torch
 from torch import fx, nn
@@ -51,8 +51,9 @@ from ..core.dag import Dag
 from ..core.errors import ArchscaleError, DagError
 from ..core.kernels import kernel_area
 from ..nn import blas
-from .reading import Layer, LayerInput, Reader, nonlinear
+from .reading import Reader
 from .trace import WEIGHTED, trace
+from .weighted import Layer, LayerInput, nonlinear
 
 blas.ensure_strict()  # MKL's strict reproducible mode, before anything computes (see blas.py)
 
@@ -83,7 +84,6 @@ class Capture:
     graph_module: fx.GraphModule
     notes: list[str] = field(default_factory=list)
     kernel_areas: dict[tuple[int, int], list] | None = None
-    stem_area: Any = 9
     vertex_terms: list[list[tuple]] = field(default_factory=list)
     vertex_channels: list[tuple[int, ...] | None] = field(default_factory=list)
     norm: str = "pass-through"
@@ -96,28 +96,28 @@ class Capture:
                 return layer
         raise ArchscaleError(f"no weighted module {path!r} in this model")
 
+
 # ---------------------------------------------------------------------------------------- capture
-def _kernels(layers: list[Layer], override: int | None) -> tuple[int | None, dict | None, Any]:
+def _kernels(layers: list[Layer], override: int | None) -> tuple[int | None, dict | None]:
     """eq. 9's q (one square kernel everywhere, or ``override``), else the edges' kernel areas."""
-    stem = next((la for la in layers if la.role == "stem"), None)
-    stem_area = kernel_area(stem.kernel) if stem is not None and stem.kernel is not None else 9
     if override is not None:
-        return validate.kernel_size(override, "kernel_size"), None, stem_area
+        return validate.kernel_size(override, "kernel_size"), None
     edges = [la for la in layers if la.role == "edge"]
     kernels = {la.kernel for la in edges}
-    if not edges:
+    if not edges:  # the stem's kernel, as eq. 9's q of a graph without weighted edges
+        stem = next((la for la in layers if la.role == "stem"), None)
         k = stem.kernel if stem is not None else None
-        return (k[0] if k and len(set(k)) == 1 and k[0] % 2 else None), None, stem_area
+        return (k[0] if k and len(set(k)) == 1 and k[0] % 2 else None), None
     if len(kernels) == 1:
         k = next(iter(kernels))
         if k is not None and len(set(k)) == 1 and k[0] % 2 == 1:
-            return k[0], None, stem_area
+            return k[0], None
     areas: dict[tuple[int, int], list] = {}
     for la in edges:
         for inp in la.inputs:
             assert inp.src is not None and la.dst is not None
             areas.setdefault((inp.src, la.dst), []).append(kernel_area(la.kernel))
-    return None, areas, stem_area
+    return None, areas
 
 
 def _notes(reader: Reader, layers: list[Layer], norm: str) -> tuple[list[str], list[str]]:
@@ -182,10 +182,13 @@ def _notes(reader: Reader, layers: list[Layer], norm: str) -> tuple[list[str], l
         shown = ", ".join(post[:3]) + (", ..." if len(post) > 3 else "")
         notes.append(f"{len(post)} edges apply an activation after their weights and before the sum (the "
                      f"reference code's layout: {shown}); the predicted moments follow it")
-    if c["pool"]:
-        notes.append(f"{c['pool']} pooling ops inside the network ({listed('pool')}) are read as "
-                     "pass-throughs "
-                     f"by the predicted moments")
+    before_readout = reader.readout_pools()
+    inside = [p for p in places.get("pool", []) if p not in before_readout]
+    if inside:
+        names = list(dict.fromkeys(inside))
+        notes.append(f"{len(inside)} pooling ops inside the network ({', '.join(names[:3])}"
+                     f"{', ...' if len(names) > 3 else ''}) are read as pass-throughs by the predicted "
+                     f"moments")
     if c["affine"]:
         notes.append(f"{c['affine']} constant scales or shifts ({listed('affine')}) read as elementwise ops")
     return notes, approx
@@ -300,7 +303,7 @@ def _capture(model: nn.Module, example_input: torch.Tensor, norm: str, kernel_si
     if arch == "mlp" and kernel_size is not None:
         raise ArchscaleError("kernel_size applies to convolutional models only; this one has no conv stem "
                              "or edge")
-    q, areas, stem_area = _kernels(layers, kernel_size) if arch == "cnn" else (None, None, 9)
+    q, areas = _kernels(layers, kernel_size) if arch == "cnn" else (None, None)
     graph = Dag.from_edges(len(nodes), edges, ops=arch)
     readout.layer.src = graph.output
     _mark_activated(graph, terms, layers)
@@ -321,5 +324,5 @@ def _capture(model: nn.Module, example_input: torch.Tensor, norm: str, kernel_si
         warnings.warn(f"archscale read {name} approximately: {'; '.join(approx)} (see the plan's notes)",
                       stacklevel=3)
     return Capture(graph=graph, arch=arch, kernel_size=q, layers=layers, vertex_nodes=nodes, graph_module=gm,
-                   notes=notes, kernel_areas=areas, stem_area=stem_area, vertex_terms=terms,
+                   notes=notes, kernel_areas=areas, vertex_terms=terms,
                    vertex_channels=channels, norm=norm, norms=norms, approximations=approx)

@@ -32,7 +32,7 @@ from .ops import NORM_MODULES
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["edge_table", "initialize", "measured_moments", "predicted_moments", "rows"]
+__all__ = ["agreement", "edge_table", "initialize", "measured_moments", "predicted_moments", "rows"]
 
 _COLUMNS = ("module", "role", "type", "input", "src", "dst", "in_degree", "fan_in", "gain", "init_std")
 
@@ -141,8 +141,7 @@ def predicted_moments(cap: Capture, table: pd.DataFrame, example: torch.Tensor,
         s0 = float(cast(torch.Tensor, stem.module.weight).detach().double().std())
     first = stem.inputs[0]
     x2 = float(example.detach().double().pow(2).mean())
-    if not (math.isfinite(x2) and x2 > 0):  # an all-zero example: the ratios of a unit input
-        x2 = 1.0
+    x2 = x2 if x2 > 0 and math.isfinite(x2) else 1.0  # an all-zero example: the scale of a unit input
     moments = layout_moments(vertices, input_moment=s0 * s0 * first.fan_in * first.coverage * x2)
     return [m / moments[0] for m in moments]
 
@@ -175,3 +174,15 @@ def measured_moments(cap: Capture, model: torch.nn.Module, x: torch.Tensor) -> l
                 b.copy_(buffers[k])
     first = values[cast(str, cap.vertex_nodes[0])]
     return [values[name] / first if name is not None else float("nan") for name in cap.vertex_nodes]
+
+
+def agreement(predicted, measured) -> tuple[float, float]:
+    """``(median, worst)`` factor between measured and predicted moments over the measured vertices
+    (``exp`` of the median and the largest ``|ln(measured / predicted)|``)."""
+    import numpy as np
+
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    keep = ~np.isnan(m) & ~np.isnan(p)
+    dev = np.abs(np.log(m[keep] / p[keep]))
+    return float(np.exp(np.median(dev))), float(np.exp(dev.max()))
+

@@ -1,12 +1,12 @@
 """``archscale.apply(model, x)``: the architecture-aware init and learning rate of any module.
 
 :func:`apply` reads the module's graph (:mod:`archscale.module.capture`), draws every weight by the
-target in-degree rule (``scaling.init_std``; the readout mean-field by ``scaling.readout_std``),
-and transfers the learning rate the user tuned on a base network by eq. 8/9
-(``scaling.lr_scale``, the path-sum dynamic program). The returned :class:`Plan` holds the graph,
-a per-module table, the scale and LR, the path histogram, the predicted forward second moment of
-every vertex (``scaling.second_moments``, the exact infinite-width recursion) and the optimizer's
-parameter groups.
+target in-degree rule (:mod:`archscale.module.layout`: ``scaling.init_std`` per edge; the readout
+mean-field by ``scaling.readout_std``), and transfers the learning rate the user tuned on a base
+network by eq. 8/9 (``scaling.lr_scale``, the path-sum dynamic program; per edge for mixed kernel
+sizes). The returned :class:`Plan` holds the graph, a per-edge table, the scale and LR, the path
+histogram, the predicted forward second moment of every vertex for the layout as written
+(``core.moments.layout_moments``, infinite width) and the optimizer's parameter groups.
 
 With ``depth_mup=True`` the graph must be a residual chain (:mod:`archscale.core.residual`): the last
 weighted module of every residual branch gets its output multiplied by ``1/sqrt(K)`` (a forward
@@ -64,9 +64,10 @@ class BranchMultiplier:
 class Plan:
     """What :func:`apply` read and decided; ``print(plan)`` or display it in a notebook.
 
-    ``modules`` has one row per Linear/Conv: module path, role (stem/edge/readout/unused), type,
-    source and target vertex, the target's in-degree (live edges, what the rule divides by),
-    fan-in and the init std the rule gives (``None`` where the plan keeps the user's weights).
+    ``modules`` has one row per edge (one per Linear/Conv, one per piece for a module reading a
+    concatenation): module path, role (stem/edge/readout/gate/unused), type, the piece's channels
+    (``input``), source and target vertex, the target's in-degree (live edges, what the rule divides
+    by), fan-in, gain and the init std the rule gives (NaN where the plan keeps the user's weights).
     ``scale`` is ``eta_target / eta_base`` and ``lr = base_lr * scale`` (``None`` without a
     base LR). ``second_moments[v]`` is the predicted ``E[z_v^2] / E[z_0^2]`` at infinite width
     (without branch multipliers). ``branch_multipliers`` maps the module closing each residual
@@ -148,7 +149,7 @@ class Plan:
         """Parameter groups for ``torch.optim`` labelled ``stem``/``hidden``/``readout``, each at the LR.
 
         ``hidden`` also holds every parameter outside the stem and the readout (unused modules,
-        normalization read with ``norm="ignore"``). ``lr`` overrides the plan's.
+        normalization layers, side-branch gates). ``lr`` overrides the plan's.
         """
         lr = self.lr if lr is None else validate.learning_rate(lr)
         if lr is None:
@@ -180,7 +181,8 @@ class Plan:
         hist = ", ".join(f"{c} x L={d}" for d, c in self.depth_counts.items())
         base = f"{self.base}" + (f", kernel {self.base_kernel}" if self.base_kernel else "")
         out = {"graph": str(self.graph),
-               "arch": self.arch + (f", kernel q = {self.kernel_size}" if self.kernel_size else ""),
+               "arch": self.arch + (f", kernel q = {self.kernel_size}" if self.kernel_size else
+                                    ", mixed kernel sizes (eq. 9 per edge)" if self.arch == "cnn" else ""),
                "paths": f"{self.n_paths} ({hist}; L_p = {self.offset} + weighted edges)",
                "sum L_p^3": str(self.path_sum),
                "base": base, "scale": f"{self.scale:.6g}"}

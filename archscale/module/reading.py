@@ -22,70 +22,13 @@ from torch import fx, nn
 from ..core.errors import ArchscaleError
 from . import ops, pieces
 from .trace import WEIGHTED, is_tensor, module_path, short_where
+from .weighted import Layer, LayerInput, nonlinear
 
-__all__ = ["GATE_ACTIVATIONS", "Layer", "LayerInput", "Reader", "nonlinear"]
+__all__ = ["GATE_ACTIVATIONS", "Reader"]
 
 GATE_ACTIVATIONS = {"sigmoid", "hardsigmoid", "tanh"}
 _MESSAGE_BUDGET = 300
 
-
-def nonlinear(chain: tuple) -> bool:
-    """Whether an elementwise chain holds an activation or a product (anything but affine maps)."""
-    return any(op[0] in ("act", "mul") for op in chain)
-
-
-@dataclass
-class LayerInput:
-    """One edge of a weighted module: the vertex it reads (None: the raw input), the elementwise chain
-    in front of the weights, its fan-in, the weights it owns (a mask; None: all) and the share of
-    kernel taps inside the input (zero padding)."""
-
-    src: int | None
-    chain: tuple
-    fan_in: int
-    channels: int
-    mask: torch.Tensor | None = field(default=None, repr=False)
-    coverage: float = 1.0
-    activated: bool = False  # an activation sits in front of the weights: in the chain or in the source
-
-    @property
-    def gain_one(self) -> bool:
-        """Whether no activation sits between the previous weights and these (a gain of 1)."""
-        return not self.activated and not any(op[0] in ("act", "mul") for op in self.chain)
-
-
-@dataclass
-class Layer:
-    """One weighted module of the captured model: where it sits in the graph and its edges."""
-
-    path: str
-    module: nn.Module
-    role: str  # "stem" | "edge" | "readout" | "gate" | "unused"
-    src: int | None = None
-    dst: int | None = None
-    node: str | None = None
-    post_act: bool = False
-    inputs: list[LayerInput] = field(default_factory=list)
-    post: tuple = ()
-
-    @property
-    def kind(self) -> str:
-        return type(self.module).__name__
-
-    @property
-    def fan_in(self) -> int:
-        w = cast(torch.Tensor, self.module.weight)
-        return int(w.shape[1] * math.prod(w.shape[2:]))
-
-    @property
-    def kernel(self) -> tuple[int, ...] | None:
-        return (tuple(cast("tuple[int, ...]", self.module.kernel_size))
-                if not isinstance(self.module, nn.Linear) else None)
-
-    @property
-    def depthwise(self) -> bool:
-        groups = int(getattr(self.module, "groups", 1))
-        return groups > 1 and groups == int(getattr(self.module, "in_channels", 0))
 
 @dataclass(eq=False)
 class _Val:
@@ -126,10 +69,6 @@ class _Refused(Exception):
 
 def _is_number(a: Any) -> bool:
     return isinstance(a, (int, float)) and not isinstance(a, bool)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -187,22 +126,39 @@ class Reader:
             try:
                 self.env[node] = self.read(pos, node)
             except _Refused:
-                self.env[node] = self.carry_on(node)
+                self.env[node] = self.carry_on(pos, node)
             except pieces.Mixed as err:
                 self.refuse(node, "mixed", f"move concatenated or sliced channels in a way archscale cannot "
                                            f"follow ({err})")
-                self.env[node] = None
+                self.env[node] = self.carry_on(pos, node)
 
-    def carry_on(self, node: fx.Node) -> _Sig | None:
-        """After a refusal: the node's one-piece input when the shape is kept (so that later places of
-        the same kind are counted too), else nothing (what follows refuses nothing for it)."""
-        meta = node.meta.get("tensor_meta")
+    def readout_pools(self) -> set[str]:
+        """The pooling ops between the last vertex and the readout (a global average pool): not inside."""
+        if self.readout is None:
+            return set()
+        vertices = {v.node for v in self.vals if v.vertex is not None}
+        out, todo = set(), list(self.readout.node.all_input_nodes)
+        while todo:
+            n = todo.pop()
+            if n in vertices or n.op == "placeholder":
+                continue
+            if n.op != "get_attr" and ops.structural_kind(
+                    n, self.gm.get_submodule(str(n.target)) if n.op == "call_module" else None) == "pool":
+                out.add(module_path(n) or n.name)
+            todo.extend(n.all_input_nodes)
+        return out
+
+    def carry_on(self, pos: int, node: fx.Node) -> _Sig | None:
+        """After a refusal, what the walk goes on with (so that later places of the same kind are
+        counted, and nothing downstream is refused for the refusal's sake): the node's one-piece input
+        when the shape is kept, else a fresh value of unknown origin."""
+        if node.op == "output":
+            return None
         for arg_node, s in self.signals(node):
-            if s.labels is None and meta is not None and is_tensor(node) and \
-                    arg_node.meta.get("tensor_meta") is not None and \
-                    tuple(arg_node.meta["tensor_meta"].shape) == tuple(meta.shape):
+            if s.labels is None and is_tensor(node) and is_tensor(arg_node) and \
+                    tuple(arg_node.meta["tensor_meta"].shape) == tuple(node.meta["tensor_meta"].shape):
                 return s
-        return None
+        return _Sig(((self.new("sum", pos, node), ()),), node)
 
     # -- one node
     def read(self, pos: int, node: fx.Node) -> Any:

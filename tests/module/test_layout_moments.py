@@ -28,6 +28,7 @@ import torch
 from minizoo import BasicBlock, MobileNetV2, ResNet
 
 import archscale
+from archscale.module.layout import agreement
 
 WIDTH = 256
 NETS = {
@@ -35,13 +36,6 @@ NETS = {
     "mobilenetv2": lambda: MobileNetV2(cfg=((1, WIDTH, 1, 1), (2, WIDTH, 2, 1), (2, WIDTH, 2, 2),
                                             (2, WIDTH, 2, 2)), width=WIDTH, head=2 * WIDTH),
 }
-
-
-def factors(measured: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
-    """(median, worst) factor between measured and predicted, vertices with a measurement."""
-    keep = ~np.isnan(measured)
-    dev = np.abs(np.log(measured[keep] / predicted[keep]))
-    return float(np.exp(np.median(dev))), float(np.exp(dev.max()))
 
 
 @pytest.mark.parametrize("norm", ["pass-through", "renormalize"])
@@ -56,9 +50,8 @@ def test_predicted_moments_match_the_measured_ones_at_width_256(name, norm):
             warnings.simplefilter("ignore")
             plan = archscale.apply(model, x[:2], norm=norm, seed=seed)
         measured.append(plan.measured_second_moments(x))
-    predicted = np.asarray(plan.second_moments)
-    median, worst = factors(np.mean(measured, axis=0), predicted)
-    singles = [factors(np.asarray(m), predicted) for m in measured]
+    median, worst = agreement(plan.second_moments, np.mean(measured, axis=0))
+    singles = [agreement(plan.second_moments, m) for m in measured]
     print(f"{name} {norm}: median {median:.3f} worst {worst:.3f}; single seeds "
           + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in singles))
     assert median <= 1.15 and worst <= 2.0, (median, worst)
