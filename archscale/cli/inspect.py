@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():  # the plan's notes say what was approximated
         warnings.simplefilter("ignore")
         plan = apply(model, x, base_lr=args.base_lr, base=_base(args.base), init=False, norm=args.norm,
-                     kernel_size=args.kernel_size, gating=args.gating)
+                     kernel_size=args.kernel_size, gating=args.gating, law=args.law, recipe=args.recipe)
     listed = plan.paths(limit=MAX_LISTED_PATHS) if plan.n_paths <= MAX_LISTED_PATHS else []
     if args.json:
         print(json.dumps({**plan.to_dict(), "listed_paths": listed}))

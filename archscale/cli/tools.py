@@ -87,6 +87,12 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
                         "the second moment (renormalize), or refused (error)")
     p.add_argument("--gating", choices=("error", "ignore"), default="error",
                    help="side-branch gates (squeeze-excitation): refused (default) or read as pass-throughs")
+    p.add_argument("--law", default=None,
+                   help="the law that moves the LR (eq8, effective_depth, longest_path, path_count, "
+                        "constant, depth_mup); default: the one the project's measurements support here")
+    p.add_argument("--recipe", choices=("paper", "reference"), default="paper",
+                   help="init recipe: the paper's (target in-degree, mean-field readout) or the reference "
+                        "code's, with which the evidence was measured")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_inspect)
 

@@ -55,8 +55,8 @@ class Law:
     size: Callable[[Dag, float], float]
     exponent: float
 
-    def scale(self, dag: Dag, base: Dag, *, offset: float = 3, q: int | None = None,
-              q_base: int | None = None, exponent: float | None = None) -> float:
+    def scale(self, dag: Dag, base: Dag, *, offset: float = 3, q: float | None = None,
+              q_base: float | None = None, exponent: float | None = None) -> float:
         """``eta(dag) / eta(base)``; ``exponent`` overrides the law's own (a calibration)."""
         a = self.exponent if exponent is None else exponent
         ratio = (self.size(dag, offset) / self.size(base, offset)) ** (-a)

@@ -5,9 +5,11 @@
 
 * ``chain``: one input-output path;
 * ``cell``: several paths in a graph of at most 4 vertices (the paper's NAS-style cells);
-* ``residual``: a residual chain (:func:`archscale.core.residual.residual_blocks`), or any larger
-  graph where branches merge at two or more vertices (ResNets with projection shortcuts, dense
-  concatenations): the regime whose path count grows exponentially with depth.
+* ``residual``: a chain of two or more residual blocks (:func:`archscale.core.residual.residual_blocks`
+  with projection shortcuts: ResNets, stages and width changes included), whose path count grows
+  exponentially with depth;
+* ``multi-branch``: any other graph of more than 4 vertices with several paths (dense
+  concatenations, inception modules): no sweep of the project measures it yet.
 
 :func:`alternatives` gives every applicable law's LR; :func:`assess` the :class:`Trust` line:
 the law used, the regime, the measured error factor of that law in that regime with its
@@ -42,10 +44,11 @@ def regime_of(dag: Dag, arch: str, normalized: bool = False) -> tuple[str, str, 
         k = len(residual_blocks(dag, projection=True))
     except (DagError, ArchscaleError):
         k = 0
-    merges = sum(1 for d in dag.live_in_degrees if d >= 2)
-    if k >= 2 or (dag.n_vertices > 4 and merges >= 2):
+    if k >= 2:
         return (arch, "residual", normalized)
-    return (arch, "cell", normalized)
+    if dag.n_vertices <= 4 or k == 1:
+        return (arch, "cell", normalized)
+    return (arch, "multi-branch", normalized)
 
 
 def describe(regime: tuple[str, str, bool]) -> str:
@@ -54,7 +57,7 @@ def describe(regime: tuple[str, str, bool]) -> str:
     return REGIMES.get(regime, f"a {'normalized ' if normalized else ''}{arch.upper()} {structure} graph")
 
 
-def alternatives(dag: Dag, base: Dag, *, offset: float, q: int | None = None, q_base: int | None = None,
+def alternatives(dag: Dag, base: Dag, *, offset: float, q: float | None = None, q_base: float | None = None,
                  residual: bool = False) -> dict[str, float]:
     """``eta / eta_base`` under every law of :data:`LAWS` (eq. 9's kernel factor included for CNNs),
     plus ``depth_mup`` (one LR, the branches scaled) when the graph is residual."""
@@ -94,15 +97,21 @@ class Trust:
 
 
 def assess(law: str, regime: tuple[str, str, bool], scale: float | None, *,
-           evidence: dict | None = None) -> Trust:
-    """The :class:`Trust` of an LR ``base_lr * scale`` given by ``law`` on a graph of ``regime``."""
+           evidence: dict | None = None, optimizer: str = "sgd") -> Trust:
+    """The :class:`Trust` of an LR ``base_lr * scale`` given by ``law`` on a graph of ``regime``,
+    trained with ``optimizer`` (the evidence was measured with SGD)."""
     records = load_evidence() if evidence is None else evidence
     ev = records.get(regime)
     measured = ev.laws.get(law) if ev else None
     text = (f"{measured.format()} (n = {ev.n} x {ev.seeds} seeds; {ev.provenance()})"
             if ev and measured else None)
     warnings = []
-    if ev is None:
+    if optimizer != "sgd":
+        text = None
+        warnings.append(f"every measurement behind this line is of SGD; under {optimizer} the graph's effect "
+                        f"on the maximal LR is unmeasured here (measure it with archscale check --optimizer "
+                        f"{optimizer})")
+    elif ev is None:
         known = ", ".join(sorted(e.name for e in records.values())) or "none"
         warnings.append(f"this graph ({describe(regime)}) is outside every measured regime ({known}); "
                         f"measure its maximal LR (archscale check) before trusting {law}")

@@ -32,8 +32,11 @@ from .ops import NORM_MODULES
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["agreement", "edge_table", "initialize", "measured_moments", "predicted_moments", "rows"]
+__all__ = ["RECIPES", "agreement", "edge_table", "initialize", "measured_moments", "predicted_moments",
+           "rows"]
 
+#: The init recipes apply() offers (see :func:`edge_table`).
+RECIPES = ("paper", "reference")
 _COLUMNS = ("module", "role", "type", "input", "src", "dst", "in_degree", "fan_in", "gain", "init_std")
 
 
@@ -52,9 +55,19 @@ def _gain(inp: LayerInput, gain: float) -> float:
     return 1.0 if inp.gain_one else gain
 
 
-def edge_table(cap: Capture, readout: str, gain: float) -> pd.DataFrame:
+def _fan_out(module: torch.nn.Module) -> int:
+    """torch's ``fan_out`` (``mode="fan_out"``): output channels times the kernel area."""
+    w = cast(torch.Tensor, module.weight)
+    return int(w.shape[0] * math.prod(w.shape[2:]))
+
+
+def edge_table(cap: Capture, readout: str, gain: float, recipe: str = "paper") -> pd.DataFrame:
     """One row per edge: module, role, type, input (its channels when it reads several vertices),
-    src/dst vertices, the target's in-degree, fan-in, gain and the init std (NaN where kept)."""
+    src/dst vertices, the target's in-degree, fan-in, gain and the init std (NaN where kept).
+
+    ``recipe="paper"``: the target in-degree rule on the fan-in; ``"reference"``: the reference
+    code's init, He's fan-out mode divided by the raw in-degree of the edge's source (vertex 0 counts
+    as 1). ``readout``: ``mean_field``, ``standard``, ``reference`` (std ``2 / out_dim``) or ``keep``."""
     import pandas as pd
 
     cols: dict[str, list] = {k: [] for k in _COLUMNS}
@@ -63,11 +76,19 @@ def edge_table(cap: Capture, readout: str, gain: float) -> pd.DataFrame:
         inp = la.inputs[i] if i is not None else None
         g, d, std = None, None, None
         if la.role == "stem" and inp is not None:
-            g, std = gain, init_std(inp.fan_in, 1, gain)
+            g = gain
+            fan = _fan_out(la.module) if recipe == "reference" else inp.fan_in
+            std = init_std(fan, 1, gain)
         elif la.role == "edge" and inp is not None:
             assert la.dst is not None  # set for every edge by capture
             g, d = _gain(inp, gain), deg[la.dst]
-            std = init_std(inp.fan_in, d, g)
+            if recipe == "reference":
+                source = inp.src or 0
+                std = init_std(_fan_out(la.module), max(cap.graph.in_degrees[source], 1) if source else 1, g)
+            else:
+                std = init_std(inp.fan_in, d, g)
+        elif la.role == "readout" and readout == "reference":
+            g, std = gain, 2.0 / int(cast(torch.Tensor, la.module.weight).shape[0])
         elif la.role == "readout" and readout != "keep":
             g, std = gain, readout_std(la.fan_in, gain, mean_field=readout == "mean_field")
         src = "input" if la.role == "stem" else (inp.src if inp is not None and la.role == "edge" else la.src)

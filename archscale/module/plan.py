@@ -27,38 +27,24 @@ from torch import nn
 
 from ..core import validate
 from ..core.dag import Dag
-from ..core.errors import ArchscaleError, DagError
+from ..core.errors import ArchscaleError
 from ..core.residual import residual_blocks
 from ..core.scaling import as_dag, convention, lr_scale
+from ..core.trust import Trust, alternatives, assess, default_law, regime_of
 from .adam_rule import AdamRule, adam_rule
 from .capture import Capture, capture
-from .layout import edge_table, initialize, measured_moments, predicted_moments
+from .depth_mup import BranchMultiplier, blocks_of, install_depth_mup
+from .layout import RECIPES, edge_table, initialize, measured_moments, predicted_moments
+from .ops import NORM_MODULES
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["READOUT_MODES", "BranchMultiplier", "Plan", "apply"]
 
-READOUT_MODES = ("mean_field", "standard", "keep")
+READOUT_MODES = ("mean_field", "standard", "reference", "keep")
 #: Predicted growth above which a vertex is flagged: identity skips carry their source's variance.
 _GROWTH_NOTE = 1.05
-#: The attribute under which a module keeps the handle of the Depth-muP hook apply() installed.
-_HOOK_ATTR = "_archscale_branch_multiplier"
-
-
-class BranchMultiplier:
-    """A forward hook that multiplies a module's output by ``multiplier`` (a residual branch's Depth-muP
-    factor); a class rather than a closure, so that models holding it can be copied and pickled."""
-
-    def __init__(self, multiplier: float):
-        self.multiplier = float(multiplier)
-
-    def __call__(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
-        return output * self.multiplier
-
-    def __repr__(self) -> str:
-        return f"BranchMultiplier({self.multiplier:.4g})"
-
 
 @dataclass
 class Plan:
@@ -91,6 +77,19 @@ class Plan:
     capture: Capture | None = field(default=None, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
     adam: AdamRule | None = field(default=None, repr=False)  # apply(optimizer="adam"/"adamw")
+    law: str = "eq8"
+    trust: Trust | None = None
+    alternative_scales: dict[str, float] = field(default_factory=dict)
+    recipe: str = "paper"
+    layout: str = "paper"
+
+    @property
+    def alternatives(self) -> dict[str, float]:
+        """Every applicable law's LR (its scale when the plan has no base LR): ``eq8`` (eq. 9 for CNNs),
+        ``effective_depth``, ``longest_path``, ``path_count``, ``constant`` and, on residual graphs,
+        ``depth_mup`` (one LR with the branches scaled). ``apply(..., law=...)`` picks one."""
+        k = 1.0 if self.base_lr is None else self.base_lr
+        return {name: k * v for name, v in self.alternative_scales.items()}
 
     # ------------------------------------------------------------------ paths
     @property
@@ -136,7 +135,7 @@ class Plan:
         vertex, the branch's modules, the module closing it, and Depth-muP's multiplier ``1/sqrt(K)``."""
         import pandas as pd
 
-        blocks = residual_blocks(self.graph)
+        blocks = residual_blocks(self.graph, projection=True)
         names = _edge_modules(self.capture)
         rows = [{"block": i + 1, "start": b.start, "merge": b.merge,
                  "branch": " -> ".join(names.get((e.src, e.dst), "?") for e in b.branch),
@@ -178,6 +177,18 @@ class Plan:
 
     # ------------------------------------------------------------------ display
     def summary(self) -> dict[str, str]:
+        out = {"lr": f"{self.lr:.6g} (base {self.base_lr:g}, law {self.law})" if self.lr is not None else
+               f"pass base_lr to get one (lr = base_lr x scale; law {self.law})"}
+        if self.trust is not None:
+            out["trust"] = self.trust.line()
+        if self.alternative_scales:
+            unit = "lr" if self.base_lr is not None else "scale"
+            out["alternatives"] = f"{unit} by law: " + ", ".join(f"{k} {v:.4g}"
+                                                                 for k, v in self.alternatives.items())
+        out.update(self._details())
+        return out
+
+    def _details(self) -> dict[str, str]:
         hist = ", ".join(f"{c} x L={d}" for d, c in self.depth_counts.items())
         base = f"{self.base}" + (f", kernel {self.base_kernel}" if self.base_kernel else "")
         out = {"graph": str(self.graph),
@@ -186,8 +197,7 @@ class Plan:
                "paths": f"{self.n_paths} ({hist}; L_p = {self.offset} + weighted edges)",
                "sum L_p^3": str(self.path_sum),
                "base": base, "scale": f"{self.scale:.6g}"}
-        out["lr"] = f"{self.lr:.6g} (base {self.base_lr:g})" if self.lr is not None else \
-            "pass base_lr to get one (lr = base_lr x scale)"
+        out["recipe"] = (f"{self.recipe} (layout read: {self.layout})")
         out["init"] = ("applied in place: weights by the target in-degree rule, biases zero"
                        if self.initialized else "not applied (init=False); the table shows the stds")
         if self.depth_mup:
@@ -211,7 +221,9 @@ class Plan:
                 "branch_multipliers": dict(self.branch_multipliers),
                 "modules": self.modules.astype(object).where(self.modules.notna(), None)
                 .to_dict(orient="records"),
-                "notes": self.notes}
+                "notes": self.notes, "law": self.law,
+                "trust": None if self.trust is None else self.trust.to_dict(),
+                "alternatives": self.alternatives, "recipe": self.recipe, "layout": self.layout}
 
     def __repr__(self) -> str:
         lines = ["archscale plan"] + [f"  {k:<18} {v}" for k, v in self.summary().items()]
@@ -265,38 +277,6 @@ def _edge_modules(cap: Capture | None) -> dict[tuple[int | None, int | None], st
             for inp in la.inputs}
 
 
-def _depth_mup(model: nn.Module, cap: Capture, enable: bool) -> tuple[dict[str, float], list[str]]:
-    """Install (or, when not ``enable``, remove) the Depth-muP hooks; the multipliers and notes."""
-    removed = []
-    for path, mod in model.named_modules():
-        handle = mod.__dict__.pop(_HOOK_ATTR, None)
-        if handle is not None:
-            handle.remove()
-            removed.append(path)
-    if not enable:
-        return {}, [f"removed the Depth-muP branch multipliers a previous apply(depth_mup=True) put on "
-                    f"{', '.join(removed)}"] if removed else []
-    try:
-        blocks = residual_blocks(cap.graph)
-    except DagError as err:
-        raise DagError(f"apply(depth_mup=True): {err}") from None
-    layers = {(la.src, la.dst): la for la in cap.layers if la.role == "edge"}
-    multiplier = 1.0 / len(blocks) ** 0.5
-    out = {}
-    for b in blocks:
-        la = layers[(b.closing.src, b.closing.dst)]
-        if la.post_act:
-            raise ArchscaleError(f"apply(depth_mup=True): the residual branch ending in {la.path!r} applies "
-                                 f"its activation after the weights and before the sum; Depth-muP multiplies "
-                                 f"the branch's output, so end the branch with the weighted layer "
-                                 f"(x + W act(...), the paper's layout)")
-        out[la.path] = multiplier
-    for path in out:
-        mod = model.get_submodule(path)
-        setattr(mod, _HOOK_ATTR, mod.register_forward_hook(BranchMultiplier(multiplier)))
-    return out, []
-
-
 def _moment_notes(graph: Dag, moments: list[float]) -> list[str]:
     grown = [v for v in range(graph.n_vertices) if moments[v] > _GROWTH_NOTE
              and any(not e.is_parameterized and e.dst == v for e in graph.edges)]
@@ -311,11 +291,11 @@ def _moment_notes(graph: Dag, moments: list[float]) -> list[str]:
 
 
 def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None = None, base=None,
-          init: bool = True, readout: str = "mean_field", *, base_input: torch.Tensor | None = None,
+          init: bool = True, readout: str | None = None, *, base_input: torch.Tensor | None = None,
           norm: str = "pass-through", kernel_size: int | None = None, base_kernel: int | None = None,
           offset: int | None = None, gain: float = 2.0, seed: int | None = None,
           depth_mup: bool = False, gating: str = "error", optimizer: str = "sgd",
-          base_width: int | None = None) -> Plan:
+          base_width: int | None = None, law: str | None = None, recipe: str = "paper") -> Plan:
     """Read ``model``'s graph on ``example_input``, initialize it by the in-degree rule, and scale the LR.
 
     ``base`` is the network ``base_lr`` was tuned on: another ``nn.Module`` (traced on
@@ -340,6 +320,18 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     depth (times eq. 9's kernel factor ``q_base / q`` for convolutions): tune ``base_lr`` on a
     shallow net of the same family with ``depth_mup=True``.
 
+    ``law`` picks the law that moves the LR (``plan.alternatives`` lists them; ``"depth_mup"`` is
+    ``depth_mup=True``); by default the one the project's measurements support for this kind of graph
+    (:func:`archscale.core.trust.default_law`), eq. 8/9 unless another law's measured error is
+    separated from it. ``plan.trust`` says which law gave the LR, the graph's regime, that law's
+    measured error factor there (interval, n, the sweep) and a warning when the LR is outside what
+    was measured. ``recipe="paper"`` (default: the target in-degree rule and the mean-field readout,
+    what the paper derives) or ``"reference"`` (the reference code's, with which the project's
+    evidence was measured: fan-out He init over the source's in-degree and a readout of std
+    ``2 / out_dim``); the recipe factorial of notebook 05b does not separate the two (eq. 8's log r
+    0.90 [0.49, 0.99] with the reference recipe against 0.23 [-0.51, 0.93] with the paper's, n = 12).
+    ``readout`` overrides the recipe's readout.
+
     ``optimizer="adam"`` or ``"adamw"`` (:mod:`archscale.module.adam_rule`): ``param_groups`` gives
     muP's Adam LRs (hidden and readout weights x ``base_width`` / their fan-in width, input weights
     and biases x 1; ``base_width`` is the width ``base_lr`` was tuned at, default the model's) and no
@@ -347,7 +339,11 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     """
     validate.boolean(init, "init")
     validate.boolean(depth_mup, "depth_mup")
+    validate.choice(recipe, "recipe", RECIPES)
+    readout = ("reference" if recipe == "reference" else "mean_field") if readout is None else readout
     validate.choice(readout, "readout", READOUT_MODES)
+    if law == "depth_mup":
+        depth_mup = True
     gain = validate.number(gain, "gain", positive=True, example="2.0")
     base_lr = None if base_lr is None else validate.learning_rate(base_lr, "base_lr")
     cap = capture(model, example_input, norm=norm, kernel_size=kernel_size, gating=gating, warn=False)
@@ -369,19 +365,31 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
                      base_kernel=b_kernel if conv.uses_kernel else None,
                      kernel_areas=cap.kernel_areas if conv.uses_kernel else None,
                      base_kernel_areas=b_areas if conv.uses_kernel else None)
-    rule = adam_rule(optimizer, cap, base_width, scale, depth_mup)
-    scale = 1.0 if rule is not None else scale
-    multipliers, mup_notes = _depth_mup(model, cap, depth_mup)
-    table = edge_table(cap, readout, gain)
+    normalized = any(isinstance(m, NORM_MODULES) for m in model.modules())
+    regime = regime_of(cap.graph, cap.arch, normalized)
+    q = (_q(cap.kernel_size, cap.kernel_areas), _q(b_kernel, b_areas)) if conv.uses_kernel else (None, None)
+    alts = {**alternatives(cap.graph, base_dag, offset=off, q=q[0], q_base=q[1],
+                           residual=regime[1] == "residual"), "eq8": scale}
+    chosen = "depth_mup" if depth_mup else (default_law(regime) if law is None else law)
+    eq8 = scale
+    rule = adam_rule(optimizer, cap, base_width, eq8, depth_mup)  # refuses Depth-muP under Adam
+    if chosen == "depth_mup" and chosen not in alts:
+        blocks_of(model, cap)  # says, naming modules, why this is no chain of residual blocks
+    if chosen not in alts:
+        raise ArchscaleError(f"unknown or inapplicable law {chosen!r} for this model; accepted: "
+                             f"{', '.join(alts)}")
+    scale = alts[chosen]
+    if rule is not None:
+        scale, chosen = 1.0, "constant"
+    multipliers, mup_notes = install_depth_mup(model, cap, depth_mup)
+    table = edge_table(cap, readout, gain, recipe)
     if rule is not None:
         rule.annotate(table)
     if multipliers:
-        eq8 = scale
-        scale = _q(b_kernel, b_areas) / _q(cap.kernel_size, cap.kernel_areas) if conv.uses_kernel else 1.0
-        table["multiplier"] = [multipliers.get(p, 1.0) if r == "edge" else 1.0
-                               for p, r in zip(table["module"], table["role"])]
+        table["multiplier"] = [multipliers.get(p, 1.0) for p in table["module"]]
         mup_notes.append(f"Depth-muP: branch outputs x 1/sqrt({len(multipliers)}) and one learning rate at "
                          f"every depth (scale {scale:.4g}); eq. 8 would scale the LR by {eq8:.4g} instead")
+    trust = assess(chosen, regime, scale, optimizer=optimizer)
     if init:
         if seed is None:
             initialize(cap, table)
@@ -395,4 +403,17 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
                 lr=None if base_lr is None else base_lr * scale, modules=table, second_moments=moments,
                 notes=list(cap.notes) + _moment_notes(cap.graph, moments) + mup_notes
                 + (rule.notes if rule else []), initialized=init, branch_multipliers=multipliers,
-                capture=cap, model=model, adam=rule)
+                capture=cap, model=model, adam=rule, law=chosen, trust=trust, alternative_scales=alts,
+                recipe=recipe, layout=_layout(cap))
+
+
+def _layout(cap: Capture) -> str:
+    """Which block layout the module is written in: activations before the weights (the paper's),
+    after them (the reference code's), or both."""
+    edges = [la for la in cap.layers if la.role == "edge"]
+    post = sum(1 for la in edges if la.post_act)
+    if not edges or post == 0:
+        return "paper (activation, then weights)"
+    if post == len(edges):
+        return "reference (weights, then activation)"
+    return f"mixed ({post} of {len(edges)} edges apply their activation after the weights)"

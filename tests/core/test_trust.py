@@ -22,6 +22,7 @@ def _ev(laws, **kw) -> Evidence:
 @pytest.mark.parametrize("code, structure", [
     ("1", "chain"), ("2_02", "chain"), ("2_12_202", "cell"), ("2_12", "cell"),
     ("2_12_002_0012", "residual"), ("2_12_002_0012_00002_000012", "residual"),
+    ("2_12_202_0012_00002", "multi-branch"),
 ])
 def test_regime_of_sorts_graphs_by_their_paths_and_blocks(code, structure):
     assert regime_of(Dag.parse(code), "mlp") == ("mlp", structure, False)

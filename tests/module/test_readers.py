@@ -327,7 +327,10 @@ def test_the_mini_collection_is_read_or_refused_in_one_line(name):
             assert "\n" not in message and len(message) < 400, message
             return
     assert options is not None, f"{name} should be refused"
-    assert math.isfinite(plan.lr) and 0 < plan.lr < 0.1 and plan.n_paths >= 1
+    assert math.isfinite(plan.lr) and 0 < plan.lr and plan.n_paths >= 1
+    assert plan.lr < 0.1 or plan.law != "eq8"  # eq. 8 only lowers the LR below the one-layer base's
+    assert plan.trust is not None and plan.law in plan.alternatives and len(plan.alternatives) >= 2
+    assert "\n" not in plan.trust.line()
     assert torch.isfinite(model(x)).all()
     assert all(math.isfinite(m) for m in plan.second_moments)
     edges = plan.modules[plan.modules["role"] == "edge"]
