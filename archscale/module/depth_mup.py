@@ -50,7 +50,7 @@ def _names(cap: Capture, vertex: int) -> str:
     """The modules that meet at ``vertex``: those writing it, then those reading it."""
     into = [la.path for la in cap.layers if la.role == "edge" and la.dst == vertex]
     out = [la.path for la in cap.layers if any(i.src == vertex for i in la.inputs)]
-    listed = list(dict.fromkeys(into + out)) or ["the model's input"]
+    listed = [repr(p) for p in dict.fromkeys(into + out)] or ["the model's input"]
     return ", ".join(listed[:4]) + (", ..." if len(listed) > 4 else "")
 
 
@@ -73,10 +73,12 @@ def blocks_of(model: nn.Module, cap: Capture) -> list[ResidualBlock]:
     try:
         return residual_blocks(cap.graph, projection=True)
     except NotResidualChain as err:
-        raise ArchscaleError(
-            f"apply(depth_mup=True) needs a chain of residual blocks (each one branch of layers added to "
-            f"an identity or a projection shortcut); {type(model).__name__} is not one where "
-            f"{_names(cap, err.vertex)} meet") from None
+        need = ("apply(depth_mup=True) needs a chain of residual blocks (each one branch of layers added to "
+                "an identity or a projection shortcut)")
+        if "no residual block" in str(err):
+            raise ArchscaleError(f"{need}; {type(model).__name__} adds no branch to a shortcut") from None
+        raise ArchscaleError(f"{need}; {type(model).__name__} is not one where modules "
+                             f"{_names(cap, err.vertex)} meet") from None
 
 
 def install_depth_mup(model: nn.Module, cap: Capture, enable: bool) -> tuple[dict[str, float], list[str]]:

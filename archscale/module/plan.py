@@ -27,7 +27,7 @@ from torch import nn
 
 from ..core import validate
 from ..core.dag import Dag
-from ..core.errors import ArchscaleError
+from ..core.errors import ArchscaleError, DagError
 from ..core.residual import residual_blocks
 from ..core.scaling import as_dag, convention, lr_scale
 from ..core.trust import Trust, alternatives, assess, default_law, regime_of
@@ -369,7 +369,7 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     regime = regime_of(cap.graph, cap.arch, normalized)
     q = (_q(cap.kernel_size, cap.kernel_areas), _q(b_kernel, b_areas)) if conv.uses_kernel else (None, None)
     alts = {**alternatives(cap.graph, base_dag, offset=off, q=q[0], q_base=q[1],
-                           residual=regime[1] == "residual"), "eq8": scale}
+                           residual=_has_blocks(cap.graph)), "eq8": scale}
     chosen = "depth_mup" if depth_mup else (default_law(regime) if law is None else law)
     eq8 = scale
     rule = adam_rule(optimizer, cap, base_width, eq8, depth_mup)  # refuses Depth-muP under Adam
@@ -405,6 +405,15 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
                 + (rule.notes if rule else []), initialized=init, branch_multipliers=multipliers,
                 capture=cap, model=model, adam=rule, law=chosen, trust=trust, alternative_scales=alts,
                 recipe=recipe, layout=_layout(cap))
+
+
+def _has_blocks(graph: Dag) -> bool:
+    """Whether the graph is a chain of residual blocks (where Depth-muP applies)."""
+    try:
+        residual_blocks(graph, projection=True)
+    except DagError:
+        return False
+    return True
 
 
 def _layout(cap: Capture) -> str:

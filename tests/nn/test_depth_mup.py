@@ -218,9 +218,9 @@ def test_apply_depth_mup_is_idempotent_removable_and_copyable():
 def test_apply_depth_mup_refuses_what_is_not_a_residual_chain():
     x = torch.randn(3, 12)
     mlp = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
-    with pytest.raises(DagError, match="depth_mup=True.*not a residual chain"):
+    with pytest.raises(ArchscaleError, match="depth_mup=True.*residual blocks.*Sequential adds no branch"):
         archscale.apply(mlp, x, depth_mup=True)
-    with pytest.raises(ArchscaleError, match="activation after the weights"):
+    with pytest.raises(ArchscaleError, match="activation after its weights"):
         archscale.apply(ResMLP(2, post_act=True), x, depth_mup=True)
     with pytest.raises(ArchscaleError, match="depth_mup"):
         archscale.apply(ResMLP(2), x, depth_mup="yes")
