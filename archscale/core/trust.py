@@ -103,8 +103,7 @@ def assess(law: str, regime: tuple[str, str, bool], scale: float | None, *,
     records = load_evidence() if evidence is None else evidence
     ev = records.get(regime)
     measured = ev.laws.get(law) if ev else None
-    text = (f"{measured.format()} (n = {ev.n} x {ev.seeds} seeds; {ev.provenance()})"
-            if ev and measured else None)
+    text = f"{measured.format()} ({ev.provenance()})" if ev and measured else None
     warnings = []
     if optimizer != "sgd":
         text = None
