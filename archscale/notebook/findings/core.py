@@ -24,7 +24,6 @@ class Findings:
     """Sentences stating what a run found; displayed as a Markdown list (also its plain text)."""
 
     items: list[str] = field(default_factory=list)
-    heading: str = "What this run found"
 
     def add(self, sentence: str) -> None:
         self.items.append(sentence)
