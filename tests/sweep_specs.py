@@ -27,3 +27,10 @@ batch_size: 64
 n_train: 128
 n_test: 32
 """
+
+#: CAL_SPEC trained with AdamW at Adam-sized learning rates.
+ADAMW_SPEC = CAL_SPEC.replace("lrs: [0.05, 0.2, 0.8]", "lrs: [0.003, 0.01, 0.03]") + """\
+optimizer: adamw
+betas: [0.9, 0.99]
+weight_decay: 0.01
+"""

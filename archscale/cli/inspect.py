@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from ..core.errors import ArchscaleError
@@ -87,8 +88,10 @@ def run(args: argparse.Namespace) -> int:
     shape = parse_shape(args.input_shape)
     model = load_factory(args.target)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    plan = apply(model, x, base_lr=args.base_lr, base=_base(args.base), init=False, norm=args.norm,
-                 kernel_size=args.kernel_size)
+    with warnings.catch_warnings():  # the plan's notes say what was approximated
+        warnings.simplefilter("ignore")
+        plan = apply(model, x, base_lr=args.base_lr, base=_base(args.base), init=False, norm=args.norm,
+                     kernel_size=args.kernel_size, gating=args.gating)
     listed = plan.paths(limit=MAX_LISTED_PATHS) if plan.n_paths <= MAX_LISTED_PATHS else []
     if args.json:
         print(json.dumps({**plan.to_dict(), "listed_paths": listed}))

@@ -79,9 +79,14 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
                    "DAG code (default: one hidden layer, '1')")
     p.add_argument("--base-lr", default=None,
                    help="maximal LR of the base network (prints lr = base x scale)")
-    p.add_argument("--kernel-size", type=int, default=None, help="eq. 9's q when the convs mix kernel sizes")
-    p.add_argument("--norm", choices=("error", "ignore"), default="error",
-                   help="normalization layers: refuse (default) or read them as pass-throughs")
+    p.add_argument("--kernel-size", type=int, default=None,
+                   help="one eq. 9 q for every edge (default: each edge's own kernel)")
+    p.add_argument("--norm", choices=("pass-through", "renormalize", "error", "ignore"),
+                   default="pass-through",
+                   help="normalization layers: the identity (default; 'ignore' is its old name), resetting "
+                        "the second moment (renormalize), or refused (error)")
+    p.add_argument("--gating", choices=("error", "ignore"), default="error",
+                   help="side-branch gates (squeeze-excitation): refused (default) or read as pass-throughs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_inspect)
 

@@ -21,6 +21,7 @@ from fractions import Fraction
 from . import validate
 from .dag import Dag
 from .errors import ArchscaleError, DagError
+from .kernels import Areas, kernel_path_sum
 
 __all__ = [
     "CONVENTIONS",
@@ -101,6 +102,14 @@ def path_sum(dag: Dag, offset: int, power: int = 3) -> int | float:
     return dag.path_power_sum(power=power, offset=offset)
 
 
+def _log(x: float | Fraction) -> float:
+    """``ln x`` of a positive int or fraction of any size (no float overflow)."""
+    if isinstance(x, float):
+        return math.log(x)
+    x = Fraction(x)
+    return math.log(x.numerator) - math.log(x.denominator)
+
+
 def scale_factor(depth_power_sum: float, power: int = 3) -> float:
     """``S = (sum_p L_p**power)**-0.5``, the architecture part of eq. 8."""
     if not depth_power_sum > 0:
@@ -122,6 +131,8 @@ def lr_scale(
     base_kernel: int | None = None,
     power: int = 3,
     all_skip: str = "eq8",
+    kernel_areas: Areas | None = None,
+    base_kernel_areas: Areas | None = None,
 ) -> float:
     """Ratio ``eta_target / eta_base`` from eq. 8 (MLP) or eq. 9 (CNN).
 
@@ -131,6 +142,11 @@ def lr_scale(
     tuned on. ``base_depths`` instead gives the base's path depths directly (absolute, not
     shifted). ``all_skip="reference"`` reproduces the reference code's quirk of collapsing a
     graph whose paths carry no parameterized edge to one path of depth ``offset``.
+
+    ``kernel_areas`` (CNNs: ``{(src, dst): [q^2 of each weighted edge]}``) applies eq. 9 to edges of
+    different kernel sizes (:mod:`archscale.core.kernels`: each path's ``q^2 L_p^3`` becomes
+    ``L_p^2 (offset a_ref + sum of its edges' areas)``); ``kernel_size`` is then the fallback for a
+    graph without weighted edges. ``base_kernel_areas`` does the same for the base graph.
     """
     dag = as_dag(dag, arch)
     conv = convention(arch or dag.ops)
@@ -153,6 +169,20 @@ def lr_scale(
     else:
         target_sum = dag.path_power_sum(power=power, offset=off)
     ratio = scale_factor(target_sum, power) / scale_factor(base_sum, power)
+    if conv.uses_kernel and (kernel_areas is not None or base_kernel_areas is not None):
+        if power != 3 or base_depths is not None or all_skip != "eq8":
+            raise ArchscaleError("kernel areas apply to eq. 9 itself (power 3, a base graph, all_skip='eq8')")
+        q = validate.kernel_size(3 if kernel_size is None else kernel_size)
+        qb = validate.kernel_size(conv.base_kernel if base_kernel is None else base_kernel,
+                                  "base kernel size")
+        base_dag = as_dag(conv.base if base is None else base, conv.name)
+        t = (kernel_path_sum(dag, kernel_areas, off, fallback=q * q) if kernel_areas is not None
+             else q * q * target_sum)
+        tb = (kernel_path_sum(base_dag, base_kernel_areas, off, fallback=qb * qb)
+              if base_kernel_areas is not None else qb * qb * base_sum)
+        return math.exp(0.5 * (_log(tb) - _log(t)))
+    if kernel_areas is not None or base_kernel_areas is not None:
+        raise ArchscaleError(f"kernel areas apply only to arch 'cnn', not {conv.name!r}")
     if conv.uses_kernel:
         q = validate.kernel_size(3 if kernel_size is None else kernel_size)
         qb = validate.kernel_size(conv.base_kernel if base_kernel is None else base_kernel,

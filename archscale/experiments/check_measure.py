@@ -178,6 +178,9 @@ def read_member(make_model, name, size, fixed, data, images: bool) -> Member:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cap = capture(model, x, norm="ignore")
+        if cap.arch == "cnn" and cap.kernel_size is None:  # the laws take one kernel size q
+            return Member(size, label, None, "mlp", None, "the convolutions mix kernel sizes; the laws "
+                                                          "compared here take one q")
         return Member(size, label, cap.graph, cap.arch, cap.kernel_size)
     except ArchscaleError as err:
         return Member(size, label, None, "mlp", None, one_line(err))

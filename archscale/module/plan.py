@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import html
 import itertools
+import math
+import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -27,8 +29,10 @@ from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError, DagError
 from ..core.residual import residual_blocks
-from ..core.scaling import as_dag, convention, init_std, lr_scale, readout_std, second_moments
+from ..core.scaling import as_dag, convention, lr_scale
+from .adam_rule import AdamRule, adam_rule
 from .capture import Capture, capture
+from .layout import edge_table, initialize, measured_moments, predicted_moments
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,6 +89,7 @@ class Plan:
     branch_multipliers: dict[str, float] = field(default_factory=dict)
     capture: Capture | None = field(default=None, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
+    adam: AdamRule | None = field(default=None, repr=False)  # apply(optimizer="adam"/"adamw")
 
     # ------------------------------------------------------------------ paths
     @property
@@ -106,7 +111,8 @@ class Plan:
         layers: dict[tuple[int | None, int | None], list[str]] = {}
         for la in self.capture.layers if self.capture else []:
             if la.role == "edge":
-                layers.setdefault((la.src, la.dst), []).append(la.path)
+                for inp in la.inputs:
+                    layers.setdefault((inp.src, la.dst), []).append(la.path)
         name: dict[int, str] = {}  # id of each block edge -> its module (parallel edges in order)
         for e in self.graph.edges:
             if e.is_parameterized:
@@ -149,6 +155,8 @@ class Plan:
             raise ArchscaleError("the plan has no learning rate: pass base_lr to apply(), or lr= here")
         if self.model is None or self.capture is None:
             raise ArchscaleError("this plan holds no model; build it with archscale.apply(model, x)")
+        if self.adam is not None:  # Adam's width rule (module/adam_rule.py)
+            return self.adam.param_groups(self.model, self.capture.layers, lr)
         role = {}
         for la in self.capture.layers:
             for p in la.module.parameters(recurse=False):
@@ -160,23 +168,12 @@ class Plan:
 
     # ------------------------------------------------------------------ moments
     def measured_second_moments(self, x: torch.Tensor) -> list[float]:
-        """Measured ``E[z_v^2] / E[z_0^2]`` of every vertex on the batch ``x`` (no gradient)."""
-        if self.capture is None:
+        """Measured ``E[z_v^2] / E[z_0^2]`` of every vertex on the batch ``x`` (no gradient; in eval mode,
+        or with normalizations in training mode for ``norm="renormalize"``; NaN for an output vertex
+        that concatenates)."""
+        if self.capture is None or self.model is None:
             raise ArchscaleError("this plan holds no traced model")
-        gm, wanted = self.capture.graph_module, set(self.capture.vertex_nodes)
-        values: dict[str, float] = {}
-
-        class _Recorder(torch.fx.Interpreter):
-            def run_node(self, n):
-                out = super().run_node(n)
-                if n.name in wanted:
-                    values[n.name] = float(out.detach().double().pow(2).mean())
-                return out
-
-        with torch.no_grad():
-            _Recorder(gm).run(x)
-        first = values[self.capture.vertex_nodes[0]]
-        return [values[name] / first for name in self.capture.vertex_nodes]
+        return measured_moments(self.capture, self.model, x)
 
     # ------------------------------------------------------------------ display
     def summary(self) -> dict[str, str]:
@@ -232,55 +229,38 @@ class Plan:
 
 
 # ---------------------------------------------------------------------------------------- apply
-def _base(base, example_input, base_input, arch: str, norm: str, base_kernel: int | None
-          ) -> tuple[Dag, int | None, str]:
-    """The base graph, its kernel (CNNs) and a label, from a module, a Dag, a code or None."""
+def _base(base, example_input, base_input, arch: str, norm: str, base_kernel: int | None, gating: str
+          ) -> tuple[Dag, int | None, str, Capture | None]:
+    """The base graph, its kernel (CNNs), a label and its capture, from a module, a Dag, a code or None."""
     conv = convention(arch)
     if isinstance(base, nn.Module):
-        cap = capture(base, example_input if base_input is None else base_input, norm=norm)
+        cap = capture(base, example_input if base_input is None else base_input, norm=norm, gating=gating,
+                      warn=False)
         if cap.arch != arch:
             raise ArchscaleError(f"the base network is an {cap.arch.upper()} and the model an "
                                  f"{arch.upper()}; transfer the LR between networks of one kind "
                                  f"(both MLPs or both CNNs)")
         kernel = base_kernel if base_kernel is not None else cap.kernel_size
-        return cap.graph, kernel, f"{type(base).__name__} ({cap.graph})"
+        return cap.graph, kernel, f"{type(base).__name__} ({cap.graph})", cap
     if base_input is not None:
         raise ArchscaleError("base_input applies only when base is an nn.Module")
     dag = as_dag(conv.base if base is None else base, arch)
     kernel = (conv.base_kernel if base_kernel is None else base_kernel) if conv.uses_kernel else None
-    return dag, kernel, f"'{dag}'" + (" (one hidden layer)" if base is None else "")
+    return dag, kernel, f"'{dag}'" + (" (one hidden layer)" if base is None else ""), None
 
 
-def _table(cap: Capture, readout: str, gain: float):
-    import pandas as pd
-
-    cols: dict[str, list] = {k: [] for k in ("module", "role", "type", "src", "dst", "in_degree", "fan_in",
-                                             "init_std")}
-    deg = cap.graph.live_in_degrees
-    for la in cap.layers:
-        if la.role == "stem":
-            std, d = init_std(la.fan_in, 1, gain), None
-        elif la.role == "edge":
-            assert la.dst is not None  # set for every edge by capture
-            std, d = init_std(la.fan_in, deg[la.dst], gain), deg[la.dst]
-        elif la.role == "readout" and readout != "keep":
-            std, d = readout_std(la.fan_in, gain, mean_field=readout == "mean_field"), None
-        else:
-            std, d = None, None
-        src = "input" if la.role == "stem" else la.src
-        dst = "output" if la.role == "readout" else la.dst
-        for key, value in (("module", la.path), ("role", la.role), ("type", la.kind),
-                           ("src", "" if src is None else src), ("dst", "" if dst is None else dst),
-                           ("in_degree", d), ("fan_in", la.fan_in), ("init_std", std)):
-            cols[key].append(value)
-    cols["in_degree"] = pd.array(cols["in_degree"], dtype="Int64")
-    cols["init_std"] = [float("nan") if v is None else v for v in cols["init_std"]]
-    return pd.DataFrame(cols)
+def _q(kernel: int | None, areas: dict | None) -> float:
+    """eq. 9's q, or for mixed kernels the root of the edges' mean kernel area."""
+    if kernel is not None:
+        return float(kernel)
+    flat = [float(a) for values in (areas or {}).values() for a in values]
+    return math.sqrt(sum(flat) / len(flat)) if flat else 3.0
 
 
 def _edge_modules(cap: Capture | None) -> dict[tuple[int | None, int | None], str]:
     """Module path of the weighted edge ``src -> dst`` (a residual chain has at most one per pair)."""
-    return {(la.src, la.dst): la.path for la in (cap.layers if cap else []) if la.role == "edge"}
+    return {(inp.src, la.dst): la.path for la in (cap.layers if cap else []) if la.role == "edge"
+            for inp in la.inputs}
 
 
 def _depth_mup(model: nn.Module, cap: Capture, enable: bool) -> tuple[dict[str, float], list[str]]:
@@ -315,17 +295,6 @@ def _depth_mup(model: nn.Module, cap: Capture, enable: bool) -> tuple[dict[str, 
     return out, []
 
 
-@torch.no_grad()
-def _initialize(cap: Capture, table) -> None:
-    for la, std in zip(cap.layers, table["init_std"]):
-        if std != std:  # NaN: kept (readout="keep", unused modules)
-            continue
-        cast(torch.Tensor, la.module.weight).normal_(0.0, float(std))
-        bias = cast("torch.Tensor | None", la.module.bias)  # nn.Module's __getattr__ says Tensor | Module
-        if bias is not None:
-            bias.zero_()
-
-
 def _moment_notes(graph: Dag, moments: list[float]) -> list[str]:
     grown = [v for v in range(graph.n_vertices) if moments[v] > _GROWTH_NOTE
              and any(not e.is_parameterized and e.dst == v for e in graph.edges)]
@@ -341,64 +310,87 @@ def _moment_notes(graph: Dag, moments: list[float]) -> list[str]:
 
 def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None = None, base=None,
           init: bool = True, readout: str = "mean_field", *, base_input: torch.Tensor | None = None,
-          norm: str = "error", kernel_size: int | None = None, base_kernel: int | None = None,
+          norm: str = "pass-through", kernel_size: int | None = None, base_kernel: int | None = None,
           offset: int | None = None, gain: float = 2.0, seed: int | None = None,
-          depth_mup: bool = False) -> Plan:
+          depth_mup: bool = False, gating: str = "error", optimizer: str = "sgd",
+          base_width: int | None = None) -> Plan:
     """Read ``model``'s graph on ``example_input``, initialize it by the in-degree rule, and scale the LR.
 
     ``base`` is the network ``base_lr`` was tuned on: another ``nn.Module`` (traced on
     ``base_input``, default ``example_input``), a :class:`~archscale.core.dag.Dag` or a code string;
     default the one-hidden-layer base ``'1'`` (kernel 3 for CNNs), as in ``scaled_lr``. With
     ``init=True`` every stem and edge weight is redrawn in place with std
-    ``sqrt(gain / (d_in(target) * fan_in))`` and bias 0, and the readout per ``readout``
-    (``mean_field``: ``sqrt(gain) / fan_in``; ``standard``: ``sqrt(gain / fan_in)``; ``keep``: the
-    user's), from torch's global RNG or, given ``seed``, a forked one. ``norm="ignore"`` reads
-    normalization layers as pass-throughs (with a warning); ``kernel_size`` sets eq. 9's q for
-    convolutions of mixed sizes; ``offset`` is the depth offset (default 3: ``L_p`` = weighted
-    edges + 3, stem and readout included).
+    ``sqrt(gain / (d_in(target) * fan_in))`` and bias 0 (``gain`` 1 for an edge with no activation in
+    front of its weights; one row and std per piece for a module reading a concatenation), and the
+    readout per ``readout`` (``mean_field``: ``sqrt(gain) / fan_in``; ``standard``:
+    ``sqrt(gain / fan_in)``; ``keep``: the user's), from torch's global RNG or, given ``seed``, a
+    forked one (:mod:`archscale.module.layout`). ``norm`` reads normalization layers as the identity
+    (``"pass-through"``, the default; ``"ignore"`` is its old name), as resetting the second moment
+    (``"renormalize"``) or refuses them (``"error"``); ``gating="ignore"`` reads side-branch gates
+    (squeeze-excitation) as pass-throughs (:mod:`archscale.module.capture`); one warning names the
+    approximations taken. Convolutions of mixed kernel sizes get eq. 9 per edge
+    (:mod:`archscale.core.kernels`) unless ``kernel_size`` sets one q; ``offset`` is the depth offset
+    (default 3: ``L_p`` = weighted edges + 3, stem and readout included).
 
     ``depth_mup=True`` (Depth-muP, :mod:`archscale.core.residual`) needs a residual chain: the module
     closing each of its ``K`` residual branches gets a forward hook multiplying its output by
     ``1/sqrt(K)`` (a later ``apply`` without it removes the hook), and ``lr = base_lr`` at every
     depth (times eq. 9's kernel factor ``q_base / q`` for convolutions): tune ``base_lr`` on a
     shallow net of the same family with ``depth_mup=True``.
+
+    ``optimizer="adam"`` or ``"adamw"`` (:mod:`archscale.module.adam_rule`): ``param_groups`` gives
+    muP's Adam LRs (hidden and readout weights x ``base_width`` / their fan-in width, input weights
+    and biases x 1; ``base_width`` is the width ``base_lr`` was tuned at, default the model's) and no
+    graph factor (``scale`` 1): the graph factor under Adam is unmeasured, as the plan's notes say.
     """
     validate.boolean(init, "init")
     validate.boolean(depth_mup, "depth_mup")
     validate.choice(readout, "readout", READOUT_MODES)
     gain = validate.number(gain, "gain", positive=True, example="2.0")
     base_lr = None if base_lr is None else validate.learning_rate(base_lr, "base_lr")
-    cap = capture(model, example_input, norm=norm, kernel_size=kernel_size)
+    cap = capture(model, example_input, norm=norm, kernel_size=kernel_size, gating=gating, warn=False)
     conv = convention(cap.arch)
     off = conv.offset if offset is None else validate.integer(offset, "offset", minimum=0)
     if base_kernel is not None:
         validate.kernel_size(base_kernel, "base_kernel")
         if not conv.uses_kernel:
             raise ArchscaleError("base_kernel applies to convolutional models only; this one has no conv")
-    base_dag, b_kernel, base_label = _base(base, example_input, base_input, cap.arch, norm, base_kernel)
+    base_dag, b_kernel, base_label, base_cap = _base(base, example_input, base_input, cap.arch, norm,
+                                                     base_kernel, gating)
+    approx = cap.approximations + (base_cap.approximations if base_cap is not None else [])
+    if approx:
+        warnings.warn(f"archscale read {type(model).__name__} approximately: {'; '.join(approx)} (see the "
+                      f"plan's notes)", stacklevel=2)
     cap.graph.require_path()
+    b_areas = base_cap.kernel_areas if base_cap is not None and base_kernel is None else None
     scale = lr_scale(cap.graph, cap.arch, cap.kernel_size, offset=off, base=base_dag,
-                     base_kernel=b_kernel if conv.uses_kernel else None)
+                     base_kernel=b_kernel if conv.uses_kernel else None,
+                     kernel_areas=cap.kernel_areas if conv.uses_kernel else None,
+                     base_kernel_areas=b_areas if conv.uses_kernel else None)
+    rule = adam_rule(optimizer, cap, base_width, scale, depth_mup)
+    scale = 1.0 if rule is not None else scale
     multipliers, mup_notes = _depth_mup(model, cap, depth_mup)
-    table = _table(cap, readout, gain)
+    table = edge_table(cap, readout, gain)
+    if rule is not None:
+        rule.annotate(table)
     if multipliers:
         eq8 = scale
-        scale = cast(int, b_kernel) / cast(int, cap.kernel_size) if conv.uses_kernel else 1.0  # both set
+        scale = _q(b_kernel, b_areas) / _q(cap.kernel_size, cap.kernel_areas) if conv.uses_kernel else 1.0
         table["multiplier"] = [multipliers.get(p, 1.0) if r == "edge" else 1.0
                                for p, r in zip(table["module"], table["role"])]
         mup_notes.append(f"Depth-muP: branch outputs x 1/sqrt({len(multipliers)}) and one learning rate at "
                          f"every depth (scale {scale:.4g}); eq. 8 would scale the LR by {eq8:.4g} instead")
     if init:
         if seed is None:
-            _initialize(cap, table)
+            initialize(cap, table)
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(validate.integer(seed, "seed"))
-                _initialize(cap, table)
-    k = second_moments(cap.graph)
-    moments = [float(k[v][v]) for v in range(cap.graph.n_vertices)]
+                initialize(cap, table)
+    moments = predicted_moments(cap, table, example_input, initialized=init)
     return Plan(graph=cap.graph, arch=cap.arch, kernel_size=cap.kernel_size, base=base_label,
                 base_kernel=b_kernel if conv.uses_kernel else None, offset=off, scale=scale, base_lr=base_lr,
                 lr=None if base_lr is None else base_lr * scale, modules=table, second_moments=moments,
-                notes=list(cap.notes) + _moment_notes(cap.graph, moments) + mup_notes, initialized=init,
-                branch_multipliers=multipliers, capture=cap, model=model)
+                notes=list(cap.notes) + _moment_notes(cap.graph, moments) + mup_notes
+                + (rule.notes if rule else []), initialized=init, branch_multipliers=multipliers,
+                capture=cap, model=model, adam=rule)

@@ -29,6 +29,7 @@ from ..core.schema import SWEEP
 from ..data import Dataset
 from ..nn import blas
 from ..train import TrainConfig, grid, make_optimizer, minibatch_schedule, resolve_device, summarize
+from ..train.stack import replica_threads
 
 __all__ = ["sweep_module"]
 
@@ -196,8 +197,9 @@ def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float] | np.
               disable=not progress, dynamic_ncols=True) as bar:
         for part in np.array_split(np.arange(len(lrs_arr)), math.ceil(len(lrs_arr) / size)):
             models = [built[int(s)] for s in seeds_arr[part]]
-            parts.append(_train_chunk(models, lrs_arr[part], seeds_arr[part], tensors, config, dev, dtype,
-                                      bar))
+            with replica_threads(len(part), dev):  # a lone product split among threads rounds apart
+                parts.append(_train_chunk(models, lrs_arr[part], seeds_arr[part], tensors, config, dev, dtype,
+                                          bar))
     res = {k: np.concatenate([p[k] for p in parts], axis=1 if k == "curves" else 0) for k in parts[0]}
     rows = SWEEP.rows({"graph": labels["graph"], "arch": labels["arch"], "width": width,
                        "kernel_size": labels["kernel_size"], "act": act, "layout": "module", "init": "module",

@@ -15,7 +15,11 @@ A replica's numbers must not depend on which replicas share its chunk or on torc
 * torch's GELU rounds differently on strided and on contiguous tensors.
 * On MKL's AVX2 path (AMD processors), a lone product (a chunk of one replica) is shared among
   threads with another rounding than a batch of products, from K = 16 up; strict reproducible
-  mode removes that, and :mod:`archscale.nn.blas` sets it before anything computes.
+  mode removes that, and :mod:`archscale.nn.blas` sets it before anything computes. On an AVX-512
+  AMD EPYC it does not remove it for every shape (a lone (6, 64) @ (64, 13) product on 2 threads,
+  13x27x13 on 4), so a step runs on at most one thread per replica and per CPU
+  (:func:`~.stack.replica_threads`); the evaluation broadcasts the batch to every replica's own
+  product instead of one (B, D) @ (D, R*width) GEMM, whose kernels round a column by its position.
 
 Hence :class:`Dense` layers are ``torch.bmm`` over the replica axis with the contraction cut into
 blocks of at most :data:`K_BLOCK`, accumulated in a fixed order (:func:`bmm`, :func:`bmm_acc_`,

@@ -91,6 +91,19 @@ class Adam:
         self.exp_avg: list[torch.Tensor | None] = [None] * n_params
         self.exp_avg_sq: list[torch.Tensor | None] = [None] * n_params
         self.steps = [0] * n_params
+        self._scalars: tuple = (None, 0, None, None)  # (lr_eff, step, step size, decay) of the last call
+
+    def _per_step(self, lr_eff: torch.Tensor, step: int, dtype: torch.dtype
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-replica step size ``lr / (1 - beta1^t)`` and AdamW's factor ``1 - lr * wd``, computed in
+        float64 as torch.optim's Python floats are, once per step (every parameter shares them)."""
+        last, last_step, step_size, decay = self._scalars
+        if last is not lr_eff or last_step != step or step_size.dtype != dtype:
+            lr = lr_eff.double()
+            step_size = (lr / (1 - self.beta1**step)).to(dtype)
+            decay = (1 - lr * self.weight_decay).to(dtype) if self.decoupled and self.weight_decay else None
+            self._scalars = (lr_eff, step, step_size, decay)
+        return step_size, decay
 
     @torch.no_grad()
     def update(self, i: int, p: torch.Tensor, g: torch.Tensor, lr_eff: torch.Tensor) -> None:
@@ -100,15 +113,13 @@ class Adam:
             v = self.exp_avg_sq[i] = torch.zeros_like(p, memory_format=torch.preserve_format)
         self.steps[i] += 1
         step = self.steps[i]
-        lr = lr_eff.double()  # torch.optim computes its scalars in Python floats
-        if self.weight_decay:
-            if self.decoupled:
-                p.mul_(_per_replica((1 - lr * self.weight_decay).to(p.dtype), p))
-            else:
-                g = g.add(p, alpha=self.weight_decay)
+        step_size, decay = self._per_step(lr_eff, step, p.dtype)
+        if decay is not None:
+            p.mul_(_per_replica(decay, p))
+        elif self.weight_decay:
+            g = g.add(p, alpha=self.weight_decay)
         m.lerp_(g, 1 - self.beta1)
         v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-        step_size = (lr / (1 - self.beta1**step)).to(p.dtype)
         denom = v.sqrt().div_((1 - self.beta2**step) ** 0.5).add_(self.eps)
         p.addcmul_(torch.div(m, denom, out=denom), _per_replica(step_size, p), value=-1.0)
 

@@ -10,6 +10,7 @@ output gradient and each weight update is accumulated straight into the weights 
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager, nullcontext
 from typing import cast
 
@@ -20,21 +21,45 @@ from ..core.errors import ArchscaleError
 from ..nn.models import DagCNN, DagNet
 from ..nn.traverse import traverse
 from .config import TrainConfig
-from .layers import Conv, Dense, addmm
+from .layers import Conv, Dense
 from .optim import Optimizer, Sgd
 
 __all__ = ["Sgd", "Stack"]  # Sgd is defined in .optim, with the other optimizers
 
 
 @contextmanager
-def _one_thread():
-    """torch (and oneDNN, MKL) on one thread for the duration; the caller's setting is restored."""
+def _at_most(threads: int):
+    """torch (and oneDNN, MKL) on at most ``threads`` threads for the duration; the caller's setting
+    is restored."""
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if n <= threads:
+        yield
+        return
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.set_num_threads(n)
+
+
+def _one_thread():
+    return _at_most(1)
+
+
+def replica_threads(replicas: int, device: torch.device):
+    """The thread cap of a step of ``replicas`` stacked replicas on ``device`` (:meth:`Stack._threads`):
+    on a CPU at most one thread per replica and per CPU, elsewhere none."""
+    if device.type != "cpu":
+        return nullcontext()
+    return _at_most(max(1, min(cpu_count(), int(replicas))))
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 class Stack:
@@ -68,9 +93,14 @@ class Stack:
             self.params += [layout.stack_weight(w).contiguous(), b.contiguous()]
 
     def _threads(self):
-        """Where a CNN step runs: one CPU thread, or cuDNN's deterministic algorithms (see :mod:`.layers`)."""
+        """Where a step runs: an MLP step on at most one thread per replica and per CPU, a CNN step
+        on one CPU thread, or cuDNN's deterministic algorithms (see :mod:`.layers`).
+
+        With fewer products than threads MKL splits a product's contraction among threads, and even
+        in strict reproducible mode that rounds differently (measured on a 2-CPU AVX-512 AMD
+        processor: a lone (6, 64) @ (64, 13) product on 2 threads, a lone 13x27x13 one on 4)."""
         if not self.cnn:
-            return nullcontext()
+            return replica_threads(int(self.params[0].shape[0]), self.params[0].device)
         if self.params[0].device.type == "cpu":
             return _one_thread()
         return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True)
@@ -90,13 +120,13 @@ class Stack:
         r = w.shape[0]
         if self.cnn:  # images (R, B, C, H, W), or (B, C, H, W) shared by every replica
             return self.layer.apply(x, w, b), x
-        if shared:  # one GEMM for all replicas: (B, D) @ (D, R*width)
-            bsz = x.shape[0]
-            x = x.reshape(bsz, -1)
-            u0 = addmm(b.reshape(-1), x, w.transpose(0, 1).reshape(x.shape[1], -1))
-            # contiguous: torch's GELU takes a scalar path on strided tensors and a vectorized one
-            # on contiguous tensors (rounding apart), and a lone replica's view is contiguous
-            return u0.view(bsz, r, -1).transpose(0, 1).contiguous(), x
+        if shared:
+            # the batch broadcast to every replica, each product its own (B, D) @ (D, width), the
+            # very product a replica computes alone: one (B, D) @ (D, R*width) GEMM would be faster,
+            # but its kernels round a column by where it falls among the R*width (measured on an
+            # AVX-512 AMD processor: the final losses moved by 1e-8 with the chunk)
+            x = x.reshape(x.shape[0], -1)
+            return self.layer.apply(x.unsqueeze(0).expand(r, -1, -1), w, b), x
         x = x.reshape(r, x.shape[1], -1)
         return self.layer.apply(x, w, b), x
 

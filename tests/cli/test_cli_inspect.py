@@ -93,7 +93,7 @@ def test_inspect_json_with_a_module_base(model_file):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["{f}:with_bn", "--input-shape", "2,3,8,8"], "BatchNorm2d"),
+    (["{f}:with_bn", "--input-shape", "2,3,8,8", "--norm", "error"], "BatchNorm2d"),
     (["{f}:broken", "--input-shape", "2,3,8,8"], "broken() raised RuntimeError: no weights here"),
     (["{f}:missing", "--input-shape", "2,3,8,8"], "defines no function or class 'missing'"),
     (["nofile.py:ResNet", "--input-shape", "2,3,8,8"], "no such file"),
@@ -117,9 +117,10 @@ def test_inspect_refuses_a_file_python_cannot_import(tmp_path):
 
 
 def test_inspect_through_the_installed_command(model_file):
-    out = subprocess.run([*CMD, "inspect", f"{model_file}:with_bn", "--input-shape", "2,3,8,8"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*CMD, "inspect", f"{model_file}:with_bn", "--input-shape", "2,3,8,8", "--norm",
+                          "error"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "BatchNorm2d" in out.stderr and "Traceback" not in out.stderr
-    out = subprocess.run([*CMD, "inspect", f"{model_file}:with_bn", "--input-shape", "2,3,8,8",
-                          "--norm", "ignore"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "norm='ignore'" in out.stdout
+    for norm in ([], ["--norm", "ignore"]):  # the default reads it as the identity ('ignore': the old name)
+        out = subprocess.run([*CMD, "inspect", f"{model_file}:with_bn", "--input-shape", "2,3,8,8", *norm],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "norm='pass-through'" in out.stdout and not out.stderr

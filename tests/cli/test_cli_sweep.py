@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sweep_specs import TINY_SPEC
+from sweep_specs import ADAMW_SPEC, TINY_SPEC
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -135,23 +135,6 @@ def test_bad_specs_exit_2_with_one_line(tmp_path, text, needle):
     proc = archscale("sweep", str(spec), "--out", str(tmp_path / "o"))
     _one_line_error(proc, "archscale sweep: error:", needle)
     assert not (tmp_path / "o").exists()
-
-
-ADAMW_SPEC = """\
-arch: mlp
-graphs: ['1']
-sample: {n_vertices: 4, k: 6, seed: 0}
-widths: [8]
-lrs: [0.003, 0.01, 0.03]
-seeds: [0, 1]
-steps: 4
-batch_size: 64
-n_train: 128
-n_test: 32
-optimizer: adamw
-betas: [0.9, 0.99]
-weight_decay: 0.01
-"""
 
 
 def test_an_adamw_spec_sweeps_and_maxlr_and_laws_answer(tmp_path):

@@ -20,8 +20,8 @@ def test_every_family_is_measured_and_scored(smoke):
     assert set(table["family"]) == set(FAMILIES)
     plain = table[table["family"] == "plain"]
     assert {"eq8", "effective_depth", "constant"} <= set(plain["law"])
-    # a Depth-muP family multiplies its branches: only the graph-free law (one LR) is scored
-    assert set(table[table["family"] == "plain, Depth-muP"]["law"]) == {"constant"}
+    # a Depth-muP family multiplies its branches by a constant: the one LR it claims is scored
+    assert "constant" in set(table[table["family"] == "plain, Depth-muP"]["law"])
     ok = table.dropna(subset=["error_factor"])
     assert (ok["error_factor"] >= 1).all() and (ok["lo"] <= ok["error_factor"] + 1e-9).all()
 

@@ -181,13 +181,13 @@ def test_forward_second_moments_match_the_prediction_at_width_1024(model_cls):
     plan = archscale.apply(model, torch.randn(2, 64), seed=1)
     measured = plan.measured_second_moments(torch.randn(512, 64))
     if model_cls is Branches:  # all-block graph: flat within 10%
-        assert plan.second_moments == [1.0, 1.0, 1.0]
+        assert plan.second_moments == pytest.approx([1.0, 1.0, 1.0], rel=0.02)
         assert all(abs(m - 1) < 0.10 for m in measured), measured
         assert not any("identity skips" in n for n in plan.notes)
     else:  # in-degree 3 at vertex 2: two blocks at 1/3 each, and the skip carries vertex 0 whole
-        assert plan.second_moments == pytest.approx([1.0, 1.0, 5 / 3])
+        assert plan.second_moments == pytest.approx([1.0, 1.0, 5 / 3], rel=0.02)
         assert measured == pytest.approx(plan.second_moments, rel=0.10)
-        assert any("identity skips" in n and "vertex 2 1.67x" in n for n in plan.notes)
+        assert any("identity skips" in n and re.search(r"vertex 2 1\.6[5-9]x", n) for n in plan.notes)
 
 
 def test_param_groups_train_with_the_plan_lr():

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_train import RESULT_ARRAYS, _pick, train_alone
+from test_train import assert_chunk_and_thread_free, train_alone
 from torch_reference import torch_optimizer
 
-from archscale.data import load_dataset
 from archscale.train import (
     ArchscaleError,
     ModelSpec,
@@ -18,17 +17,6 @@ from archscale.train import (
     replica_bytes,
     train_replicas,
 )
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", n_train=600, n_test=200)
-
-
-@pytest.fixture(scope="module")
-def digit_images():
-    return load_dataset("digits", flatten=False, n_train=300, n_test=100)
-
 
 ADAM_CASES = [
     # arch, graph, layout, act, config
@@ -112,23 +100,7 @@ def test_an_adam_replicas_numbers_do_not_depend_on_its_chunk_or_the_thread_count
     data = digit_images if arch == "cnn" else digits
     spec = ModelSpec(arch=arch, **({"width": 8} | kwargs))
     config = TrainConfig(**({"steps": 12, "batch_size": 16} | extra))
-    lr, seed = 3e-3, 3
-    previous = torch.get_num_threads()
-    runs = []
-    try:
-        for threads in (1, 2, 4):
-            torch.set_num_threads(threads)
-            runs.append(_pick(train_replicas(spec, [lr], [seed], data, config), 0))
-            runs.append(_pick(train_replicas(spec, [1e-3, lr, 1e30], [0, seed, 1], data, config), 1))
-            chunked = train_replicas(spec, [1e-3, 1e-2, lr, 1e-4, 1e30], [0, 1, seed, 2, 4], data, config,
-                                     chunk_size=2)
-            runs.append(_pick(chunked, 2))
-    finally:
-        torch.set_num_threads(previous)
-    assert np.isfinite(runs[0]["train_loss"])
-    for run in runs[1:]:
-        for key in RESULT_ARRAYS:
-            np.testing.assert_array_equal(run[key], runs[0][key], err_msg=key)
+    assert_chunk_and_thread_free(spec, data, config, [1e-3, 3e-3, 1e30], [1e-3, 1e-2, 3e-3, 1e-4, 1e30])
 
 
 @pytest.mark.parametrize("kwargs, match", [

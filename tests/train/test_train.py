@@ -21,16 +21,6 @@ from archscale.train import (
 )
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", n_train=600, n_test=200)
-
-
-@pytest.fixture(scope="module")
-def digit_images():
-    return load_dataset("digits", flatten=False, n_train=300, n_test=100)
-
-
 def train_alone(spec: ModelSpec, lr: float, seed: int, data, config: TrainConfig, dtype=torch.float32):
     """The same replica trained by itself with ``config``'s torch.optim optimizer (the reference loop)."""
     net = spec.build(tuple(data.x_train.shape[1:]), data.out_dim, seed).to(dtype)
@@ -270,15 +260,22 @@ def test_a_replicas_numbers_do_not_depend_on_its_chunk_or_the_thread_count(arch,
         data = digit_images if arch == "cnn" else digits
     spec = ModelSpec(arch="cnn" if arch == "cnn" else "mlp", **({"width": 8} | kwargs))
     config = TrainConfig(**({"steps": 12, "batch_size": 16} | extra))
-    lr, seed = 0.5, 3
+    assert_chunk_and_thread_free(spec, data, config, [0.1, 0.5, 2.0], [0.1, 0.2, 0.5, 1.0, 0.05])
+
+
+def assert_chunk_and_thread_free(spec: ModelSpec, data, config: TrainConfig, trio: list[float],
+                                 five: list[float]) -> None:
+    """The replica (``trio[1]`` = ``five[2]``, seed 3) trained alone, beside two others (``trio``) and in
+    a chunk of 2 of five (``five``), at 1, 2 and 4 threads: bit-identical results every time."""
+    lr, seed = trio[1], 3
     previous = torch.get_num_threads()
     runs = []
     try:
         for threads in (1, 2, 4):  # 4 > cores is fine here: only the partition of the work matters
             torch.set_num_threads(threads)
             runs.append(_pick(train_replicas(spec, [lr], [seed], data, config), 0))
-            runs.append(_pick(train_replicas(spec, [0.1, lr, 2.0], [0, seed, 1], data, config), 1))
-            chunked = train_replicas(spec, [0.1, 0.2, lr, 1.0, 0.05], [0, 1, seed, 2, 4], data, config,
+            runs.append(_pick(train_replicas(spec, trio, [0, seed, 1], data, config), 1))
+            chunked = train_replicas(spec, five, [0, 1, seed, 2, 4], data, config,
                                      chunk_size=2)  # chunks of 2, 2 and 1: this one shares a chunk of 2
             runs.append(_pick(chunked, 2))
     finally:
