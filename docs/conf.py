@@ -145,7 +145,15 @@ def _copy_mathjax(app, exc) -> None:
     copy_asset(Path(spec.origin).parent / "static" / "mathjax", Path(app.outdir) / "_static" / "mathjax")
 
 
+def _docs_links_in_notebooks(app, docname: str, source: list[str]) -> None:
+    """Notebooks link to docs pages as ``../docs/<page>.md``, right from ``notebooks/`` and
+    ``papermill_runs/`` alike; on the site their pages sit in ``docs/notebooks/``, one level below."""
+    if docname.startswith("notebooks/"):
+        source[0] = source[0].replace("](../docs/", "](../")
+
+
 def setup(app):
+    app.connect("source-read", _docs_links_in_notebooks)
     app.connect("autodoc-process-docstring", _bars_as_literals)
     app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

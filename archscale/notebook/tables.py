@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 __all__ = ["GLOSSARY", "MAX_LINES", "Collapsed", "comparison_rows", "glossary", "glossary_markdown",
-           "row_label", "short_code", "show_laws", "show_report", "show_table", "show_transfers",
-           "transfer_rows"]
+           "row_label", "short_code", "show_laws", "show_rank_stability", "show_report", "show_table",
+           "show_transfers", "transfer_rows"]
 
 #: The most lines one notebook cell prints (stdout and the plain text of what it displays).
 MAX_LINES = 30
@@ -150,6 +150,20 @@ def show_transfers(transfers) -> None:
     for tr in transfers:
         print(tr.summary())
         display(show_table(transfer_rows(tr), f"{tr.label}: per depth"))
+
+
+def show_rank_stability(stability: pd.DataFrame, min_n: int = 5) -> None:
+    """Kendall tau per comparison and top-K set (:func:`archscale.nas.rank_stability`), for the sets of at
+    least ``min_n`` cells; the smaller sets, too few to rank, are named in one line instead."""
+    from IPython.display import display
+
+    small = list(dict.fromkeys((ks, n) for ks, n in zip(stability["ks"], stability["n"]) if n < min_n))
+    kept = stability[stability["n"] >= min_n]
+    if len(kept):
+        display(kept.pivot_table(index="comparison", columns="ks", values="tau", sort=False).round(2))
+    if small:
+        print("too few cells to rank (Kendall tau not shown): "
+              + ", ".join(f"top {ks}% ({n} cells)" for ks, n in small))
 
 
 #: Notation and recipe names, one meaning each: (term, what it means, where the code names it).

@@ -444,3 +444,32 @@ def test_standard_has_one_meaning_in_the_glossary():
     assert table.count("\n") == len(GLOSSARY) + 1
     meanings = [meaning for term, meaning, _ in GLOSSARY if "standard" in term.lower()]
     assert len(meanings) == 1 and "nothing else" in meanings[0]
+
+
+def test_an_undecidable_calibration_prints_one_line():
+    agreement = SimpleNamespace(
+        estimate={"error_factor": 1.3}, lo={"error_factor": 1.1}, hi={"error_factor": 1.6}, n=2
+    )
+    cal = SimpleNamespace(
+        fit_graphs=["a", "b"],
+        calibrated=SimpleNamespace(agreement=agreement),
+        eq8=SimpleNamespace(agreement=agreement),
+        format=lambda: "the full report\nover lines",
+    )
+    assert "\n" not in findings.calibration_report(cal, law="eq. 9")
+    assert "cannot decide whether a calibrated law beats eq. 9" in findings.calibration_report(
+        cal, law="eq. 9"
+    )
+    cal.fit_graphs = list("abcdefgh")
+    assert findings.calibration_report(cal) == "the full report\nover lines"
+
+
+def test_rank_sets_too_small_to_rank_are_named_not_tabled(capsys):
+    from archscale.notebook.tables import show_rank_stability
+
+    stability = pd.DataFrame(
+        {"comparison": ["a vs b", "a vs b"], "ks": [100, 25], "n": [8, 3], "tau": [0.1, -0.3]}
+    )
+    show_rank_stability(stability, min_n=5)
+    out = capsys.readouterr().out
+    assert "top 25% (3 cells)" in out and "top 100%" not in out

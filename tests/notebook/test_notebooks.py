@@ -33,6 +33,9 @@ EXPECTED_FIGURES = {
     "11_which_law": {"fig11_laws_agreement", "fig11_residual_depth_transfer"},
     "11b_residual_norm": {"fig11b_residual_norm"},
 }
+#: Figures of analyses a smoke sweep may be too small for: the notebook then prints one line saying why
+#: (e.g. "No calibration on this sweep: ...") instead of drawing them.
+OPTIONAL_AT_SMOKE = {"fig_calibration_mlp", "fig_calibration_cnn"}
 ROOT = NOTEBOOK_DIR.parent
 
 
@@ -92,7 +95,8 @@ def test_notebook_runs_at_smoke_preset(path, tmp_path, monkeypatch):
     written = {Path(f).stem for f in result.figures}
     expected = EXPECTED_FIGURES.get(path.stem)
     if expected is not None:
-        assert expected <= written, f"{path.name} did not write {sorted(expected - written)}"
+        missing = expected - written - OPTIONAL_AT_SMOKE
+        assert not missing, f"{path.name} did not write {sorted(missing)}"
     else:
         assert written, f"{path.name} wrote no figure to figures_dir"
     for stem in written:

@@ -9,7 +9,7 @@ import numpy as np
 from ..tables import row_label
 
 __all__ = ["GOOD_FACTOR", "MIN_BIAS", "MIN_RANKED", "Findings", "agreement_sentences", "agreement_title",
-           "calibration_title", "cap", "ci", "interval_side", "plural"]
+           "calibration_report", "calibration_title", "cap", "ci", "interval_side", "plural"]
 
 #: Fewer items than this cannot decide a correlation or a ranking (r and tau swing over their range).
 MIN_RANKED = 5
@@ -24,7 +24,6 @@ class Findings:
     """Sentences stating what a run found; displayed as a Markdown list (also its plain text)."""
 
     items: list[str] = field(default_factory=list)
-    heading: str = "What this run found"
 
     def add(self, sentence: str) -> None:
         self.items.append(sentence)
@@ -176,6 +175,14 @@ def _deepest(comp) -> str | None:
             f"{ci(row['measured'], row['measured_lo'], row['measured_hi'])} against "
             f"{_g(row['predicted'])} predicted (×{_g(row['measured'] / row['predicted'], 2)})")
 
+
+
+def calibration_report(cal, law: str = "eq. 8", n_params: int = 3) -> str:
+    """What a calibration cell prints: its full report, or one line when its fit cannot decide anything
+    (``n_params`` fitted on ``2 n_params`` graphs or fewer)."""
+    if isinstance(cal, Exception) or cal is None or len(cal.fit_graphs) <= 2 * n_params:
+        return _calibration_sentence(cal, law, n_params)
+    return cal.format()
 
 
 def _calibration_sentence(cal, law: str = "eq. 8", n_params: int = 3) -> str:
