@@ -110,6 +110,12 @@ class ResidualNorm:
                              "n_depths": len(rep.sizes) - 1})
         return pd.DataFrame(rows)
 
+    def law_table(self) -> pd.DataFrame:
+        """Laws by family: each error factor with its 95% interval as text ("not scored" where none)."""
+        t = self.table()
+        t = t.assign(cell=[f"{r.error_factor:.3g} [{r.lo:.3g}, {r.hi:.3g}]" for r in t.itertuples()])
+        return t.pivot(index="law", columns="family", values="cell").fillna("not scored")
+
     def curves(self) -> dict[str, pd.DataFrame]:
         """Per family the measured maximal LR at every depth: ``K, max_lr, lo, hi, edge``."""
         out = {}

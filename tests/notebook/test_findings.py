@@ -473,3 +473,31 @@ def test_rank_sets_too_small_to_rank_are_named_not_tabled(capsys):
     show_rank_stability(stability, min_n=5)
     out = capsys.readouterr().out
     assert "top 25% (3 cells)" in out and "top 100%" not in out
+
+
+# -- notebooks 02 and 10 --------------------------------------------------------------------------------
+
+
+def _offset_fit(rows):
+    return pd.DataFrame([{"offset": o, "n": n, "error_factor": e, "error_factor_lo": lo,
+                          "error_factor_hi": hi, "log_rmse_fit": math.log(e)} for o, n, e, lo, hi in rows])
+
+
+def test_the_depth_offset_finding_says_whether_the_offsets_are_separated():
+    overlap = findings.depth_offset(_offset_fit([(2, 7, 1.2, 1.1, 1.5), (3, 7, 1.3, 1.1, 1.7)]), 3).markdown()
+    assert "2 fits the measured maximal LRs best" in overlap and "does not separate" in overlap
+    apart = findings.depth_offset(_offset_fit([(2, 7, 1.2, 1.1, 1.3), (3, 7, 2.0, 1.6, 2.6)]), 3).markdown()
+    assert "prefers the best offset" in apart
+    same = findings.depth_offset(_offset_fit([(2, 7, 1.5, 1.1, 1.9), (3, 7, 1.3, 1.1, 1.7)]), 3).markdown()
+    assert "is the reference convention's (3)" in same
+    few = findings.depth_offset(_offset_fit([(2, 2, 1.2, 1.1, 1.5), (3, 2, 1.3, 1.1, 1.7)]), 3).markdown()
+    assert "very few points" in few
+
+
+def test_apply_depth_states_the_miss_at_the_deepest_net():
+    comp = _comparison(CHAINS[:4], power=0.5)
+    measured = pd.DataFrame({"blocks": [1, 2, 8], "predicted max LR": [0.1, 0.05, 0.004],
+                             "measured max LR": [0.1, 0.06, 0.0225]})
+    text = findings.apply_depth(comp, measured).markdown()
+    assert "K = 8 blocks" in text and "×5.6 the prediction (above it)" in text
+    assert text.count("- ") >= 3

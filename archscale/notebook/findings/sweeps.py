@@ -21,11 +21,12 @@ from .core import (
     cap,
     ci,
     interval_side,
+    plural,
 )
 
-__all__ = ["COMPARED", "chance_sentence", "cnn_kernels", "factorial_title", "gelu", "gelu_title",
-           "kernel_title", "mlp_depth", "mlp_topology", "padding_sentence", "recipe_factorial",
-           "recommended_recipe"]
+__all__ = ["COMPARED", "apply_depth", "chance_sentence", "cnn_kernels", "depth_offset", "factorial_title",
+           "gelu", "gelu_title", "kernel_title", "mlp_depth", "mlp_topology", "padding_sentence",
+           "recipe_factorial", "recommended_recipe"]
 
 
 
@@ -317,3 +318,48 @@ def recipe_factorial(cells: pd.DataFrame, link: pd.DataFrame | None = None) -> F
     return f
 
 
+
+
+# -- notebooks 02 and 10 ---------------------------------------------------------------------------------
+
+def depth_offset(fit: pd.DataFrame, reference: int) -> Findings:
+    """Notebook 02: which depth offset fits the measured maximal LRs, against the reference's, with
+    intervals; "cannot separate" when they overlap. ``fit``: :func:`archscale.analysis.fit_offset`."""
+    out = Findings()
+    rows = fit.set_index("offset")
+    best = int(fit.loc[fit["log_rmse_fit"].idxmin(), "offset"])
+    b = rows.loc[best]
+    ef_b = (b["error_factor"], b["error_factor_lo"], b["error_factor_hi"])
+    n = int(b["n"])
+    out.add(f"Of the offsets {', '.join(str(int(o)) for o in rows.index)}, {best} fits the measured maximal "
+            f"LRs best: eq. 8 then misses by ×{ci(*ef_b, digits=2)} ({plural(n, 'non-base graph')}).")
+    if best != reference and reference in rows.index:
+        r = rows.loc[reference]
+        ef_r = (r["error_factor"], r["error_factor_lo"], r["error_factor_hi"])
+        verdict = ("the intervals overlap, so this sweep does not separate the two offsets and archscale "
+                   "keeps the reference's" if ef_b[1] <= ef_r[2] and ef_r[1] <= ef_b[2] else
+                   "the intervals do not overlap: this sweep prefers the best offset")
+        out.add(f"The reference convention's offset {reference} misses by ×{ci(*ef_r, digits=2)}; {verdict}.")
+    else:
+        out.add(f"The best-fitting offset is the reference convention's ({reference}).")
+    if n < MIN_RANKED:
+        out.add(f"With {plural(n, 'graph')} the offsets are ranked on very few points; a longer depth sweep "
+                f"would settle it.")
+    return out
+
+
+def apply_depth(comparison, measured: pd.DataFrame, what: str = "eq. 8 moving the 1-block net's maximal LR "
+                "to deeper nets") -> Findings:
+    """Notebook 10: how well eq. 8 transfers the maximal LR across depth on a user's module, and the
+    miss at the deepest net. ``measured``: one row per depth (``blocks``, ``predicted max LR``,
+    ``measured max LR``)."""
+    out = Findings(agreement_sentences(comparison, what))
+    deep = measured.sort_values("blocks").iloc[-1]
+    ratio = float(deep["measured max LR"]) / float(deep["predicted max LR"])
+    if math.isfinite(ratio) and int(deep["blocks"]) > 1:
+        side = "above" if ratio > 1 else "below"
+        k = int(deep["blocks"])
+        out.add(f"At K = {k} block{'s' if k != 1 else ''} the measured maximal LR is "
+                f"{_g(float(deep['measured max LR']))}, ×{_g(ratio, 2)} the prediction ({side} it): the "
+                f"plan's trust line carries this kind of miss for residual graphs.")
+    return out
