@@ -25,6 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..core import validate
 from ..core.errors import ArchscaleError
+from ..core.labels import short_code
 from ..core.schema import SWEEP
 from ..data import Dataset
 from ..nn import blas
@@ -193,8 +194,8 @@ def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float] | np.
     size = len(lrs_arr) if chunk_size is None else validate.positive_int(chunk_size, "chunk_size")
     total = config.total_steps(data.n_train) * len(lrs_arr)
     parts = []
-    with tqdm(total=total, desc=f"sweep_module {labels['graph']}", unit=" replica-steps", unit_scale=True,
-              disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=f"sweep_module {short_code(labels['graph'])}", unit=" replica-steps",
+              unit_scale=True, disable=not progress, dynamic_ncols=True) as bar:
         for part in np.array_split(np.arange(len(lrs_arr)), math.ceil(len(lrs_arr) / size)):
             models = [built[int(s)] for s in seeds_arr[part]]
             with replica_threads(len(part), dev):  # a lone product split among threads rounds apart

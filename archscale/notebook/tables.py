@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..core.labels import short_code
+
 __all__ = ["GLOSSARY", "MAX_LINES", "Collapsed", "comparison_rows", "glossary", "glossary_markdown",
            "row_label", "short_code", "show_laws", "show_rank_stability", "show_report", "show_table",
            "show_transfers", "transfer_rows"]
 
 #: The most lines one notebook cell prints (stdout and the plain text of what it displays).
 MAX_LINES = 30
-#: Codes longer than this are shortened in tables and labels (the full code stays in the rows).
-MAX_CODE = 24
 
 
 @dataclass(frozen=True)
@@ -53,20 +53,6 @@ def show_table(table: pd.DataFrame, summary: str, *, max_rows: int = 12, index: 
     if len(frame) <= max_rows:
         return frame if index else table
     return Collapsed(summary, frame)
-
-
-def short_code(code: str, width: int = MAX_CODE) -> str:
-    """``code`` itself, or its first groups and the vertex count when it is longer than ``width``."""
-    code = str(code)
-    if len(code) <= width:
-        return code
-    groups = code.split("_")
-    head: list[str] = []
-    for g in groups:
-        if len("_".join([*head, g])) > width - 2:
-            break
-        head.append(g)
-    return f"{'_'.join(head)}_… ({len(groups) + 1} vertices)"
 
 
 def row_label(code: str, *, depth: int | None = None, offset: int = 3) -> str:
