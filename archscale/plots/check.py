@@ -81,8 +81,8 @@ def check_transfer_figure(table: pd.DataFrame, title: str):
     trained directly with its interval (diamond). ``table``: ``CheckTransfer.table()``."""
     families = list(dict.fromkeys(table["family"]))
     optimizers = list(dict.fromkeys(table["optimizer"]))
-    fig, axes = plt.subplots(len(families), len(optimizers), figsize=(5.2 * len(optimizers), 3.9 * len(families)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(families), len(optimizers), squeeze=False, layout="constrained",
+                             figsize=(5.2 * len(optimizers), 3.9 * len(families)))
 
     def bar(ax, x, y, lo, hi, **kw):
         y, lo, hi = np.asarray(y, float), np.asarray(lo, float), np.asarray(hi, float)
@@ -101,13 +101,16 @@ def check_transfer_figure(table: pd.DataFrame, title: str):
         ax.axvspan(x.max(), r["target"], color="crimson", alpha=0.05, lw=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ticks = [*x, r["target"]]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_locator(plt.NullLocator())
         ax.set_xlabel("depth (residual blocks)")
         ax.set_ylabel("maximal learning rate")
         inside = r["answer_lo"] <= r["truth"] <= r["answer_hi"]
         ratio = r["answer"] / r["truth"] if r["truth"] > 0 else math.nan
-        ax.set_title(f"{r['family']}, {r['optimizer']}: answer/truth {ratio:.2g}, "
-                     + ("inside" if inside else "outside") + " the band", fontsize=9)
+        opt = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}.get(r["optimizer"], r["optimizer"])
+        ax.set_title(f"{r['family']}, {opt}\nanswer / truth = {ratio:.2g}, truth "
+                     + ("inside" if inside else "outside") + " the answer's band", fontsize=9.5)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig

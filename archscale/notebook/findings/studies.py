@@ -187,7 +187,8 @@ def check_transfer(table: pd.DataFrame, good: float = GOOD_FACTOR) -> Findings:
                         + (" (the truth's own interval reaches the answer's)." if overlap
                            else " (the two intervals do not overlap)."))
         if isinstance(r["truth_edge"], str) and r["truth_edge"]:
-            tail = tail[:-1] + f"; the direct optimum sits at its grid's {r['truth_edge']} edge: only a bound."
+            tail = tail[:-1] + (f"; the direct optimum sits at its grid's {r['truth_edge']} edge: "
+                                "only a bound.")
         f.add(head + tail)
     judged = [v for v in verdicts if v != "unknown"]
     if judged:
