@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.estimator import MaxLr
-from ..core.errors import ArchscaleError
-from ..core.presets import load_settings
+from ..core.presets import settings_with
 from ..core.schema import SWEEP
 from ..data import Dataset, load_dataset
 from ..runs.store import ResultStore
@@ -189,12 +188,7 @@ def run_check_transfer(preset: str = "quick", *, runs_dir: str | Path = "runs", 
 
     ``dataset``/``data_dir`` replace the preset's data; ``seed`` shifts its training seeds (``seed +
     s``); ``overrides`` replace preset settings by name (e.g. ``width=16, depths=[1, 2]``)."""
-    s = load_settings("check", preset)
-    unknown = sorted(set(overrides) - set(s))
-    if unknown:
-        raise ArchscaleError(f"unknown check setting(s) {', '.join(unknown)}; accepted: {', '.join(s)}")
-    s = {**s, **overrides}
-    s["seeds"] = [int(seed) + int(x) for x in s["seeds"]]
+    s = settings_with("check", preset, overrides, seed)
     data = load_dataset(dataset or s["dataset"], flatten=True, data_dir=data_dir, n_train=s["n_train"],
                         n_test=s["n_test"])
     depths = [int(k) for k in s["depths"]]
