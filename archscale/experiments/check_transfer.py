@@ -12,6 +12,7 @@ interval is the truth the answer is judged against.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,19 +73,6 @@ class ResMLP(nn.Module):
 
 #: The families: name -> whether the blocks carry BatchNorm.
 FAMILIES: dict[str, bool] = {"residual MLP": False, "residual MLP + BatchNorm": True}
-
-
-@dataclass
-class _Factory:
-    """A picklable ``make(depth=K)`` for one family (its repr names it in the store key)."""
-
-    width: int
-    batchnorm: bool
-    d_in: int
-    n_out: int
-
-    def __call__(self, depth: int) -> ResMLP:
-        return ResMLP(int(depth), self.width, self.batchnorm, self.d_in, self.n_out)
 
 
 @dataclass
@@ -195,7 +183,9 @@ def run_check_transfer(preset: str = "quick", *, runs_dir: str | Path = "runs", 
     root = Path(runs_dir) / f"check_{preset}"
     cases = []
     for family, batchnorm in FAMILIES.items():
-        make = _Factory(int(s["width"]), batchnorm, int(data.in_shape[0]), int(data.out_dim))
+        # a partial of the class: picklable, and its repr names the family in the store key
+        make = functools.partial(ResMLP, width=int(s["width"]), batchnorm=batchnorm,
+                                 d_in=int(data.in_shape[0]), n_out=int(data.out_dim))
         for optimizer in s["optimizers"]:
             opt = s["optimizer_settings"].get(optimizer, {})
             config = TrainConfig(steps=s["steps"], epochs=1, batch_size=s["batch_size"], **opt)
