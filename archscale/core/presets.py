@@ -23,7 +23,7 @@ import yaml
 from .errors import SpecError
 
 __all__ = ["FOLDERS", "PRESET_ORDER", "experiments_with", "load_settings", "preset_names", "preset_path",
-           "read_yaml"]
+           "read_yaml", "settings_with"]
 
 #: The folders (below the package) that hold preset files.
 FOLDERS = ("sweep/presets", "experiments/presets")
@@ -127,3 +127,16 @@ def load_settings(experiment: str, preset: str) -> dict:
     if not isinstance(raw, dict):
         raise SpecError(f"preset file {path.name} must hold a mapping of name: value")
     return cast(dict, _expand(raw))  # a mapping expands to a mapping
+
+
+def settings_with(experiment: str, preset: str, overrides: dict, seed: int = 0) -> dict:
+    """:func:`load_settings` with ``overrides`` replacing settings by name (an unknown name is refused)
+    and the ``seeds`` setting, where there is one, shifted by ``seed`` (``seed + s``)."""
+    s = load_settings(experiment, preset)
+    unknown = sorted(set(overrides) - set(s))
+    if unknown:
+        raise SpecError(f"unknown {experiment} setting(s) {', '.join(unknown)}; accepted: {', '.join(s)}")
+    s = {**s, **overrides}
+    if "seeds" in s:
+        s["seeds"] = [int(seed) + int(x) for x in s["seeds"]]
+    return s

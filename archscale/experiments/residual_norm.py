@@ -29,8 +29,7 @@ import pandas as pd
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.errors import ArchscaleError
-from ..core.presets import load_settings
+from ..core.presets import settings_with
 from ..data import load_dataset
 from ..train import TrainConfig
 from .check import CheckReport, check
@@ -204,13 +203,7 @@ def run_residual_norm(preset: str = "quick", *, runs_dir: str | Path = "runs", d
 
     ``dataset``/``data_dir`` replace the preset's images; ``seed`` shifts its training seeds (``seed
     + s``); ``overrides`` replace preset settings by name (e.g. ``width=16, depths=[1, 2, 4]``)."""
-    s = load_settings("residual_norm", preset)
-    unknown = sorted(set(overrides) - set(s))
-    if unknown:
-        raise ArchscaleError(f"unknown residual_norm setting(s) {', '.join(unknown)}; "
-                             f"accepted: {', '.join(s)}")
-    s = {**s, **overrides}
-    s["seeds"] = [int(seed) + int(x) for x in s["seeds"]]
+    s = settings_with("residual_norm", preset, overrides, seed)
     data = load_dataset(dataset or s["dataset"], flatten=False, data_dir=data_dir, n_train=s["n_train"],
                         n_test=s["n_test"])
     config = TrainConfig(steps=s["steps"], epochs=1, batch_size=s["batch_size"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from archscale.core.errors import SpecError
-from archscale.core.presets import PRESET_ORDER, load_settings, preset_names, read_yaml
+from archscale.core.presets import PRESET_ORDER, load_settings, preset_names, read_yaml, settings_with
 from archscale.core.runspec import MODEL_FIELDS, TRAIN_FIELDS, RunSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +38,14 @@ def test_settings_expand_grids_and_refuse_unknown_presets():
         load_settings("nothing", "quick")
     with pytest.raises(SpecError, match="duplicate key 'a'"):
         read_yaml("a: 1\na: 2\n")
+
+
+def test_settings_with_overrides_and_shifted_seeds():
+    s = settings_with("check", "quick", {"width": 8}, seed=10)
+    assert s["width"] == 8 and s["seeds"] == [10, 11, 12]
+    assert s["depths"] == load_settings("check", "quick")["depths"]
+    with pytest.raises(SpecError, match="unknown check setting\\(s\\) widht; accepted: dataset"):
+        settings_with("check", "quick", {"widht": 8})
 
 
 def test_the_defaults_are_declared_once():

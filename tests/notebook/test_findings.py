@@ -501,3 +501,47 @@ def test_apply_depth_states_the_miss_at_the_deepest_net():
     text = findings.apply_depth(comp, measured).markdown()
     assert "K = 8 blocks" in text and "×5.6 the prediction (above it)" in text
     assert text.count("- ") >= 3
+
+
+# -- the LR transfer check against the target trained directly (notebook 13) ----------------------------
+
+
+def _check_row(answer, lo, hi, truth, t_lo, t_hi, agreeing=("constant",), source="constant", edge=""):
+    return {"family": "residual MLP", "optimizer": "sgd", "answer": answer, "answer_lo": lo, "answer_hi": hi,
+            "source": source, "agreeing": list(agreeing), "truth": truth, "truth_lo": t_lo, "truth_hi": t_hi,
+            "truth_edge": edge, "truth_lrs": 11, "sizes": [1.0, 2.0, 4.0], "target": 16.0, "n_seeds": 3,
+            "noise_floor": 1.1}
+
+
+def test_check_transfer_says_when_the_answer_interval_contains_the_truth():
+    table = pd.DataFrame([_check_row(0.1, 0.07, 0.15, 0.12, 0.09, 0.16)])
+    text = findings.check_transfer(table).markdown()
+    assert "check answers 0.1 [0.07, 0.15] at depth 16" in text
+    assert "constant agrees with depths 1, 2, 4" in text
+    assert "optimum is 0.12 [0.09, 0.16]" in text and "11 LRs, 3 seeds" in text
+    assert "the answer's interval contains it (answer / truth = 0.83)" in text
+    assert "contained the directly measured optimum in 1 of 1 case." in text
+    assert "LR checked at depth 1, 2, 4 -> 16" in findings.check_transfer_title(table)
+
+
+def test_check_transfer_says_when_the_answer_misses_the_truth():
+    apart = _check_row(0.3, 0.2, 0.45, 0.13, 0.06, 0.18)
+    touching = _check_row(0.3, 0.2, 0.45, 0.13, 0.06, 0.27, edge="low")
+    text = findings.check_transfer(pd.DataFrame([apart, touching])).markdown()
+    assert text.count("**the answer's interval misses it**, ×2.3 too high") == 2
+    assert "(the two intervals do not overlap)" in text
+    assert "(the truth's own interval reaches the answer's)" in text
+    assert "grid's low edge: only a bound" in text
+    assert "in 0 of 2 cases" in text
+    assert "held the directly measured optimum in 0 of 2 cases" in findings.check_transfer_title(
+        pd.DataFrame([apart, touching]))
+
+
+def test_check_transfer_says_when_no_law_agrees_or_the_truth_is_missing():
+    none = _check_row(0.05, 0.03, 0.08, 0.04, 0.03, 0.06, agreeing=(), source="trend")
+    lost = _check_row(0.05, 0.03, 0.08, math.nan, math.nan, math.nan)
+    text = findings.check_transfer(pd.DataFrame([none, lost])).markdown()
+    assert "no law agrees with depths 1, 2, 4 (none within ×1.5 or the noise floor ×1.1)" in text
+    assert "the answer is the fitted trend's" in text
+    assert "this run cannot judge the answer" in text
+    assert "in 1 of 1 case (1 could not be judged)." in text

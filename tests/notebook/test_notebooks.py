@@ -32,6 +32,7 @@ EXPECTED_FIGURES = {
     "10_apply_to_your_model": {"fig10_apply_depth_transfer"},
     "11_which_law": {"fig11_laws_agreement", "fig11_residual_depth_transfer"},
     "11b_residual_norm": {"fig11b_residual_norm"},
+    "13_check": {"fig13_check"},
 }
 #: Figures of analyses a smoke sweep may be too small for: the notebook then prints one line saying why
 #: (e.g. "No calibration on this sweep: ...") instead of drawing them.

@@ -1,4 +1,5 @@
-"""Findings of the studies: NAS cells (09) and which law predicts the maximal LR (11)."""
+"""Findings of the studies: NAS cells (09), which law predicts the maximal LR (11) and the LR
+transfer check against the target trained directly (13)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .core import GOOD_FACTOR, MIN_RANKED, Findings, _g, ci, interval_side, plur
 if TYPE_CHECKING:
     from ...analysis.law_scores import LawsReport
 
-__all__ = ["nas_rankings", "nas_title", "which_law"]
+__all__ = ["check_transfer", "check_transfer_title", "nas_rankings", "nas_title", "which_law"]
 
 
 # -- NAS cells (notebook 09) ------------------------------------------------------------------------
@@ -132,3 +133,77 @@ def which_law(reports: Mapping[str, LawsReport], transfers: Sequence, good: floa
             f.add("Depth-muP's one LR also missed at some depth: this run does not support scaling the "
                   "branches over moving the LR.")
     return f
+
+
+# -- the LR transfer check against the truth (notebook 13) -------------------------------------------
+_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+
+
+def _verdict(r) -> str:
+    """``contains``, ``misses`` or ``unknown`` (no truth or no answer interval) for one row."""
+    side = interval_side(r["answer_lo"], r["answer_hi"], r["truth"])
+    if side == "unknown" or not np.isfinite(r["truth"]):
+        return "unknown"
+    return "contains" if side == "inside" else "misses"
+
+
+def check_transfer(table: pd.DataFrame, good: float = GOOD_FACTOR) -> Findings:
+    """Notebook 13: per family and optimizer, ``archscale.check``'s answer at the target with its
+    interval and source, which laws agree (or that none does), and whether the answer's interval
+    contains the optimum measured by training the target directly; then how many answers held.
+
+    ``table``: :meth:`archscale.experiments.check_transfer.CheckTransfer.table` (one row per case:
+    ``family, optimizer, answer, answer_lo, answer_hi, source, agreeing, truth, truth_lo, truth_hi,
+    truth_edge, truth_lrs, sizes, target, n_seeds, noise_floor``).
+    """
+    f = Findings()
+    verdicts = []
+    for _, r in table.iterrows():
+        opt = _OPTIMIZERS.get(str(r["optimizer"]), str(r["optimizer"]))
+        sizes = ", ".join(f"{s:g}" for s in r["sizes"])
+        agreeing = list(r["agreeing"])
+        if agreeing:
+            laws = (f"{r['source']} agrees with depths {sizes} (agreeing: {', '.join(agreeing)}; noise floor "
+                    f"×{_g(r['noise_floor'])})")
+        else:
+            laws = (f"no law agrees with depths {sizes} (none within ×{good:g} or the noise floor "
+                    f"×{_g(r['noise_floor'])}), so the answer is the fitted trend's")
+        head = (f"**{r['family']}, {opt}**: check answers {ci(r['answer'], r['answer_lo'], r['answer_hi'])} "
+                f"at depth {r['target']:g}; {laws}. Trained directly ({plural(int(r['truth_lrs']), 'LR')}, "
+                f"{plural(int(r['n_seeds']), 'seed')}), depth {r['target']:g}'s optimum is "
+                f"{ci(r['truth'], r['truth_lo'], r['truth_hi'])}")
+        verdict = _verdict(r)
+        verdicts.append(verdict)
+        if verdict == "unknown":
+            tail = ": this run cannot judge the answer (no optimum or no interval)."
+        else:
+            ratio = r["answer"] / r["truth"]
+            overlap = r["answer_lo"] <= r["truth_hi"] and r["truth_lo"] <= r["answer_hi"]
+            if verdict == "contains":
+                tail = f": the answer's interval contains it (answer / truth = {_g(ratio, 2)})."
+            else:
+                side = "high" if ratio > 1 else "low"
+                tail = (f": **the answer's interval misses it**, ×{_g(max(ratio, 1 / ratio), 2)} too {side}"
+                        + (" (the truth's own interval reaches the answer's)." if overlap
+                           else " (the two intervals do not overlap)."))
+        if isinstance(r["truth_edge"], str) and r["truth_edge"]:
+            tail = tail[:-1] + (f"; the direct optimum sits at its grid's {r['truth_edge']} edge: "
+                                "only a bound.")
+        f.add(head + tail)
+    judged = [v for v in verdicts if v != "unknown"]
+    if judged:
+        held = judged.count("contains")
+        f.add(f"The answer's interval contained the directly measured optimum in {held} of "
+              f"{plural(len(judged), 'case')}" + (f" ({len(verdicts) - len(judged)} could not be judged)."
+                                                   if len(judged) < len(verdicts) else "."))
+    return f
+
+
+def check_transfer_title(table: pd.DataFrame) -> str:
+    """A figure title stating the finding: in how many cases the answer's interval held the truth."""
+    verdicts = [_verdict(r) for _, r in table.iterrows()]
+    judged = [v for v in verdicts if v != "unknown"]
+    target = ", ".join(sorted({f"{t:g}" for t in table["target"]}))
+    sizes = sorted({s for ss in table["sizes"] for s in ss})
+    return (f"LR checked at depth {', '.join(f'{s:g}' for s in sizes)} -> {target}: the answer's interval "
+            f"held the directly measured optimum in {judged.count('contains')} of {len(judged)} cases")
