@@ -265,7 +265,9 @@ def test_negative_offsets_only_where_every_path_has_a_block():
     assert fit.law("sum L^3, free b and offset").offset == 0.5
     profile = path_law_profile(fit).set_index("offset")
     assert profile.loc[0.5, "b"] == pytest.approx(1.0)
-    assert profile.loc[0.5, "rmse"] == pytest.approx(0.0, abs=1e-9)
+    # an exact fit: the rmse is the root of float64 rounding in the residuals (7e-8 on an AVX-512 AMD
+    # EPYC's OpenBLAS, 0 elsewhere), so "zero" is judged at the root of double precision
+    assert profile.loc[0.5, "rmse"] == pytest.approx(0.0, abs=1e-6)
     assert profile["rmse"].idxmin() == 0.5 and list(profile.index) == [-0.5, 0.0, 0.5, 1.0, 3.0]
     with_skip = _synthetic_graph_table(lambda g: 1e-4 * g.path_power_sum(3, 3))
     assert min(min_path_params(g) for g in with_skip["graph"]) == 0
