@@ -3,7 +3,7 @@
 :func:`run_adam` runs (or reloads: the sweeps are resumable) the bundled sweeps of a preset:
 
 * **depth** — the MLP chains L = 3..10 under AdamW (``mlp_depth_adam``), under SGD with momentum
-  0.9 (``mlp_depth_momentum``) and under plain SGD (``mlp_depth``, shared with notebook 04); each
+  0.9 (``mlp_depth_momentum``) and under plain SGD (``mlp_depth_sgd``: notebook 04's chains on an adaptive grid); each
   gets its depth exponent ``b`` of ``eta* ∝ L^b`` with a seed interval
   (:func:`~archscale.analysis.depth_exponent.depth_exponent`);
 * **laws** — every law of :mod:`archscale.core.laws` scored on the AdamW sweeps (depth, MLP
@@ -29,7 +29,7 @@ __all__ = ["DEPTH_SWEEPS", "LAW_SWEEPS", "AdamRun", "run_adam"]
 
 #: The depth sweeps, by optimizer label -> bundled experiment name.
 DEPTH_SWEEPS: dict[str, str] = {"AdamW": "mlp_depth_adam", "SGD, momentum 0.9": "mlp_depth_momentum",
-                                "SGD": "mlp_depth"}
+                                "SGD": "mlp_depth_sgd"}
 #: The sweeps every law is scored on under AdamW, by label -> bundled experiment name.
 LAW_SWEEPS: dict[str, str] = {"MLP depth, AdamW": "mlp_depth_adam", "MLP topology, AdamW": "mlp_topology_adam",
                               "CNN topology x kernel, AdamW": "cnn_kernel_topology_adam"}

@@ -32,6 +32,7 @@ EXPECTED_FIGURES = {
     "10_apply_to_your_model": {"fig10_apply_depth_transfer"},
     "11_which_law": {"fig11_laws_agreement", "fig11_residual_depth_transfer"},
     "11b_residual_norm": {"fig11b_residual_norm"},
+    "12_adam": {"fig12_adam_depth_exponent", "fig12_adam_laws"},
 }
 ROOT = NOTEBOOK_DIR.parent
 
