@@ -64,5 +64,4 @@ def depth_exponent_figure(exponents: Mapping[str, DepthExponent], *, title: str 
     ax_b.set_xlabel("depth exponent b of max LR ∝ L^b (95% seed bootstrap)")
     ax_b.legend(fontsize=8, loc="lower right")
     fig.suptitle(title or "How the maximal LR of a chain falls with depth, per optimizer", fontsize=11)
-    fig.tight_layout()
     return fig

@@ -143,7 +143,7 @@ DEPTH_CLAIMS = {-1.5: "eq. 8's -3/2", -0.5: "Depth-muP's Adam -1/2"}
 def _exponent_sentence(label: str, fit) -> str:
     inside = [name for b, name in DEPTH_CLAIMS.items() if fit.contains(b)]
     outside = [name for b, name in DEPTH_CLAIMS.items() if not fit.contains(b)]
-    head = (f"{label}: max LR ∝ L^b with b = {ci(fit.exponent, fit.lo, fit.hi, 2)} over L = "
+    head = (f"{label}: max LR ∝ L^b with b = {ci(fit.exponent, fit.lo, fit.hi)} over L = "
             f"{int(fit.table['depth'].min())}..{int(fit.table['depth'].max())} "
             f"({plural(fit.n_depths, 'depth')}, {plural(fit.n_seeds, 'seed')})")
     if not (np.isfinite(fit.lo) and np.isfinite(fit.hi)) or fit.n_depths < 3:
@@ -198,7 +198,7 @@ def adam(run, good: float = GOOD_FACTOR) -> Findings:
         text = {"inside": "consistent with eq. 9's -1 (its interval holds it)",
                 "below": "steeper than eq. 9's -1", "above": "shallower than eq. 9's -1",
                 "unknown": "without an interval: this preset cannot decide it"}[side]
-        f.add(f"Kernel size under AdamW: pooled kernel exponent {ci(p['exponent'], p['lo'], p['hi'], 2)} over "
+        f.add(f"Kernel size under AdamW: pooled kernel exponent {ci(p['exponent'], p['lo'], p['hi'])} over "
               f"{p['n_graphs']} graphs x {p['n_kernels']} kernels, {plural(p['n_seeds'], 'seed')}: {text}.")
     return f
 
@@ -206,7 +206,7 @@ def adam(run, good: float = GOOD_FACTOR) -> Findings:
 def adam_depth_title(exponents) -> str:
     """The depth-exponent figure's title: each optimizer's exponent with its interval."""
     parts = [f"{k} {v.exponent:.2f} [{v.lo:.2f}, {v.hi:.2f}]" for k, v in exponents.items()]
-    return "Depth exponent b of max LR ∝ L^b on MLP chains: " + "; ".join(parts)
+    return "Depth exponent b of max LR ∝ L^b on MLP chains:\n" + "; ".join(parts)
 
 
 def adam_laws_title(reports) -> str:
@@ -217,4 +217,4 @@ def adam_laws_title(reports) -> str:
         a = best.zero_shot.agreement
         parts.append(f"{label.replace(', AdamW', '')}: {best.name} ×{a.estimate['error_factor']:.2f} "
                      f"[{a.lo['error_factor']:.2f}, {a.hi['error_factor']:.2f}]")
-    return "Under AdamW the best zero-shot law misses by: " + "; ".join(parts)
+    return "Under AdamW the best zero-shot law misses by:\n" + "; ".join(parts)
