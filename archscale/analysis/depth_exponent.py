@@ -89,7 +89,8 @@ def depth_exponent(results: pd.DataFrame | Measured, base: str = "1", metric: st
     offset = convention(meas.arch).offset
     depth = np.array([offset + max(meas.dag(g).depth_counts(0)) for g in t["graph"]], dtype=float)
     if len(np.unique(depth)) < 2:
-        raise ArchscaleError(f"a depth exponent needs graphs of at least two depths; got {sorted(set(depth))}")
+        raise ArchscaleError(f"a depth exponent needs graphs of at least two depths; got "
+                             f"{sorted(set(depth))}")
     s = meas.losses[0].shape[0]
     rng = np.random.default_rng(seed)
     boot = bootstrap_estimates(meas.losses, meas.lrs, seed_counts(s, n_boot, rng), meas.method)  # (B, n)

@@ -3,8 +3,8 @@
 :func:`run_adam` runs (or reloads: the sweeps are resumable) the bundled sweeps of a preset:
 
 * **depth** — the MLP chains L = 3..10 under AdamW (``mlp_depth_adam``), under SGD with momentum
-  0.9 (``mlp_depth_momentum``) and under plain SGD (``mlp_depth_sgd``: notebook 04's chains on an adaptive grid); each
-  gets its depth exponent ``b`` of ``eta* ∝ L^b`` with a seed interval
+  0.9 (``mlp_depth_momentum``) and under plain SGD (``mlp_depth_sgd``: notebook 04's chains, adaptive
+  grid); each gets its depth exponent ``b`` of ``eta* ∝ L^b`` with a seed interval
   (:func:`~archscale.analysis.depth_exponent.depth_exponent`);
 * **laws** — every law of :mod:`archscale.core.laws` scored on the AdamW sweeps (depth, MLP
   topologies ``mlp_topology_adam``, CNN topologies x kernels ``cnn_kernel_topology_adam``) with
@@ -31,7 +31,8 @@ __all__ = ["DEPTH_SWEEPS", "LAW_SWEEPS", "AdamRun", "run_adam"]
 DEPTH_SWEEPS: dict[str, str] = {"AdamW": "mlp_depth_adam", "SGD, momentum 0.9": "mlp_depth_momentum",
                                 "SGD": "mlp_depth_sgd"}
 #: The sweeps every law is scored on under AdamW, by label -> bundled experiment name.
-LAW_SWEEPS: dict[str, str] = {"MLP depth, AdamW": "mlp_depth_adam", "MLP topology, AdamW": "mlp_topology_adam",
+LAW_SWEEPS: dict[str, str] = {"MLP depth, AdamW": "mlp_depth_adam",
+                              "MLP topology, AdamW": "mlp_topology_adam",
                               "CNN topology x kernel, AdamW": "cnn_kernel_topology_adam"}
 
 
@@ -52,13 +53,15 @@ class AdamRun:
         for exp in self.experiments.values():
             r, s = exp.results, exp.spec
             opt = str(r["optimizer"].iloc[0]) if "optimizer" in r.columns else "sgd"
-            extra = f", momentum {s.momentum:g}" if opt == "sgd" else f", betas {tuple(s.betas or (0.9, 0.999))}"
+            betas = tuple(s.betas or (0.9, 0.999))
+            extra = f", momentum {s.momentum:g}" if opt == "sgd" else f", betas {betas}"
             length = f"{s.steps} steps" if s.steps else f"{s.epochs} epoch(s)"
-            out.append(f"{exp.name}: {opt}{extra}; {r['graph'].nunique()} graphs"
-                       + (f" x kernels {sorted(r['kernel_size'].unique().tolist())}" if s.arch == "cnn" else "")
-                       + f" x {r['lr'].nunique()} LRs in [{r['lr'].min():.2g}, {r['lr'].max():.2g}] x "
-                       f"{r['seed'].nunique()} seeds = {len(r)} runs ({int(r['diverged'].sum())} diverged); "
-                       f"{length} at batch {s.batch_size} on {s.dataset}, width {sorted(r['width'].unique())}")
+            kernels = f" x kernels {sorted(r['kernel_size'].unique().tolist())}" if s.arch == "cnn" else ""
+            widths = ", ".join(str(int(w)) for w in sorted(r["width"].unique()))
+            out.append(f"{exp.name}: {opt}{extra}; {r['graph'].nunique()} graphs{kernels} x "
+                       f"{r['lr'].nunique()} LRs in [{r['lr'].min():.2g}, {r['lr'].max():.2g}] x {r['seed'].nunique()} seeds = "
+                       f"{len(r)} runs ({int(r['diverged'].sum())} diverged); {length} at batch "
+                       f"{s.batch_size} on {s.dataset}, width {widths}")
         return "\n".join([*out, *self.notes])
 
 
@@ -77,8 +80,8 @@ def run_adam(preset: str = "quick", *, dataset: str | None = None, data_dir: str
     def get(name: str) -> Experiment:
         if name not in experiments:
             data = {} if name.startswith("cnn") else {"dataset": dataset, "data_dir": data_dir}
-            experiments[name] = run_experiment(name, preset, device=device, runs_dir=runs_dir, progress=progress,
-                                               **data)
+            experiments[name] = run_experiment(name, preset, device=device, runs_dir=runs_dir,
+                                               progress=progress, **data)
         return experiments[name]
 
     exponents = {}
@@ -91,8 +94,8 @@ def run_adam(preset: str = "quick", *, dataset: str | None = None, data_dir: str
         n = exp.results["graph"].nunique() - 1
         share = holdout if can_split(n, holdout) else 0.0
         if share != holdout:
-            notes.append(f"{label}: {n} non-base graph(s), too few to hold out a share of {holdout:g} with two "
-                         f"or more graphs on each side; scored zero-shot only")
+            notes.append(f"{label}: {n} non-base graph(s), too few to hold out a share of {holdout:g} with "
+                         f"two or more graphs on each side; scored zero-shot only")
         reports[label] = compare_laws(exp.results, exp.spec.base, holdout=share, seed=seed, n_boot=n_boot)
     cnn = experiments.get(LAW_SWEEPS["CNN topology x kernel, AdamW"])
     kernel = None

@@ -39,11 +39,12 @@ def depth_exponent_figure(exponents: Mapping[str, DepthExponent], *, title: str 
         err = np.clip([y - t["measured_lo"] / ref, t["measured_hi"] / ref - y], 0, None)
         err = np.where(np.isfinite(err), err, 0.0)
         d = t["depth"].to_numpy(float)
-        ax.errorbar(d * (1 + 0.012 * (i - 1)), y, yerr=err, marker="o", color=color, linestyle="none", capsize=3,
-                    label=f"{label}: b = {fit.exponent:.2f}")
-        ax.plot(d, np.exp(np.log(y).mean() + fit.exponent * (np.log(d) - np.log(d).mean())), color=color, lw=1)
-        ax_b.errorbar([fit.exponent], [i], xerr=[[max(fit.exponent - fit.lo, 0)], [max(fit.hi - fit.exponent, 0)]],
-                      marker="o", color=color, capsize=4, linestyle="none")
+        ax.errorbar(d * (1 + 0.012 * (i - 1)), y, yerr=err, marker="o", color=color, linestyle="none",
+                    capsize=3, label=f"{label}: b = {fit.exponent:.2f}")
+        line = np.exp(np.log(y).mean() + fit.exponent * (np.log(d) - np.log(d).mean()))
+        ax.plot(d, line, color=color, lw=1)
+        xerr = [[max(fit.exponent - fit.lo, 0)], [max(fit.hi - fit.exponent, 0)]]
+        ax_b.errorbar([fit.exponent], [i], xerr=xerr, marker="o", color=color, capsize=4, linestyle="none")
     d0 = float(min(f.table["depth"].min() for f in exponents.values()))
     d1 = float(max(f.table["depth"].max() for f in exponents.values()))
     grid = np.geomspace(d0, d1, 20)

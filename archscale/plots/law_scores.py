@@ -105,7 +105,8 @@ def laws_agreement_figure(reports: Mapping[str, LawsReport], *, metric: str = "e
     legend = {}
     for ax in axes.flat[:n]:
         legend.update({lab: h for h, lab in zip(*ax.get_legend_handles_labels())})
-    labels = [s[0] for s in _SERIES if s[0] in legend] + [k for k in legend if k.startswith("below the seed")][:1]
+    labels = [s[0] for s in _SERIES if s[0] in legend]
+    labels += [k for k in legend if k.startswith("below the seed")][:1]
     handles = [legend[lab] for lab in labels]
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
                bbox_to_anchor=(0.5, -0.04))

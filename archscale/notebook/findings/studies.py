@@ -1,4 +1,4 @@
-"""Findings of the studies: NAS cells (09), which law predicts the maximal LR (11), the laws under Adam (12)."""
+"""Findings of the studies: NAS cells (09), which law predicts max LR (11), the laws under Adam (12)."""
 
 from __future__ import annotations
 
@@ -149,7 +149,8 @@ def _exponent_sentence(label: str, fit) -> str:
     if not (np.isfinite(fit.lo) and np.isfinite(fit.hi)) or fit.n_depths < 3:
         return head + "; this preset cannot decide the exponent (no interval or too few depths)."
     if len(inside) == len(DEPTH_CLAIMS):
-        return head + f"; its interval holds both {' and '.join(inside)}: this preset cannot decide between them."
+        return head + (f"; its interval holds both {' and '.join(inside)}: this preset cannot decide "
+                       "between them.")
     verdict = f"consistent with {inside[0]}" if inside else "neither -3/2 nor -1/2"
     return head + f": {verdict}" + (f", rejects {' and '.join(outside)}." if outside else ".")
 
@@ -171,11 +172,11 @@ def adam(run, good: float = GOOD_FACTOR) -> Findings:
     sgd_fit = fits.get("SGD")
     if adam_fit is not None and sgd_fit is not None:
         if adam_fit.lo > sgd_fit.hi:
-            f.add(f"AdamW's maximal LR falls more slowly with depth than plain SGD's (b {adam_fit.exponent:.2f} "
-                  f"against {sgd_fit.exponent:.2f}, intervals apart).")
+            f.add(f"AdamW's maximal LR falls more slowly with depth than plain SGD's (b "
+                  f"{adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}, intervals apart).")
         elif adam_fit.hi < sgd_fit.lo:
-            f.add(f"AdamW's maximal LR falls faster with depth than plain SGD's (b {adam_fit.exponent:.2f} "
-                  f"against {sgd_fit.exponent:.2f}, intervals apart).")
+            f.add(f"AdamW's maximal LR falls faster with depth than plain SGD's (b "
+                  f"{adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}, intervals apart).")
         else:
             f.add(f"Whether AdamW's depth exponent differs from plain SGD's this preset cannot decide "
                   f"({adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}; the intervals overlap).")
