@@ -59,7 +59,8 @@ class AdamRun:
             kernels = f" x kernels {sorted(r['kernel_size'].unique().tolist())}" if s.arch == "cnn" else ""
             widths = ", ".join(str(int(w)) for w in sorted(r["width"].unique()))
             out.append(f"{exp.name}: {opt}{extra}; {r['graph'].nunique()} graphs{kernels} x "
-                       f"{r['lr'].nunique()} LRs in [{r['lr'].min():.2g}, {r['lr'].max():.2g}] x {r['seed'].nunique()} seeds = "
+                       f"{r['lr'].nunique()} LRs in [{r['lr'].min():.2g}, {r['lr'].max():.2g}] x "
+                       f"{r['seed'].nunique()} seeds = "
                        f"{len(r)} runs ({int(r['diverged'].sum())} diverged); {length} at batch "
                        f"{s.batch_size} on {s.dataset}, width {widths}")
         return "\n".join([*out, *self.notes])
