@@ -151,8 +151,9 @@ def _exponent_sentence(label: str, fit) -> str:
     if len(inside) == len(DEPTH_CLAIMS):
         return head + (f"; its interval holds both {' and '.join(inside)}: this preset cannot decide "
                        "between them.")
-    verdict = f"consistent with {inside[0]}" if inside else "neither -3/2 nor -1/2"
-    return head + f": {verdict}" + (f", rejects {' and '.join(outside)}." if outside else ".")
+    if not inside:
+        return head + f": its interval rejects both {' and '.join(outside)}."
+    return head + f": consistent with {inside[0]}; rejects {' and '.join(outside)}."
 
 
 def adam(run, good: float = GOOD_FACTOR) -> Findings:
@@ -197,7 +198,8 @@ def adam(run, good: float = GOOD_FACTOR) -> Findings:
         p = run.kernel.pooled
         side = interval_side(p["lo"], p["hi"], -1.0)
         text = {"inside": "consistent with eq. 9's -1 (its interval holds it)",
-                "below": "steeper than eq. 9's -1", "above": "shallower than eq. 9's -1",
+                "below": "shallower than eq. 9's -1 (its interval lies above -1)",
+                "above": "steeper than eq. 9's -1 (its interval lies below -1)",
                 "unknown": "without an interval: this preset cannot decide it"}[side]
         f.add(f"Kernel size under AdamW: pooled kernel exponent {ci(p['exponent'], p['lo'], p['hi'])} over "
               f"{p['n_graphs']} graphs x {p['n_kernels']} kernels, {plural(p['n_seeds'], 'seed')}: {text}.")
