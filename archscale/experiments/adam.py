@@ -80,9 +80,10 @@ def run_adam(preset: str = "quick", *, dataset: str | None = None, data_dir: str
 
     def get(name: str) -> Experiment:
         if name not in experiments:
-            data = {} if name.startswith("cnn") else {"dataset": dataset, "data_dir": data_dir}
+            cnn = name.startswith("cnn")  # the CNN sweep keeps its 28x28 images
             experiments[name] = run_experiment(name, preset, device=device, runs_dir=runs_dir,
-                                               progress=progress, **data)
+                                               progress=progress, dataset=None if cnn else dataset,
+                                               data_dir=None if cnn else data_dir)
         return experiments[name]
 
     exponents = {}
