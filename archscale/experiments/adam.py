@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..analysis.calibrate import can_split
 from ..analysis.depth_exponent import DepthExponent, depth_exponent
 from ..analysis.kernel import KernelExponents, kernel_exponents
-from ..analysis.law_scores import LawsReport, compare_laws
+from ..analysis.law_scores import LawsReport
 from ..core import validate
 from .maxlr import Experiment, run_experiment
+from .which_law import score_laws
 
 __all__ = ["DEPTH_SWEEPS", "LAW_SWEEPS", "AdamRun", "run_adam"]
 
@@ -92,13 +92,7 @@ def run_adam(preset: str = "quick", *, dataset: str | None = None, data_dir: str
         exponents[label] = depth_exponent(exp.results, exp.spec.base, label=label, n_boot=n_boot, seed=seed)
     reports = {}
     for label, name in LAW_SWEEPS.items():
-        exp = get(name)
-        n = exp.results["graph"].nunique() - 1
-        share = holdout if can_split(n, holdout) else 0.0
-        if share != holdout:
-            notes.append(f"{label}: {n} non-base graph(s), too few to hold out a share of {holdout:g} with "
-                         f"two or more graphs on each side; scored zero-shot only")
-        reports[label] = compare_laws(exp.results, exp.spec.base, holdout=share, seed=seed, n_boot=n_boot)
+        reports[label] = score_laws(label, get(name), notes, holdout=holdout, seed=seed, n_boot=n_boot)
     cnn = experiments.get(LAW_SWEEPS["CNN topology x kernel, AdamW"])
     kernel = None
     if cnn is not None and cnn.results["kernel_size"].nunique() >= 2:
