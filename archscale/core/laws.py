@@ -16,7 +16,14 @@ only in how they read the graph. A new law is one function and one entry in :dat
 * ``longest_path`` — the depth of the deepest path, ``a = 3/2`` (depth-only baseline).
 * ``path_count`` — the number of end-to-end paths, ``a = 1/2`` (eq. 8 if every path had the
   base's depth).
+* ``depth_half`` — ``eta ∝ L_max^(-1/2)``, the deepest path: Depth-muP's Adam rule (arXiv
+  2310.02244: the Adam LR of a residual net scales as ``1/sqrt(L)``) read on the graph's depth.
+* ``effective_depth_half`` — ``eta ∝ L_eff^(-1/2)``: the same power on the effective depth.
 * ``constant`` — one learning rate for every graph (the benchmark's recipe).
+
+The ``_half`` laws are the Adam hypotheses of notebook 12; eq. 8 with its power fitted (the
+calibrated form of :func:`~archscale.analysis.law_scores.compare_laws`) is path sum with a free
+exponent.
 """
 
 from __future__ import annotations
@@ -67,13 +74,21 @@ def _path_sum(dag: Dag, offset: float) -> float:
     return float(sum(c * (offset + k) ** 3 for k, c in dag.depth_counts(0).items()))
 
 
+def _longest(dag: Dag, offset: float) -> float:
+    return float(offset + max(dag.depth_counts(0)))
+
+
 #: The registry, in the order reports list the laws.
 LAWS: dict[str, Law] = {law.name: law for law in (
     Law("eq8", "eta ∝ (sum_p L_p^3)^-1/2 (paper eq. 8)", _path_sum, 0.5),
     Law("effective_depth", "eta ∝ L_eff^-3/2, L_eff = shortest path counting layers and merges "
         "(arXiv 2602.07494)", effective_depth, 1.5),
     Law("longest_path", "eta ∝ L_max^-3/2, L_max = the deepest path",
-        lambda d, o: float(o + max(d.depth_counts(0))), 1.5),
+        _longest, 1.5),
+    Law("depth_half", "eta ∝ L_max^-1/2, L_max = the deepest path (Depth-muP's Adam rule, "
+        "arXiv 2310.02244)", _longest, 0.5),
+    Law("effective_depth_half", "eta ∝ L_eff^-1/2 (Depth-muP's Adam power on the effective depth)",
+        effective_depth, 0.5),
     Law("path_count", "eta ∝ P^-1/2, P = number of end-to-end paths", lambda d, o: float(d.n_paths), 0.5),
     Law("constant", "one learning rate for every graph", lambda d, o: 1.0, 0.0),
 )}

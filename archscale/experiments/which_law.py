@@ -24,7 +24,7 @@ from ..analysis.law_scores import LawsReport, compare_laws
 from ..core import validate
 from .maxlr import Experiment, run_experiment
 
-__all__ = ["SWEEPS", "LawsRun", "findings", "laws_table", "run_laws"]
+__all__ = ["SWEEPS", "LawsRun", "findings", "laws_table", "run_laws", "score_laws"]
 
 #: The sweeps of the head-to-head: label -> bundled experiment name (notebooks 04, 05, 07, 06).
 SWEEPS: dict[str, str] = {"MLP depth": "mlp_depth", "MLP topology": "mlp_topology", "GELU": "gelu",
@@ -52,18 +52,26 @@ def run_laws(preset: str = "quick", *, dataset: str | None = None, data_dir: str
     ``holdout`` share is scored zero-shot only, and a note says so.
     """
     holdout = validate.number(holdout, "holdout", minimum=0.0, maximum=1.0, example="0.5")
-    experiments, reports, notes = {}, {}, []
+    experiments, reports = {}, {}
+    notes: list[str] = []
     for label, name in SWEEPS.items():
         exp = run_experiment(name, preset, dataset=dataset, data_dir=data_dir, device=device,
                              runs_dir=runs_dir, progress=progress)
         experiments[label] = exp
-        n = exp.results["graph"].nunique() - 1
-        share = holdout if can_split(n, holdout) else 0.0
-        if share != holdout:
-            notes.append(f"{label}: {n} non-base graph(s), too few to hold out a share of {holdout:g} with "
-                         f"two or more graphs on each side; scored zero-shot only")
-        reports[label] = compare_laws(exp.results, exp.spec.base, holdout=share, seed=seed, n_boot=n_boot)
+        reports[label] = score_laws(label, exp, notes, holdout=holdout, seed=seed, n_boot=n_boot)
     return LawsRun(experiments, reports, notes)
+
+
+def score_laws(label: str, exp: Experiment, notes: list[str], *, holdout: float = 0.5, seed: int = 0,
+               n_boot: int = 1000) -> LawsReport:
+    """Every law on one experiment: held out at ``holdout`` when its non-base graphs split two and two,
+    else zero-shot only, with a line in ``notes`` saying so."""
+    n = exp.results["graph"].nunique() - 1
+    share = holdout if can_split(n, holdout) else 0.0
+    if share != holdout:
+        notes.append(f"{label}: {n} non-base graph(s), too few to hold out a share of {holdout:g} with "
+                     f"two or more graphs on each side; scored zero-shot only")
+    return compare_laws(exp.results, exp.spec.base, holdout=share, seed=seed, n_boot=n_boot)
 
 
 def laws_table(reports: Mapping[str, LawsReport]) -> pd.DataFrame:

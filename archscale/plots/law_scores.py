@@ -46,12 +46,14 @@ def _errbar(ax, x: float, lo: float, hi: float, y: float, **kwargs) -> None:
 
 
 def laws_agreement_figure(reports: Mapping[str, LawsReport], *, metric: str = "error_factor", ncols: int = 2,
-                          title: str | None = None):
+                          title: str | None = None, noise_floor: bool = False):
     """One panel per sweep: every law's error factor (or ``metric``) zero-shot and held out, with intervals.
 
     ``reports`` maps a sweep's label to its :func:`~archscale.analysis.law_scores.compare_laws` report.
     Laws keep the registry order in every panel; the panel title names the leader, whether the
-    runner-up is distinguishable from it, and the n behind each series.
+    runner-up is distinguishable from it, and the n behind each series. ``noise_floor`` (error
+    factor only) shades each panel below the zero-shot noise floor: the error factor that seed noise
+    alone gives a perfect law, so no law can be told to beat it.
     """
     if not reports:
         raise ArchscaleError("no laws reports to draw; pass {sweep label: compare_laws(...)}")
@@ -78,6 +80,12 @@ def laws_agreement_figure(reports: Mapping[str, LawsReport], *, metric: str = "e
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
+        floor = rep.laws[0].zero_shot.agreement.noise_floor
+        if noise_floor and metric == "error_factor" and np.isfinite(floor) and floor > 1:
+            ax.axvspan(1.0, floor, color="0.85", zorder=0,
+                       label="below the seed-noise floor (a perfect law's error factor here)")
+            ax.text(floor, 0.02, f" floor ×{floor:.2f}", transform=ax.get_xaxis_transform(), fontsize=7,
+                    color="0.35")
         d, lo, hi = rep.top_difference
         told = "distinguishable" if lo > 0 else "not distinguishable"
         first = rep.laws[0]
@@ -98,8 +106,9 @@ def laws_agreement_figure(reports: Mapping[str, LawsReport], *, metric: str = "e
     for ax in axes.flat[:n]:
         legend.update({lab: h for h, lab in zip(*ax.get_legend_handles_labels())})
     labels = [s[0] for s in _SERIES if s[0] in legend]
+    labels += [k for k in legend if k.startswith("below the seed")][:1]
     handles = [legend[lab] for lab in labels]
-    fig.legend(handles, labels, loc="lower center", ncol=len(_SERIES), fontsize=9,
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
                bbox_to_anchor=(0.5, -0.04))
     fig.suptitle(title or "Which law predicts the maximal learning rate? Error factor per sweep (log LRs, "
                           "base excluded)", fontsize=11)

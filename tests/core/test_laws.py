@@ -60,6 +60,29 @@ def test_on_a_chain_eq8_and_effective_depth_agree_and_multi_path_graphs_split_th
         law("sqrt_depth")
 
 
+def test_the_adam_hypotheses_are_half_powers_of_the_depths():
+    for k in range(1, 8):  # on a chain of k blocks: (L / 3)^(-1/2), L = 3 + k, the cube root of eq. 8's
+        chain = Dag.chain(k)
+        for name in ("depth_half", "effective_depth_half"):
+            assert LAWS[name].scale(chain, BASE) == pytest.approx(((3 + k) / 3) ** -0.5)
+            assert LAWS[name].scale(chain, BASE) ** 3 == pytest.approx(LAWS["eq8"].scale(chain, BASE))
+    skip = Dag.parse("2_12_202_0012")
+    assert LAWS["depth_half"].scale(skip, BASE) ** 3 == pytest.approx(LAWS["longest_path"].scale(skip, BASE))
+    assert LAWS["effective_depth_half"].scale(skip, BASE) ** 3 == pytest.approx(
+        LAWS["effective_depth"].scale(skip, BASE))
+    assert list(LAWS)[-1] == "constant"
+
+
+def test_a_half_power_sweep_ranks_a_half_power_law_first():
+    codes = ["1"] + [d.code for d in Dag.sample(5, 30, seed=2)]
+    rows = law_rows(codes, lambda d: LAWS["depth_half"].scale(d, BASE), np.random.default_rng(0))
+    report = compare_laws(rows, holdout=0.5, seed=1, n_boot=200)
+    zero = {r.name: r.zero_shot.agreement.estimate["error_factor"] for r in report.laws}
+    assert min(zero, key=zero.get) == "depth_half"
+    fitted = next(r for r in report.laws if r.name == "depth_half").fitted_exponent
+    assert fitted == pytest.approx(0.5, abs=0.15)
+
+
 def test_the_generating_law_ranks_first_and_its_zero_shot_numbers_are_maxlrs():
     from archscale.analysis import compare
 

@@ -545,3 +545,25 @@ def test_check_transfer_says_when_no_law_agrees_or_the_truth_is_missing():
     assert "the answer is the fitted trend's" in text
     assert "this run cannot judge the answer" in text
     assert "in 1 of 1 case (1 could not be judged)." in text
+
+def _exponent(label, b, lo, hi, depths=8, seeds=4):
+    from archscale.analysis.depth_exponent import DepthExponent
+
+    table = pd.DataFrame({"graph": [str(i) for i in range(depths)], "depth": range(3, 3 + depths),
+                          "measured": 1.0, "measured_lo": 0.9, "measured_hi": 1.1, "at_edge": False})
+    return DepthExponent(label, b, lo, hi, table, seeds, 100, 100, 0.67)
+
+
+def test_adam_states_which_depth_exponent_each_interval_allows():
+    run = SimpleNamespace(exponents={"AdamW": _exponent("AdamW", -0.55, -0.7, -0.4),
+                                     "SGD": _exponent("SGD", -1.5, -1.6, -1.4),
+                                     "SGD, momentum 0.9": _exponent("m", -1.0, -1.6, -0.4)},
+                          reports={}, kernel=None)
+    f = findings.adam(run)
+    assert "AdamW: max LR ∝ L^b with b = -0.55 [-0.7, -0.4]" in f
+    assert "consistent with Depth-muP's Adam -1/2" in f
+    assert "SGD: max LR ∝ L^b" in f and "rejects Depth-muP's Adam -1/2" in f
+    assert "this preset cannot decide between them" in f  # momentum's interval holds both
+    assert "AdamW's maximal LR falls more slowly with depth than plain SGD's" in f
+    title = findings.adam_depth_title(run.exponents)
+    assert "AdamW -0.55 [-0.70, -0.40]" in title and "quick" not in title

@@ -1,5 +1,5 @@
-"""Findings of the studies: NAS cells (09), which law predicts the maximal LR (11) and the LR
-transfer check against the target trained directly (13)."""
+"""Findings of the studies: NAS cells (09), which law predicts the maximal LR (11), the laws under
+Adam (12) and the LR transfer check against the target trained directly (13)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from .core import GOOD_FACTOR, MIN_RANKED, Findings, _g, ci, interval_side, plur
 if TYPE_CHECKING:
     from ...analysis.law_scores import LawsReport
 
-__all__ = ["check_transfer", "check_transfer_title", "nas_rankings", "nas_title", "which_law"]
+__all__ = ["adam", "adam_depth_title", "adam_laws_title", "check_transfer", "check_transfer_title",
+           "nas_rankings", "nas_title", "which_law"]
 
 
 # -- NAS cells (notebook 09) ------------------------------------------------------------------------
@@ -207,3 +208,91 @@ def check_transfer_title(table: pd.DataFrame) -> str:
     sizes = sorted({s for ss in table["sizes"] for s in ss})
     return (f"LR checked at depth {', '.join(f'{s:g}' for s in sizes)} -> {target}: the answer's interval "
             f"held the directly measured optimum in {judged.count('contains')} of {len(judged)} cases")
+
+# -- Adam (notebook 12) -----------------------------------------------------------------------------
+
+#: The depth exponents the Adam findings test: eq. 8 (SGD) and Depth-muP's Adam rule.
+DEPTH_CLAIMS = {-1.5: "eq. 8's -3/2", -0.5: "Depth-muP's Adam -1/2"}
+
+
+def _exponent_sentence(label: str, fit) -> str:
+    inside = [name for b, name in DEPTH_CLAIMS.items() if fit.contains(b)]
+    outside = [name for b, name in DEPTH_CLAIMS.items() if not fit.contains(b)]
+    head = (f"{label}: max LR ∝ L^b with b = {ci(fit.exponent, fit.lo, fit.hi)} over L = "
+            f"{int(fit.table['depth'].min())}..{int(fit.table['depth'].max())} "
+            f"({plural(fit.n_depths, 'depth')}, {plural(fit.n_seeds, 'seed')})")
+    if not (np.isfinite(fit.lo) and np.isfinite(fit.hi)) or fit.n_depths < 3:
+        return head + "; this preset cannot decide the exponent (no interval or too few depths)."
+    if len(inside) == len(DEPTH_CLAIMS):
+        return head + (f"; its interval holds both {' and '.join(inside)}: this preset cannot decide "
+                       "between them.")
+    if not inside:
+        return head + f": its interval rejects both {' and '.join(outside)}."
+    return head + f": consistent with {inside[0]}; rejects {' and '.join(outside)}."
+
+
+def adam(run, good: float = GOOD_FACTOR) -> Findings:
+    """Notebook 12: the depth exponent per optimizer, whether Adam's differs from SGD's, the best law
+    under AdamW per sweep (with whether any predicts within ``good``), the kernel exponent under AdamW.
+
+    ``run``: :class:`~archscale.experiments.adam.AdamRun`.
+    """
+    from ...experiments.which_law import findings as law_lines
+    from ...experiments.which_law import laws_table
+
+    f = Findings()
+    for label, fit in run.exponents.items():
+        f.add(_exponent_sentence(label, fit))
+    fits = run.exponents
+    adam_fit = next((v for k, v in fits.items() if "Adam" in k), None)
+    sgd_fit = fits.get("SGD")
+    if adam_fit is not None and sgd_fit is not None:
+        if adam_fit.lo > sgd_fit.hi:
+            f.add(f"AdamW's maximal LR falls more slowly with depth than plain SGD's (b "
+                  f"{adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}, intervals apart).")
+        elif adam_fit.hi < sgd_fit.lo:
+            f.add(f"AdamW's maximal LR falls faster with depth than plain SGD's (b "
+                  f"{adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}, intervals apart).")
+        else:
+            f.add(f"Whether AdamW's depth exponent differs from plain SGD's this preset cannot decide "
+                  f"({adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}; the intervals overlap).")
+    table = laws_table(run.reports) if run.reports else pd.DataFrame()
+    for label, line in zip(run.reports, law_lines(run.reports, good) if run.reports else []):
+        t = table[table["sweep"] == label]
+        best = t.loc[t["zero-shot error_factor"].idxmin()]
+        n = int(best["zero-shot n"])
+        floor = run.reports[label].laws[0].zero_shot.agreement.noise_floor
+        if n < MIN_RANKED:
+            f.add(f"{label}: with {plural(n, 'configuration')} this preset cannot decide which law predicts "
+                  f"best (the smallest zero-shot miss, ×{_g(best['zero-shot error_factor'], 2)}, was "
+                  f"{best['law']}'s).")
+        else:
+            f.add(re.split(r" (?:Held out|Zero-shot ranking): ", line)[0]
+                  + f" The seed-noise floor of the error factor is ×{_g(floor, 2)}.")
+    if run.kernel is not None:
+        p = run.kernel.pooled
+        side = interval_side(p["lo"], p["hi"], -1.0)
+        text = {"inside": "consistent with eq. 9's -1 (its interval holds it)",
+                "below": "shallower than eq. 9's -1 (its interval lies above -1)",
+                "above": "steeper than eq. 9's -1 (its interval lies below -1)",
+                "unknown": "without an interval: this preset cannot decide it"}[side]
+        f.add(f"Kernel size under AdamW: pooled kernel exponent {ci(p['exponent'], p['lo'], p['hi'])} over "
+              f"{p['n_graphs']} graphs x {p['n_kernels']} kernels, {plural(p['n_seeds'], 'seed')}: {text}.")
+    return f
+
+
+def adam_depth_title(exponents) -> str:
+    """The depth-exponent figure's title: each optimizer's exponent with its interval."""
+    parts = [f"{k} {v.exponent:.2f} [{v.lo:.2f}, {v.hi:.2f}]" for k, v in exponents.items()]
+    return "Depth exponent b of max LR ∝ L^b on MLP chains:\n" + "; ".join(parts)
+
+
+def adam_laws_title(reports) -> str:
+    """The laws-under-Adam figure's title: per sweep, the best zero-shot law and its error factor."""
+    parts = []
+    for label, rep in reports.items():
+        best = min(rep.laws, key=lambda r: r.zero_shot.agreement.estimate["error_factor"])
+        a = best.zero_shot.agreement
+        parts.append(f"{label.replace(', AdamW', '')}: {best.name} ×{a.estimate['error_factor']:.2f} "
+                     f"[{a.lo['error_factor']:.2f}, {a.hi['error_factor']:.2f}]")
+    return "Under AdamW the best zero-shot law misses by:\n" + "; ".join(parts)
