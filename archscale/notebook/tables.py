@@ -96,15 +96,15 @@ def comparison_rows(comp) -> pd.DataFrame:
 
 def show_report(exp, *, describe: bool = False) -> None:
     """Print an experiment's agreement metrics per group and display each group's configurations
-    (:func:`comparison_rows`), collapsed when long: the report without a wall of rows."""
+    (:func:`comparison_rows`) collapsed: the report without a wall of rows."""
     from IPython.display import display
 
     from ..experiments.maxlr import GROUP_NAMES
 
     print(exp.report(table=False, describe=describe))
-    for key, comp in exp.comparisons.items():
+    for key, comp in exp.comparisons.items():  # always collapsed: the metrics above are the report
         display(show_table(comparison_rows(comp), f"{GROUP_NAMES.get(key, key)}: measured and predicted "
-                                                  f"maximal LR per configuration"))
+                                                  f"maximal LR per configuration", max_rows=0))
 
 
 def show_laws(reports) -> None:
