@@ -329,7 +329,7 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     what the paper derives) or ``"reference"`` (the reference code's, with which the project's
     evidence was measured: fan-out He init over the source's in-degree and a readout of std
     ``2 / out_dim``); the recipe factorial of notebook 05b does not separate the two (eq. 8's log r
-    0.90 [0.49, 0.99] with the reference recipe against 0.23 [-0.51, 0.93] with the paper's, n = 12).
+    0.88 [-0.10, 0.97] with the reference recipe against 0.82 [0.44, 0.97] with the paper's, n = 12).
     ``readout`` overrides the recipe's readout.
 
     ``optimizer="adam"`` or ``"adamw"`` (:mod:`archscale.module.adam_rule`): ``param_groups`` gives
