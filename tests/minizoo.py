@@ -339,20 +339,22 @@ class ShuffleDown(nn.Module):
 
 
 class ShuffleNetV2(nn.Module):
-    def __init__(self, classes=10):
+    def __init__(self, classes=10, width=16):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, 1, 1, bias=False)
-        self.bn1 = bn(8)
-        self.layer1 = nn.Sequential(ShuffleDown(8, 16), ShuffleUnit(16), ShuffleUnit(16))
-        self.conv2 = nn.Conv2d(16, 32, 1, bias=False)
-        self.bn2 = bn(32)
-        self.linear = nn.Linear(32, classes)
+        self.conv1 = nn.Conv2d(3, width // 2, 3, 1, 1, bias=False)
+        self.bn1 = bn(width // 2)
+        # the second down block's depthwise conv reads the shuffled halves of several vertices
+        self.layer1 = nn.Sequential(ShuffleDown(width // 2, width), ShuffleUnit(width), ShuffleUnit(width),
+                                    ShuffleDown(width, 2 * width))
+        self.conv2 = nn.Conv2d(2 * width, 2 * width, 1, bias=False)
+        self.bn2 = bn(2 * width)
+        self.linear = nn.Linear(2 * width, classes)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer1(out)
         out = F.relu(self.bn2(self.conv2(out)))
-        out = F.avg_pool2d(out, 8)
+        out = F.adaptive_avg_pool2d(out, 1)
         return self.linear(out.view(out.size(0), -1))
 
 

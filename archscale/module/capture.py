@@ -86,6 +86,7 @@ class Capture:
     kernel_areas: dict[tuple[int, int], list] | None = None
     vertex_terms: list[list[tuple]] = field(default_factory=list)
     vertex_channels: list[tuple[int, ...] | None] = field(default_factory=list)
+    vertex_rows: list[torch.Tensor | None] = field(default_factory=list)
     norm: str = "pass-through"
     norms: list[tuple[nn.Module, int]] = field(default_factory=list)
     approximations: list[str] = field(default_factory=list)
@@ -166,18 +167,24 @@ def _notes(reader: Reader, layers: list[Layer], norm: str) -> tuple[list[str], l
     if c["slice"]:
         notes.append(f"{c['slice']} slices or splits read as parallel pieces of their source "
                      f"({listed('slice')})")
-    depthwise = [la for la in layers if la.depthwise and la.role in ("stem", "edge")]
+    if c["group split"]:
+        notes.append(f"{c['group split']} grouped convolutions read channels of several vertices, each group "
+                     f"those of one ({listed('group split')}): one edge and one vertex per piece, the "
+                     f"output a concatenation of them")
+    depthwise = list({id(la.module): la for la in layers
+                      if la.depthwise and la.role in ("stem", "edge")}.values())
     if depthwise:
         areas = sorted({math.prod(la.kernel or ()) for la in depthwise})
         notes.append(f"{len(depthwise)} depthwise convolutions (groups = in_channels; {depthwise[0].path}, "
                      "...): "
                      f"fan-in = kernel area ({'/'.join(map(str, areas))}), which does not grow with width")
-    linear = [la.path for la in layers if la.role == "edge" and any(i.gain_one for i in la.inputs)]
+    linear = list(dict.fromkeys(la.path for la in layers
+                                if la.role == "edge" and any(i.gain_one for i in la.inputs)))
     if linear:
         notes.append(f"{len(linear)} edges have no activation in front of their weights "
                      f"({', '.join(linear[:3])}"
                      f"{', ...' if len(linear) > 3 else ''}): gain 1, std sqrt(1 / (in-degree x fan-in))")
-    post = [la.path for la in layers if la.post_act]
+    post = list(dict.fromkeys(la.path for la in layers if la.post_act))
     if post:
         shown = ", ".join(post[:3]) + (", ..." if len(post) > 3 else "")
         notes.append(f"{len(post)} edges apply an activation after their weights and before the sum (the "
@@ -260,6 +267,7 @@ def _capture(model: nn.Module, example_input: torch.Tensor, norm: str, kernel_si
                              "the input)")
     vals, edges, terms = reader.resolve()
     nodes: list[str | None] = [v.node.name for v in vals]
+    rows: list[torch.Tensor | None] = [v.rows for v in vals]
     channels: list[tuple[int, ...] | None] = [None] * len(vals)
     readout, out, stem = reader.readout, reader.out_sig, reader.stem
     assert readout is not None and readout.layer is not None and out is not None and stem.layer is not None
@@ -273,6 +281,7 @@ def _capture(model: nn.Module, example_input: torch.Tensor, norm: str, kernel_si
                       for p, _, _, _ in readout.inputs])
         channels.append(tuple(ch for _, ch, _, _ in readout.inputs))
         nodes.append(None)
+        rows.append(None)
         width = int(cast(torch.Tensor, readout.layer.module.weight).shape[1])
         readout.layer.inputs = [LayerInput(len(nodes) - 1, (), readout.layer.fan_in, width, None,
                                            head.coverage)]
@@ -284,6 +293,7 @@ def _capture(model: nn.Module, example_input: torch.Tensor, norm: str, kernel_si
             terms.append([("skip", src_val.vertex, ())])
             channels.append(None)
             nodes.append(src_val.node.name)
+            rows.append(src_val.rows)
         head.src = len(nodes) - 1
     stem.layer.dst = 0
     stem.layer.inputs[0].chain = stem.src.one[1] if stem.src is not None else ()
@@ -325,4 +335,4 @@ def _capture(model: nn.Module, example_input: torch.Tensor, norm: str, kernel_si
                       stacklevel=3)
     return Capture(graph=graph, arch=arch, kernel_size=q, layers=layers, vertex_nodes=nodes, graph_module=gm,
                    notes=notes, kernel_areas=areas, vertex_terms=terms,
-                   vertex_channels=channels, norm=norm, norms=norms, approximations=approx)
+                   vertex_channels=channels, vertex_rows=rows, norm=norm, norms=norms, approximations=approx)

@@ -169,14 +169,20 @@ def predicted_moments(cap: Capture, table: pd.DataFrame, example: torch.Tensor,
 
 def measured_moments(cap: Capture, model: torch.nn.Module, x: torch.Tensor) -> list[float]:
     """Measured ``E[z_v^2] / E[z_0^2]`` of every vertex on ``x`` (NaN for a concatenating output vertex)."""
-    gm, wanted = cap.graph_module, {n for n in cap.vertex_nodes if n is not None}
-    values: dict[str, float] = {}
+    gm = cap.graph_module
+    rows = cap.vertex_rows or [None] * len(cap.vertex_nodes)
+    wanted: dict[str, list[int]] = {}
+    for v, name in enumerate(cap.vertex_nodes):
+        if name is not None:
+            wanted.setdefault(name, []).append(v)
+    values: dict[int, float] = {}
 
     class _Recorder(torch.fx.Interpreter):
         def run_node(self, n):
             out = super().run_node(n)
-            if n.name in wanted:
-                values[n.name] = float(out.detach().double().pow(2).mean())
+            for v in wanted.get(n.name, ()):  # a vertex may be some channels of the node (one group's)
+                part = out if rows[v] is None else out[:, rows[v]]
+                values[v] = float(part.detach().double().pow(2).mean())
             return out
 
     train = cap.norm == "renormalize"
@@ -193,8 +199,8 @@ def measured_moments(cap: Capture, model: torch.nn.Module, x: torch.Tensor) -> l
         with torch.no_grad():
             for k, b in model.named_buffers():
                 b.copy_(buffers[k])
-    first = values[cast(str, cap.vertex_nodes[0])]
-    return [values[name] / first if name is not None else float("nan") for name in cap.vertex_nodes]
+    return [values[v] / values[0] if name is not None else float("nan")
+            for v, name in enumerate(cap.vertex_nodes)]
 
 
 def agreement(predicted, measured) -> tuple[float, float]:

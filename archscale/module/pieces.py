@@ -19,7 +19,7 @@ import torch
 from torch import fx
 from torch.fx.node import map_aggregate
 
-__all__ = ["Mixed", "apply_op", "channel_labels", "full", "input_groups"]
+__all__ = ["Mixed", "apply_op", "channel_labels", "full", "group_owners", "input_groups"]
 
 
 class Mixed(Exception):
@@ -87,6 +87,16 @@ def channel_labels(labels: torch.Tensor, dim: int) -> torch.Tensor:
     if not bool((moved == moved[:1]).all()):
         raise Mixed("its input concatenates pieces along a dimension the weights do not sum over")
     return moved[0].long()
+
+
+def group_owners(per_channel: torch.Tensor, groups: int) -> torch.Tensor | None:
+    """The piece each group of a grouped conv reads, when every group reads channels of one piece and
+    the groups read more than one piece between them (else None: the layer is read by
+    :func:`input_groups`)."""
+    by_group = per_channel.view(groups, -1)
+    if not bool((by_group == by_group[:, :1]).all()) or by_group[:, 0].unique().numel() < 2:
+        return None
+    return by_group[:, 0].clone()
 
 
 def input_groups(per_channel: torch.Tensor, weight_shape: tuple[int, ...], groups: int

@@ -189,9 +189,10 @@ class Plan:
         return out
 
     def _details(self) -> dict[str, str]:
-        hist = ", ".join(f"{c} x L={d}" for d, c in self.depth_counts.items())
+        hist = _clip(", ".join(f"{c} x L={d}" for d, c in self.depth_counts.items()), "plan.depth_counts")
         base = f"{self.base}" + (f", kernel {self.base_kernel}" if self.base_kernel else "")
-        out = {"graph": str(self.graph),
+        size = f"{self.graph.n_vertices} vertices, {len(self.graph.edges)} edges; all of it: plan.graph"
+        out = {"graph": _clip(str(self.graph), size),
                "arch": self.arch + (f", kernel q = {self.kernel_size}" if self.kernel_size else
                                     ", mixed kernel sizes (eq. 9 per edge)" if self.arch == "cnn" else ""),
                "paths": f"{self.n_paths} ({hist}; L_p = {self.offset} + weighted edges)",
@@ -205,8 +206,8 @@ class Plan:
             out["depth-muP"] = (f"branch outputs x {m:.4g} = 1/sqrt({len(self.branch_multipliers)}) on "
                                 f"{', '.join(self.branch_multipliers)}; one LR at every depth")
         tail = ", without the multipliers)" if self.depth_mup else ")"
-        out["E[z^2] / E[z_0^2]"] = " ".join(f"{m:.3g}" for m in self.second_moments) + \
-            " (predicted per vertex, infinite width" + tail
+        moments = _clip(" ".join(f"{m:.3g}" for m in self.second_moments), "plan.second_moments")
+        out["E[z^2] / E[z_0^2]"] = moments + " (predicted per vertex, infinite width" + tail
         return out
 
     def to_dict(self) -> dict:
@@ -288,6 +289,16 @@ def _moment_notes(graph: Dag, moments: list[float]) -> list[str]:
             f"at infinite width: {listed}): a skip carries its source's full variance, which no weight "
             f"scaling of the in-degree rule can prevent (about 1.5x per residual block measured at "
             f"width 1024)"]
+
+
+_SHOWN = 240
+
+
+def _clip(text: str, rest: str) -> str:
+    """``text`` cut to about one screen line for the plan's display, saying where the rest is."""
+    if len(text) <= _SHOWN:
+        return text
+    return f"{text[:_SHOWN - 40].rstrip(', ')} ... ({rest})"
 
 
 def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None = None, base=None,

@@ -46,6 +46,7 @@ class _Val:
     gated: bool = False
     vertex: int | None = None
     inputs: list[tuple[int, int, int, torch.Tensor | None]] = field(default_factory=list)
+    rows: torch.Tensor | None = None  # the output channels that are this value (one group of a conv)
 
 
 @dataclass(eq=False)
@@ -250,6 +251,11 @@ class Reader:
         self.called[id(mod)] = node
         sig = self.signals(node)
         src = self.one_signal(node, sig)
+        if src.labels is not None and int(getattr(mod, "groups", 1)) > 1:
+            per_channel = pieces.channel_labels(src.labels, 1)
+            owner = pieces.group_owners(per_channel, int(getattr(mod, "groups", 1)))
+            if owner is not None:
+                return self.split_groups(pos, node, mod, src, owner, sig)
         layer = Layer(path, mod, "edge", node=node.name)
         self.layers.append(layer)
         val = self.new("edge", pos, node, layer=layer, src=src)
@@ -280,6 +286,38 @@ class Reader:
         layer.inputs = [LayerInput(None, (), fan, ch, mask, pieces.coverage(spatial, mod) if spatial else 1.0)
                         for _, ch, fan, mask in val.inputs]
         return _Sig(((val, ()),), node)
+
+    def split_groups(self, pos: int, node: fx.Node, mod: nn.Module, src: _Sig, owner: torch.Tensor,
+                     sig) -> _Sig:
+        """A grouped conv each of whose groups reads channels of one piece only (a depthwise conv after a
+        concatenation or a channel shuffle): one edge per piece, each with its own output vertex, so the
+        output is again a concatenation of pieces."""
+        weight = cast(torch.Tensor, mod.weight)
+        out_ch, per_group = int(weight.shape[0]), int(weight.shape[1])
+        row_owner = owner.repeat_interleave(out_ch // owner.numel())
+        shape = sig[0][0].meta.get("tensor_meta")
+        cover = pieces.coverage(tuple(shape.shape[2:]), mod) if shape is not None else 1.0
+        fan = per_group * math.prod(weight.shape[2:])
+        parts: list[tuple[_Val, tuple]] = []
+        for piece in row_owner.unique().tolist():
+            rows = (row_owner == piece).nonzero().flatten()
+            mask = torch.zeros(tuple(weight.shape), dtype=torch.bool)
+            mask[rows] = True
+            layer = Layer(str(node.target), mod, "edge", node=node.name)
+            self.layers.append(layer)
+            val = self.new("edge", pos, node, layer=layer, src=src, rows=rows)
+            src.pieces[int(piece)][0].readers.append(val)
+            val.inputs = [(int(piece), per_group, fan, mask)]
+            layer.inputs = [LayerInput(None, (), fan, per_group, mask, cover)]
+            parts.append((val, ()))
+        self.count("group split", node)
+        if parts[0][0].layer is not None and parts[0][0].layer.depthwise:
+            self.count("depthwise", node)
+        meta = node.meta["tensor_meta"]
+        index = {p: i for i, p in enumerate(row_owner.unique().tolist())}
+        per_row = torch.tensor([index[int(p)] for p in row_owner], dtype=torch.float64)
+        labels = per_row.view(1, -1, *([1] * (len(meta.shape) - 2))).expand(tuple(meta.shape)).clone()
+        return _Sig(tuple(parts), node, labels)
 
     def add(self, pos: int, node: fx.Node, sig, negate_second: bool = False) -> _Sig:
         positional = node.args[2] if node.op == "call_function" and len(node.args) > 2 else 1

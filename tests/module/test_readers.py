@@ -86,6 +86,65 @@ def test_a_concatenation_is_its_summed_twin():
     assert cat_plan.second_moments == pytest.approx(twin_plan.second_moments, rel=0.03)
 
 
+class CatDepthwise(nn.Module):
+    """A depthwise conv reading a concatenation (ShuffleNet's down block after a unit)."""
+
+    def __init__(self, w=32):
+        super().__init__()
+        self.stem = nn.Conv2d(3, w, 3, padding=1)
+        self.a = nn.Conv2d(w, w, 3, padding=1)
+        self.b = nn.Conv2d(w, 2 * w, 1)
+        self.dw = nn.Conv2d(3 * w, 3 * w, 3, padding=1, groups=3 * w)
+        self.c = nn.Conv2d(3 * w, w, 1)
+        self.fc = nn.Linear(w, 10)
+
+    def forward(self, x):
+        h = self.stem(x)
+        cat = torch.cat([self.a(F.relu(h)), self.b(F.relu(h))], 1)
+        return self.fc(F.relu(self.c(F.relu(self.dw(cat)))).mean((2, 3)))
+
+
+class DepthwiseTwin(nn.Module):
+    """The same network with one depthwise conv per piece, concatenated after them."""
+
+    def __init__(self, w=32):
+        super().__init__()
+        self.stem = nn.Conv2d(3, w, 3, padding=1)
+        self.a = nn.Conv2d(w, w, 3, padding=1)
+        self.b = nn.Conv2d(w, 2 * w, 1)
+        self.dw_a = nn.Conv2d(w, w, 3, padding=1, groups=w)
+        self.dw_b = nn.Conv2d(2 * w, 2 * w, 3, padding=1, groups=2 * w)
+        self.c = nn.Conv2d(3 * w, w, 1)
+        self.fc = nn.Linear(w, 10)
+
+    def forward(self, x):
+        h = self.stem(x)
+        a, b = self.a(F.relu(h)), self.b(F.relu(h))
+        cat = torch.cat([self.dw_a(a), self.dw_b(b)], 1)
+        return self.fc(F.relu(self.c(F.relu(cat))).mean((2, 3)))
+
+
+def test_a_depthwise_conv_after_a_concatenation_is_its_per_piece_twin():
+    x = torch.randn(4, 3, 8, 8)
+    net, twin = CatDepthwise(), DepthwiseTwin()
+    plan = archscale.apply(net, x, base_lr=0.1, seed=0)
+    twin_plan = archscale.apply(twin, x, base_lr=0.1, seed=0)
+    assert plan.graph == twin_plan.graph and plan.lr == twin_plan.lr
+    rows = plan.modules[plan.modules["module"] == "dw"]
+    twins = twin_plan.modules.set_index("module")
+    assert list(rows["fan_in"]) == [9, 9] and rows["dst"].nunique() == 2
+    assert list(rows["init_std"]) == [twins.loc["dw_a", "init_std"], twins.loc["dw_b", "init_std"]]
+    with torch.no_grad():
+        for name in ("stem", "a", "b", "c", "fc"):
+            getattr(net, name).load_state_dict(getattr(twin, name).state_dict())
+        net.dw.weight.copy_(torch.cat([twin.dw_a.weight, twin.dw_b.weight]))
+        net.dw.bias.copy_(torch.cat([twin.dw_a.bias, twin.dw_b.bias]))
+    assert torch.allclose(net(x), twin(x), atol=1e-6)
+    assert plan.second_moments == pytest.approx(twin_plan.second_moments, rel=0.03)
+    measured = plan.measured_second_moments(torch.randn(64, 3, 8, 8))
+    assert measured == pytest.approx(twin_plan.measured_second_moments(torch.randn(64, 3, 8, 8)), rel=0.5)
+
+
 def test_dense_and_inception_concatenations_are_one_edge_per_piece():
     for name in ("densenet", "googlenet"):
         make, opts = ZOO[name]
@@ -168,6 +227,13 @@ def test_shufflenet_and_dpn_read_exactly():
     # unit's branch: three edges, each with its piece's fan-in
     third = rows[rows["module"] == "layer1.2.conv1"]
     assert sorted(third["fan_in"]) == [2, 2, 4] and third["src"].nunique() == 3
+    # the last down block's depthwise conv reads the shuffled channels of two vertices, one vertex per
+    # group: one edge and one vertex per piece
+    down = rows[rows["module"] == "layer1.3.conv1"]
+    assert len(down) == down["src"].nunique() == down["dst"].nunique() >= 2
+    assert set(down["fan_in"]) == {9}
+    assert any("grouped convolutions read channels of several vertices" in n for n in shuffle.notes)
+    assert sum("depthwise" in n for n in shuffle.notes) == 1
     dpn = archscale.apply(ZOO["dpn"][0](), torch.randn(*IMG), init=False)
     second = dpn.modules[dpn.modules["module"] == "layer.1.conv1"]
     assert len(second) >= 2 and second["fan_in"].sum() == 16 and dpn.n_paths > 1
