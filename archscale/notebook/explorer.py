@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -19,15 +21,18 @@ import pandas as pd
 from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError
+from ..core.kernels import kernel_path_sum
 from ..core.scaling import convention, init_std, lr_scale, readout_std
 
 __all__ = [
     "ARCHES",
     "ExplorerState",
     "check_code",
+    "edge_kernels_text",
     "explorer_state",
     "figure",
     "figure_png",
+    "parse_edge_kernels",
     "readout_html",
     "resize_code",
     "snapshot_html",
@@ -65,6 +70,8 @@ class ExplorerState:
     lr: float | None = None
     error: str | None = None
     truncated: bool = field(default=False)
+    edge_kernels: dict[tuple[int, int], int] = field(default_factory=dict)
+    kernel_sum: str | None = None
 
     @property
     def kernel_factor(self) -> str:
@@ -72,9 +79,15 @@ class ExplorerState:
         return f" × {convention(self.arch).base_kernel}/{self.kernel_size}" if self.kernel_size else ""
 
     def formula(self) -> str:
-        """How the LR follows: ``η = η_base × (Σ L_p³ / Σ_base L³)^(-1/2) [× q_base/q]`` with numbers."""
+        """How the LR follows: ``η = η_base × (Σ L_p³ / Σ_base L³)^(-1/2) [× q_base/q]`` with numbers;
+        with per-edge kernels eq. 9 per edge: ``(Σ_p L_p² (offset·ā + Σ_e q_e²) / q_base² Σ_base L³)^-½``."""
         if self.error:
             return "η = η_base × (Σ_p L_p³ / Σ_base L³)^(-1/2): undefined without a path"
+        if self.kernel_sum is not None:
+            qb = convention(self.arch).base_kernel
+            return (f"η = {self.base_lr:g} × ({self.kernel_sum} / ({qb}² × {self.base_path_sum}))^(-1/2) "
+                    f"[Σ_p L_p² ({self.offset}·ā + Σ_e q_e²), eq. 9 per edge] = {self.base_lr:g} × "
+                    f"{self.scale:.6g}")
         return (f"η = {self.base_lr:g} × ({self.path_sum} / {self.base_path_sum})^(-1/2)"
                 f"{self.kernel_factor} = {self.base_lr:g} × {self.scale:.6g}")
 
@@ -90,7 +103,8 @@ class ExplorerState:
     def summary(self) -> str:
         """One paragraph of plain text: graph, paths, path sum, predicted LR."""
         head = f"DAG {self.dag.code} ({self.arch}, width {self.width}"
-        head += f", kernel {self.kernel_size})" if self.kernel_size else ")"
+        head += f", kernel {self.kernel_size}" if self.kernel_size else ""
+        head += f", edge kernels {edge_kernels_text(self.edge_kernels)})" if self.edge_kernels else ")"
         if self.error:
             return f"{head}: {self.error}"
         return (f"{head}: {self.n_paths} end-to-end path(s), sum L_p^3 = {self.path_sum} "
@@ -110,29 +124,82 @@ def resize_code(code: str, n_blocks: int) -> str:
     return "_".join(groups)
 
 
-def _edge_table(dag: Dag, fan_in: int) -> pd.DataFrame:
+def parse_edge_kernels(spec: str | Mapping | None, dag: Dag) -> dict[tuple[int, int], int]:
+    """Per-edge kernel sizes of a CNN graph: ``"0-2:1, 1-3:5"`` (``→`` or ``->`` also separate the
+    vertices) or ``{(0, 2): 1}``; every edge named must be a block (weighted) edge of ``dag``."""
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return {}
+    blocks = [(e.src, e.dst) for e in dag.edges if e.is_parameterized]
+    accepted = ", ".join(f"{a}-{b}" for a, b in blocks) or "none"
+    items: list[tuple[object, object]]
+    if isinstance(spec, str):
+        items = []
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            m = re.fullmatch(r"(\d+)\s*(?:-|->|→)\s*(\d+)\s*:\s*(\d+)", part)
+            if m is None:
+                raise ArchscaleError(f"cannot read {part!r} as an edge kernel; write src-dst:kernel, e.g. "
+                                     f"'0-2:1, 1-3:5' (block edges here: {accepted})")
+            items.append(((int(m[1]), int(m[2])), int(m[3])))
+    elif isinstance(spec, Mapping):
+        items = list(spec.items())
+    else:
+        raise ArchscaleError(f"edge kernels must be a string like '0-2:1' or a dict {{(0, 2): 1}}, got "
+                             f"{type(spec).__name__}")
+    out: dict[tuple[int, int], int] = {}
+    for edge, k in items:
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-|->|→)\s*(\d+)\s*", edge) if isinstance(edge, str) else None
+        if m is not None:
+            pair = (int(m[1]), int(m[2]))
+        elif isinstance(edge, (tuple, list)) and len(edge) == 2:
+            pair = (int(edge[0]), int(edge[1]))
+        else:
+            raise ArchscaleError(f"cannot read {edge!r} as an edge; write (src, dst) or 'src-dst' "
+                                 f"(block edges here: {accepted})")
+        if pair not in blocks:
+            raise ArchscaleError(f"edge {pair[0]}-{pair[1]} is not a block edge of {dag.code}; per-edge "
+                                 f"kernels apply to its block edges: {accepted}")
+        out[pair] = validate.kernel_size(k, f"the kernel of edge {pair[0]}-{pair[1]}")
+    return dict(sorted(out.items()))
+
+
+def edge_kernels_text(kernels: Mapping[tuple[int, int], int]) -> str:
+    """``{(0, 2): 1}`` as ``"0-2:1"`` (what :func:`parse_edge_kernels` reads back)."""
+    return ", ".join(f"{a}-{b}:{k}" for (a, b), k in sorted(kernels.items()))
+
+
+def _edge_table(dag: Dag, width: int, kernel: int | None, kernels: Mapping[tuple[int, int], int]
+                ) -> pd.DataFrame:
     rows = []
     for e in dag.edges:
         d_in = dag.live_in_degrees[e.dst]
         weighted = e.is_parameterized
+        q = kernels.get((e.src, e.dst), kernel) if weighted else None
+        fan_in = width * (q * q if q else 1)
         op = e.op + (" (dead: no input reaches it)" if weighted and not dag.live[e.src] else "")
-        rows.append({"edge": f"{e.src}→{e.dst}", "op": op, "in_degree": d_in,
+        rows.append({"edge": f"{e.src}→{e.dst}", "op": op, "kernel": q, "in_degree": d_in,
                      "fan_in": fan_in if weighted else None,
                      "init_std": init_std(fan_in, d_in) if weighted else None,
                      "he_std": init_std(fan_in, 1) if weighted else None})
-    table = pd.DataFrame(rows, columns=["edge", "op", "in_degree", "fan_in", "init_std", "he_std"])
+    columns = ["edge", "op", "kernel", "in_degree", "fan_in", "init_std", "he_std"]
+    table = pd.DataFrame(rows, columns=columns).astype({"kernel": "Int64"})
+    if kernel is None:
+        table = table.drop(columns="kernel")
     return table.astype({"in_degree": "int64", "fan_in": "Int64", "init_std": "float64", "he_std": "float64"})
 
 
 def explorer_state(code: str | Dag = "2_22_222", arch: str = "mlp", *, n_blocks: int | None = None,
                    width: int = 128, kernel_size: int = 3, offset: int | None = None,
-                   base_lr: float = 0.1, max_paths: int = 512) -> ExplorerState:
+                   base_lr: float = 0.1, max_paths: int = 512,
+                   edge_kernels: str | Mapping | None = None) -> ExplorerState:
     """The explorer's content for these choices: paths, per-edge init std, predicted LR.
 
     ``n_blocks`` resizes the graph with :func:`resize_code`; ``kernel_size`` is used only for
-    ``arch="cnn"``; ``offset`` (default: the convention's, 3) shifts the target's and the base's
-    depths alike, as in :func:`~archscale.core.scaling.lr_scale`, which computes the prediction. At
-    most ``max_paths`` paths are tabulated (``truncated`` says when more exist).
+    ``arch="cnn"``, where ``edge_kernels`` (:func:`parse_edge_kernels`: ``"0-2:1"`` makes edge 0->2 a
+    1x1 conv) overrides it per block edge and the LR follows eq. 9 per edge
+    (:mod:`archscale.core.kernels`, derived in notebook 02); ``offset`` (default: the convention's, 3)
+    shifts the target's and the base's depths alike, as in :func:`~archscale.core.scaling.lr_scale`,
+    which computes the prediction. At most ``max_paths`` paths are tabulated (``truncated`` says when
+    more exist).
     """
     arch = validate.choice(arch, "arch (the explorer accepts)", ARCHES)
     dag_code = code.code if isinstance(code, Dag) else code
@@ -144,7 +211,9 @@ def explorer_state(code: str | Dag = "2_22_222", arch: str = "mlp", *, n_blocks:
     conv = convention(arch)
     offset = conv.offset if offset is None else validate.positive_int(offset, "depth offset")
     base_lr = validate.number(base_lr, "base learning rate", positive=True)
-    fan_in = width * (kernel * kernel if kernel else 1)
+    if arch != "cnn" and edge_kernels:
+        raise ArchscaleError("per-edge kernels apply to CNNs (arch='cnn'); an MLP's edges have no kernel")
+    kernels = parse_edge_kernels(edge_kernels, dag) if arch == "cnn" else {}
     path_rows = []
     truncated = False
     for i, path in enumerate(dag.iter_paths()):
@@ -157,12 +226,21 @@ def explorer_state(code: str | Dag = "2_22_222", arch: str = "mlp", *, n_blocks:
                           "blocks": blocks, "depth": offset + blocks})
     common = dict(dag=dag, arch=arch, width=width, kernel_size=kernel, offset=offset, base_lr=base_lr,
                   paths=pd.DataFrame(path_rows, columns=["path", "ops", "blocks", "depth"]),
-                  edges=_edge_table(dag, fan_in), readout_std=readout_std(width), n_paths=dag.n_paths,
-                  base_path_sum=Dag.parse(conv.base, ops=arch).path_power_sum(3, offset),
-                  truncated=truncated)
+                  edges=_edge_table(dag, width, kernel, kernels), readout_std=readout_std(width),
+                  n_paths=dag.n_paths, base_path_sum=Dag.parse(conv.base, ops=arch).path_power_sum(3, offset),
+                  truncated=truncated, edge_kernels=kernels)
     if not dag.has_path:
         return ExplorerState(**common, error="no input→output path through non-zero edges: this graph "
                                              "cannot be trained (set an edge on a route to skip or block)")
+    if kernels:
+        assert kernel is not None
+        areas = {(e.src, e.dst): [kernels.get((e.src, e.dst), kernel) ** 2] for e in dag.edges
+                 if e.is_parameterized}
+        scale = lr_scale(dag, arch, kernel, offset=offset, kernel_areas=areas)
+        total = kernel_path_sum(dag, areas, offset, fallback=kernel * kernel)
+        shown = str(total) if total.denominator == 1 else f"{float(total):.6g}"
+        return ExplorerState(**common, path_sum=dag.path_power_sum(3, offset), scale=scale,
+                             lr=base_lr * scale, kernel_sum=shown)
     scale = lr_scale(dag, arch, kernel, offset=offset)
     return ExplorerState(**common, path_sum=dag.path_power_sum(3, offset), scale=scale, lr=base_lr * scale)
 
@@ -253,6 +331,9 @@ def view_html(state: ExplorerState, png: bytes | None = None) -> str:
         edges = state.edges.rename(columns={"in_degree": "target in-degree", "fan_in": "fan-in",
                                             "init_std": "init std", "he_std": "He std"})
         notes = [f"init std = √(2 / (in-degree × fan-in)); readout std {state.readout_std:.4g} (mean field)."]
+        if state.edge_kernels:
+            notes.append(f"per-edge kernels {edge_kernels_text(state.edge_kernels)}: fan-in = width × q_e², "
+                         f"and the LR follows eq. 9 per edge (ā: the mean q_e² of the block edges).")
         if (state.edges["op"] == "skip").any():
             notes.append(f"{_DASH} : a skip edge is the identity, with no weights to initialize.")
         notes.append("Zero edges are absent and not listed.")

@@ -25,6 +25,7 @@ from .explorer import (
     ARCHES,
     ExplorerState,
     check_code,
+    edge_kernels_text,
     explorer_state,
     figure,
     figure_png,
@@ -58,6 +59,8 @@ _TIPS = {
     "width": "hidden width n: sets each edge's fan-in (n, or n·q² for a CNN) and so its init std; the "
              "LR rule does not depend on it",
     "kernel": "CNN kernel size q (odd): the LR scales by 3/q (eq. 9); MLPs ignore it",
+    "edge_kernels": "CNN only: other kernel sizes for some block edges, as src-dst:q (e.g. 0-2:1 for a 1x1 "
+                    "edge); the LR then follows eq. 9 per edge. Press Enter to apply.",
     "offset": "depth offset: a path's depth is L_p = offset + its blocks, for the graph and the one-path "
               "base alike (3 counts stem, readout and the base's hidden layer)",
     "base_lr": "maximal LR measured on the base network (one hidden layer, L = offset); the prediction "
@@ -133,15 +136,16 @@ class DagExplorer(w.VBox):
     def __init__(self, code: str = "2_22_222", arch: str = "mlp", *, width: int = 128,
                  kernel_size: int = 3, offset: int | None = None, base_lr: float = 0.1,
                  max_blocks: int = 8, debounce: float = 0.0, snapshot: bool = False,
-                 figures_dir: str | os.PathLike | None = None):
+                 figures_dir: str | os.PathLike | None = None, edge_kernels: str | None = None):
         first = explorer_state(code, arch, width=width, kernel_size=kernel_size, offset=offset,
-                               base_lr=base_lr)
+                               base_lr=base_lr, edge_kernels=edge_kernels)
         self.state = first
         self._code = first.dag.code
         self._debounce = float(debounce)
         self._figures_dir = figures_dir
         self._uid = uuid.uuid4().hex[:12]
         self._quiet = False  # True while the explorer sets its own controls
+        self._setting_error = False  # code_msg shows an error of the settings (e.g. the edge kernels)
         self._lock = threading.Lock()
         self._generation = 0
         self._timer: threading.Timer | None = None
@@ -167,6 +171,11 @@ class DagExplorer(w.VBox):
         self.code_field = w.Text(value=self._code, placeholder="e.g. 2_02_002", continuous_update=False,
                                  tooltip=_TIPS["code"], layout=w.Layout(width="auto", min_width="0",
                                                                         flex="1 1 200px", max_width="360px"))
+        self.edge_kernels = w.Text(value=edge_kernels_text(first.edge_kernels), placeholder="e.g. 0-2:1",
+                                   continuous_update=False, tooltip=_TIPS["edge_kernels"],
+                                   disabled=arch != "cnn",
+                                   layout=w.Layout(width="auto", min_width="0", flex="1 1 160px",
+                                                   max_width="260px"))
         self.code_msg = _html(width="100%")
         self.readout = _html(width="100%")
         self.copy = _html()
@@ -176,7 +185,7 @@ class DagExplorer(w.VBox):
         self.view = _html(width="100%")
         self.edge_box = w.VBox(layout=w.Layout(width="100%", overflow="auto"))
         self.dropdowns: dict[tuple[int, int], w.Dropdown] = {}
-        for control in (self.arch, self.width, self.kernel, self.offset, self.base_lr):
+        for control in (self.arch, self.width, self.kernel, self.offset, self.base_lr, self.edge_kernels):
             control.observe(self._on_setting, names="value")
         self.depth.observe(self._on_depth, names="value")
         self.code_field.observe(self._on_code_field, names="value")
@@ -187,7 +196,9 @@ class DagExplorer(w.VBox):
         controls = w.GridBox([self.arch, self.depth, self.width, self.kernel, self.offset, self.base_lr],
                              layout=w.Layout(grid_template_columns=columns, grid_gap="2px 16px"))
         code_label = _label("DAG code", _TIPS["code"], "70px")
-        actions = w.HBox([code_label, self.code_field, self.copy, self.save],
+        kernels_label = _label("edge kernels", _TIPS["edge_kernels"], "92px")
+        actions = w.HBox([code_label, self.code_field, kernels_label, self.edge_kernels, self.copy,
+                          self.save],
                          layout=w.Layout(flex_flow="row wrap", align_items="center", width="100%"))
         edges_title = _html("<b>Edges</b> <span style='color:#555'>(op of each edge into vertex i)</span>")
         super().__init__([css, self.readout, actions, self.code_msg, self.save_msg, controls, edges_title,
@@ -195,7 +206,8 @@ class DagExplorer(w.VBox):
                          layout=w.Layout(width="100%", max_width="1600px"))
         self.add_class("archscale-explorer")
         self.arch.add_class("widget-inline-hbox")  # label and buttons on one line
-        for name in ("arch", "depth", "width", "kernel", "offset", "base_lr", "code_field", "save"):
+        for name in ("arch", "depth", "width", "kernel", "offset", "base_lr", "code_field", "edge_kernels",
+                     "save"):
             getattr(self, name).add_class(f"archscale-{name.replace('_', '-')}")  # stable hooks for tests
         self._update(now=True)
 
@@ -285,7 +297,7 @@ class DagExplorer(w.VBox):
             self.set_code(resize_code(self._code, change["new"]))
 
     def _on_setting(self, change) -> None:
-        self.kernel.disabled = self.arch.value != "cnn"
+        self.kernel.disabled = self.edge_kernels.disabled = self.arch.value != "cnn"
         self._update()
 
     def set_op(self, src: int, dst: int, op: str) -> None:
@@ -307,10 +319,14 @@ class DagExplorer(w.VBox):
         try:
             state = explorer_state(self._code, self.arch.value, width=self.width.value,
                                    kernel_size=self.kernel.value, offset=self.offset.value,
-                                   base_lr=float(self.base_lr.value))
+                                   base_lr=float(self.base_lr.value),
+                                   edge_kernels=self.edge_kernels.value if self.arch.value == "cnn" else None)
         except ArchscaleError as err:
             self.code_msg.value = _error_html(str(err))
+            self._setting_error = True
             return
+        if self._setting_error:  # the settings' own error is over (a code-field error stays)
+            self.code_msg.value, self._setting_error = "", False
         self.state = state
         deferred = not now and self._debounce > 0
         if deferred:  # marked busy before the readout changes, so no one sees a new readout over an old view
@@ -404,7 +420,7 @@ class DagExplorer(w.VBox):
 
 def dag_explorer(code: str = "2_22_222", arch: str = "mlp", *, width: int = 128, kernel_size: int = 3,
                  offset: int | None = None, base_lr: float = 0.1, max_blocks: int = 8,
-                 static: bool | None = None, snapshot: bool = True):
+                 static: bool | None = None, snapshot: bool = True, edge_kernels: str | None = None):
     """The DAG explorer: a live widget in JupyterLab, a static readout, figure and tables otherwise.
 
     ``static=None`` decides with :func:`has_frontend` (static under papermill and outside a
@@ -416,6 +432,6 @@ def dag_explorer(code: str = "2_22_222", arch: str = "mlp", *, width: int = 128,
         static = not has_frontend()
     if static:
         return StaticExplorer(explorer_state(code, arch, width=width, kernel_size=kernel_size,
-                                             offset=offset, base_lr=base_lr))
+                                             offset=offset, base_lr=base_lr, edge_kernels=edge_kernels))
     return DagExplorer(code, arch, width=width, kernel_size=kernel_size, offset=offset, base_lr=base_lr,
-                       max_blocks=max_blocks, debounce=0.25, snapshot=snapshot)
+                       max_blocks=max_blocks, debounce=0.25, snapshot=snapshot, edge_kernels=edge_kernels)

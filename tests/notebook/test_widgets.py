@@ -257,3 +257,40 @@ def test_live_widget_displays_a_hidden_static_copy(monkeypatch):
     assert f"archscale-snapshot-{ex._uid}" in copy and f"archscale-snapshot-{ex._uid}" in ex.children[0].value
     ex.set_op(0, 2, "skip")
     assert shown[-1][0] == "update" and "2_12_002" in shown[-1][1]["text/html"]
+
+
+def test_per_edge_kernels_follow_eq9_per_edge_against_a_hand_computation():
+    """2_22_002 with a 1x1 edge 0->2: paths 0-2-3 (L = 5) and 0-1-2-3 (L = 6), areas 9/1/9/9 (mean 7):
+    sum_p L_p^2 (3 * 7 + sum of its areas) = 25 * 31 + 36 * 48 = 2503; the base 3^2 * 27."""
+    s = explorer_state("2_22_002", "cnn", width=64, kernel_size=3, edge_kernels="0-2:1")
+    assert s.edge_kernels == {(0, 2): 1} and s.kernel_sum == "2503"
+    assert s.scale == pytest.approx((2503 / (9 * 27)) ** -0.5)
+    by_edge = s.edges.set_index("edge")
+    assert by_edge.loc["0→2", "kernel"] == 1 and by_edge.loc["0→2", "fan_in"] == 64
+    assert by_edge.loc["0→2", "init_std"] == pytest.approx(math.sqrt(2 / (2 * 64)))
+    assert by_edge.loc["1→2", "fan_in"] == 64 * 9
+    assert "eq. 9 per edge" in s.formula() and "2503" in s.formula()
+    assert "edge kernels 0-2:1" in s.summary() and "per-edge kernels" in view_html(s, png=b"")
+    same = explorer_state("2_22_002", "cnn", kernel_size=3, edge_kernels={(0, 2): 3})
+    assert same.scale == pytest.approx(explorer_state("2_22_002", "cnn", kernel_size=3).scale)
+    assert explorer_state("2_22_002", "cnn", kernel_size=3, edge_kernels="0→2:1, 2->3:5").edge_kernels == {
+        (0, 2): 1, (2, 3): 5}
+    for bad, match in (("0-3:1", "not a block edge of 2_22_002.*0-1, 0-2, 1-2, 2-3"),
+                       ("0-2", "cannot read '0-2'"), ("0-2:4", "kernel")):
+        with pytest.raises(ArchscaleError, match=match):
+            explorer_state("2_22_002", "cnn", edge_kernels=bad)
+    with pytest.raises(ArchscaleError, match="apply to CNNs"):
+        explorer_state("2_22_002", "mlp", edge_kernels="0-2:1")
+
+
+def test_the_widget_takes_edge_kernels_and_shows_their_errors():
+    ex = DagExplorer("2_22_002", "cnn", width=64)
+    before = ex.state.lr
+    ex.edge_kernels.value = "0-2:1"
+    assert ex.state.edge_kernels == {(0, 2): 1} and ex.state.lr != before
+    ex.edge_kernels.value = "0-3:1"
+    assert "not a block edge" in ex.code_msg.value and ex.state.edge_kernels == {(0, 2): 1}
+    ex.edge_kernels.value = ""
+    assert ex.code_msg.value == "" and ex.state.lr == pytest.approx(before)
+    ex.arch.value = "mlp"
+    assert ex.edge_kernels.disabled
