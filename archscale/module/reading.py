@@ -4,8 +4,8 @@ The walk behind :func:`archscale.module.capture.capture` (its docstring states t
 Each node becomes a signal (:class:`_Sig`): pieces ``(value, elementwise chain)``, where a value is
 the raw input, one weighted op's output or a sum (:class:`_Val`), with labels telling the pieces'
 channels apart (:mod:`archscale.module.pieces`). A refusal is collected, not raised, so that the one
-line reports how many places block and where; :meth:`Reader.resolve` then numbers the vertices and
-lists each one's incoming edges.
+line reports how many places block and where; :meth:`Reader.resolve`
+(:mod:`archscale.module.resolve`) then numbers the vertices and lists each one's incoming edges.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import operator
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
@@ -21,47 +20,13 @@ from torch import fx, nn
 
 from ..core.errors import ArchscaleError
 from . import ops, pieces
-from .trace import WEIGHTED, is_tensor, module_path, short_where
-from .weighted import Layer, LayerInput, nonlinear
+from .resolve import Resolution, _Sig, _Val
+from .trace import WEIGHTED, is_tensor, module_path
+from .weighted import Layer, LayerInput
 
 __all__ = ["GATE_ACTIVATIONS", "Reader"]
 
 GATE_ACTIVATIONS = {"sigmoid", "hardsigmoid", "tanh"}
-_MESSAGE_BUDGET = 300
-
-
-@dataclass(eq=False)
-class _Val:
-    """A value with a vertex identity while reading: the raw input, one weighted op's output, or a sum."""
-
-    kind: str  # "input" | "edge" | "sum"
-    pos: int
-    node: fx.Node
-    layer: Layer | None = None
-    src: _Sig | None = None
-    terms: list[tuple[_Val, tuple, tuple]] = field(default_factory=list)  # (value, chain, norms passed)
-    uses: int = 0
-    must: bool = False
-    readers: list[_Val] = field(default_factory=list)
-    gated: bool = False
-    vertex: int | None = None
-    inputs: list[tuple[int, int, int, torch.Tensor | None]] = field(default_factory=list)
-    rows: torch.Tensor | None = None  # the output channels that are this value (one group of a conv)
-
-
-@dataclass(eq=False)
-class _Sig:
-    """A signal: pieces ``(value, elementwise chain)``; ``labels`` maps each element to its piece
-    (None for one piece); ``norms`` the renormalizing modules its chains passed (one piece)."""
-
-    pieces: tuple[tuple[_Val, tuple], ...]
-    node: fx.Node
-    labels: torch.Tensor | None = None
-    norms: tuple[nn.Module, ...] = ()
-
-    @property
-    def one(self) -> tuple[_Val, tuple]:
-        return self.pieces[0]
 
 
 class _Refused(Exception):
@@ -73,7 +38,7 @@ def _is_number(a: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- reading
-class Reader:
+class Reader(Resolution):
     """Walks the traced graph once, turning nodes into signals, then resolves vertices and edges."""
 
     def __init__(self, gm: fx.GraphModule, norm: str, gating: str):
@@ -520,70 +485,3 @@ class Reader:
         edge.layer.role, self.readout, self.out_sig = "readout", edge, edge.src
         for v, _ in edge.src.pieces:
             v.must = True
-
-    # -- the refusal, in one line
-    def message(self, model_name: str) -> str:
-        kind, nodes = next(iter(self.refused.items()))
-        total = self.seen[self.category(nodes[0])]
-        category = self.category(nodes[0])
-        count = f"{len(nodes)} of {total} {category}"
-        others = [k for k in self.refused if k != kind]
-        tail = f" (also: {', '.join(others)})" if others else ""
-        head = f"archscale cannot read {model_name}: {count} {self.reasons[kind]}"
-        places = [short_where(nodes[0])] + list(dict.fromkeys(module_path(n) or n.name for n in nodes[1:]))
-        shown: list[str] = []
-        for p in places:
-            used = len(head) + len(tail) + sum(len(s) + 2 for s in shown) + len(p) + 8
-            if used > _MESSAGE_BUDGET and shown:
-                break
-            shown.append(p)
-        more = ", ..." if len(shown) < len(places) else ""
-        return f"{head}: {', '.join(shown)}{more}{tail}"
-
-    # -- resolution into a Dag
-    def is_vertex(self, val: _Val) -> bool:
-        if val.gated or val.kind == "input" or val is self.readout:
-            return False
-        return val.must or val.uses != 1 or any(not r.gated for r in val.readers)
-
-    def resolve(self) -> tuple[list[_Val], list[tuple[int, int, str]], list[list[tuple]]]:
-        """Vertices in topological order (stem first), the edges between them, each vertex's terms."""
-        vals = [v for v in self.vals if self.is_vertex(v)]
-        vals.sort(key=lambda v: (v is not self.stem, v.pos))
-        for i, v in enumerate(vals):
-            v.vertex = i
-        edges: list[tuple[int, int, str]] = []
-        terms: list[list[tuple]] = [[] for _ in vals]
-        self.closing = []
-        for v in vals:
-            assert v.vertex is not None
-            if v.kind == "edge" and v is not self.stem:
-                self.edge_terms(v, v.vertex, (), edges, terms[v.vertex])
-            elif v.kind == "sum":
-                for part, chain, norms in v.terms:
-                    self.term(part, chain, norms, v.vertex, edges, terms[v.vertex])
-        return vals, edges, terms
-
-    def term(self, val: _Val, chain: tuple, norms: tuple, dst: int, edges: list, terms: list) -> None:
-        if val.vertex is not None:
-            edges.append((val.vertex, dst, "skip"))
-            terms.append(("skip", val.vertex, chain))
-        elif val.kind == "edge":
-            self.edge_terms(val, dst, chain, edges, terms)
-            self.closing.extend((m, dst) for m in norms)
-        else:
-            for part, inner, more in val.terms:
-                self.term(part, inner + chain, more + norms, dst, edges, terms)
-
-    def edge_terms(self, val: _Val, dst: int, post: tuple, edges: list, terms: list) -> None:
-        layer, src = val.layer, val.src
-        assert layer is not None and src is not None
-        layer.dst, layer.post = dst, post
-        layer.post_act = nonlinear(post)
-        for i, (piece, _, _, _) in enumerate(val.inputs):
-            v, chain = src.pieces[piece]
-            assert v.vertex is not None, "a value a weighted op reads is a vertex"
-            layer.inputs[i].src, layer.inputs[i].chain = v.vertex, chain
-            edges.append((v.vertex, dst, "block"))
-            terms.append(("edge", layer, i))
-        layer.src = layer.inputs[0].src
