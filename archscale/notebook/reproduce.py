@@ -238,8 +238,11 @@ def reproduce(preset: str = "quick", only: str | None = None, device: str = "cpu
               progress: bool = True, timeout: float | None = None, stream=None) -> pd.DataFrame:
     """Execute the notebooks in order and return the table (notebook, status, seconds, figures, ...).
 
-    The kernels start in ``notebooks_dir`` and get the figure and runs folders relative to it. Failures are
-    printed to ``stream`` (stderr by default) with the failing cell's source and error.
+    Notebooks that write the package's evidence records (at the quick preset, in a source checkout)
+    run first, so that the plans the others print quote this run's evidence; the rest follow in
+    reading order. The kernels start in ``notebooks_dir`` and get the figure and runs folders
+    relative to it. Failures are printed to ``stream`` (stderr by default) with the failing cell's
+    source and error.
     """
     if preset not in PRESETS:
         raise ArchscaleError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
@@ -268,12 +271,14 @@ def reproduce(preset: str = "quick", only: str | None = None, device: str = "cpu
 
     from tqdm.auto import tqdm
 
+    evidence = {nb: _evidence_param(nb, preset) for nb in notebooks}
+    notebooks = sorted(notebooks, key=lambda nb: not evidence[nb])  # stable: reading order otherwise
     results: list[NotebookResult] = []
     bar = tqdm(notebooks, desc=f"reproduce ({preset}, {device})", unit="notebook", disable=not progress,
                file=stream)
     for nb in bar:
         bar.set_postfix_str(nb.stem)
-        own = {**params, **_evidence_param(nb, preset)}
+        own = {**params, **evidence[nb]}
         result = run_notebook(nb, out_dir / _output_name(nb, preset), own, cwd=nb_dir, figures_dir=fig_dir,
                               progress=progress, timeout=timeout)
         results.append(result)

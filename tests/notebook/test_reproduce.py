@@ -167,3 +167,13 @@ def test_a_rerun_writes_the_same_bytes_and_bars_print_one_line_without_times(tmp
     assert streams["stdout"] == "done 6\n"
     assert all("execution" not in c.metadata and "start_time" not in c.metadata.get("papermill", {})
                for c in nb.cells)
+
+
+def test_notebooks_that_write_evidence_run_first(project, monkeypatch):
+    """So that the plans the other notebooks print quote this run's evidence, not the last run's."""
+    monkeypatch.setattr(rep, "_evidence_param",
+                        lambda nb, preset: {"evidence_dir": "ev"} if nb.stem == "03_after" else {})
+    table = rep.reproduce("quick", only="01,03", notebooks_dir=project / "nbs",
+                          output_dir=project / "out_order", figures_dir=project / "figs_order",
+                          runs_dir=project / "runs_order", progress=False, stream=io.StringIO())
+    assert list(table["notebook"]) == ["03_after", "01_ok"] and set(table["status"]) == {"ok"}
