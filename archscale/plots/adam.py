@@ -94,9 +94,9 @@ def width_exponent_figure(widths: Mapping[str, DepthExponent], predictions: Mapp
             b = predictions[label]
             w0, y0 = w[ok][0], y[ok][0]
             ax.plot(w, y0 * (w / w0) ** b, color=color, ls="--", lw=1, alpha=0.7,
-                    label=f"muP's prediction for {label}: b = {b:g}")
+                    label=f"muP's prediction ({label}): b = {b:g}")
             ax_b.plot([b], [i], marker="x", color=color, markersize=9, linestyle="none",
-                      label=f"muP: {label}, b = {b:g}")
+                      label=f"muP's prediction ({label}): {b:g}")
         xerr = [[max(fit.exponent - fit.lo, 0)], [max(fit.hi - fit.exponent, 0)]]
         ax_b.errorbar([fit.exponent], [i], xerr=xerr, marker="o", color=color, capsize=4, linestyle="none")
     ax.set_xscale("log", base=2)
