@@ -16,7 +16,8 @@ __all__ = ["ADDED_FIELDS", "MODEL_FIELDS", "TRAIN_FIELDS", "RunSpec"]
 class RunSpec:
     """The fields every experiment spec shares, with their one set of defaults: the recipe of the
     network (activation, block layout, init, readout), the training protocol (``optimizer`` ``sgd``,
-    ``adam`` or ``adamw``; ``momentum``/``nesterov`` are SGD's, ``betas``/``eps`` Adam's) and the data.
+    ``adam`` or ``adamw``; ``momentum``/``nesterov`` are SGD's, ``betas``/``eps`` Adam's, and so is
+    ``base_width``, muP's per-tensor width rule, :mod:`archscale.core.adam_width`) and the data.
 
     :class:`~archscale.sweep.SweepSpec` and the residual depth sweep's spec extend it;
     :class:`ModelSpec` and :class:`TrainConfig` (what the trainer takes) draw their defaults
@@ -39,6 +40,7 @@ class RunSpec:
     weight_decay: float = 0.0
     betas: tuple[float, float] | None = None  # Adam's; None: (0.9, 0.999)
     eps: float = 1e-8  # Adam's
+    base_width: int | None = None  # Adam's: muP's per-tensor width rule relative to this width; None: one LR
     dataset: str = "digits"
     n_train: int | None = None
     n_test: int | None = None
@@ -46,8 +48,8 @@ class RunSpec:
 
 #: The fields of :class:`RunSpec` that :class:`TrainConfig` and :class:`ModelSpec` take.
 TRAIN_FIELDS = ("loss", "epochs", "steps", "batch_size", "cosine", "optimizer", "momentum", "nesterov",
-                "weight_decay", "betas", "eps")
+                "weight_decay", "betas", "eps", "base_width")
 MODEL_FIELDS = ("act", "layout", "init", "readout")
 #: Fields added after results were first stored, with the value an older store's setup had
 #: implicitly (it trained with SGD): ``ResultStore.check_setup(..., added=ADDED_FIELDS)``.
-ADDED_FIELDS = {"optimizer": "sgd", "betas": None, "eps": RunSpec.eps}
+ADDED_FIELDS = {"optimizer": "sgd", "betas": None, "eps": RunSpec.eps, "base_width": None}

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..core import validate
+from ..core.adam_width import ADAM_WIDTH_CITATION, adam_lr_multiplier
 from ..core.errors import ArchscaleError
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ __all__ = ["ADAM_OPTIMIZERS", "AdamRule", "adam_rule"]
 
 #: The optimizers the width rule applies to (``apply(optimizer=...)``; ``sgd`` keeps eq. 8/9).
 ADAM_OPTIMIZERS = ("adam", "adamw")
-_CITATION = "muP for Adam, Tensor Programs V (Yang et al. 2022, arXiv 2203.03466), Table 3"
+_CITATION = ADAM_WIDTH_CITATION
 
 
 def _width(layer: Layer) -> int | None:
@@ -108,7 +109,8 @@ def adam_rule(optimizer: str, cap: Capture, base_width: int | None, eq8_scale: f
             width = _width(la)
             if width is None:
                 depthwise.append(la.path)
-            multipliers[la.path] = 1.0 if width is None else base_width / width
+            multipliers[la.path] = adam_lr_multiplier("readout" if la.role == "readout" else "hidden", width,
+                                                      base_width)
     notes.append(f"{optimizer}: per-group LRs by {_CITATION}: hidden and readout weights x base_width / "
                  f"fan-in width (base_width {base_width}), input weights and biases x 1")
     if depthwise:

@@ -172,6 +172,9 @@ def sweep_module(make_model: Callable[[], nn.Module], lrs: Sequence[float] | np.
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise ArchscaleError(f"config must be an archscale.train.TrainConfig, got {type(config).__name__}")
+    if config.base_width is not None:
+        raise ArchscaleError("sweep_module trains every parameter at one LR: base_width (muP's Adam width "
+                             "rule) runs in the DAG sweeps (archscale sweep); drop it here")
     if not callable(make_model):
         raise ArchscaleError("make_model must be a function that returns a new nn.Module")
     lr_list = [validate.learning_rate(v, "every learning rate") for v in (lrs if np.iterable(lrs) else [lrs])]

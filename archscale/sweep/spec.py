@@ -36,8 +36,8 @@ __all__ = ["ADDED_FIELDS", "IDENTITY_FIELDS", "SweepSpec", "load_spec", "model_k
 
 #: Spec fields that change what a row means; an output directory refuses a spec that differs in them.
 IDENTITY_FIELDS = ("arch", "act", "layout", "init", "readout", "epochs", "steps", "batch_size", "optimizer",
-                   "momentum", "nesterov", "weight_decay", "betas", "eps", "cosine", "loss", "dataset",
-                   "n_train", "n_test", "data_seed")
+                   "momentum", "nesterov", "weight_decay", "betas", "eps", "base_width", "cosine", "loss",
+                   "dataset", "n_train", "n_test", "data_seed")
 _RANGE = ("lr_min", "lr_max", "n_lrs")
 _SAMPLE_KEYS = ("n_vertices", "k", "seed", "digits")
 
@@ -65,7 +65,8 @@ class SweepSpec(RunSpec):
     graph ``base`` is always trained (it is added when missing) because the comparison needs
     it. ``kernel_sizes`` apply to CNNs only (default ``[3]``). Training runs ``steps`` steps when
     given, else ``epochs`` epochs, at ``batch_size``, with ``optimizer`` ``sgd`` (``momentum``,
-    ``nesterov``), ``adam`` or ``adamw`` (``betas``, ``eps``) and ``weight_decay``. ``refine: N``
+    ``nesterov``), ``adam`` or ``adamw`` (``betas``, ``eps``; ``base_width: 64`` trains with muP's Adam
+    width rule, hidden and readout weights at ``lr x base_width / width``) and ``weight_decay``. ``refine: N``
     makes the grid adaptive: after it, up to ``refine_rounds`` rounds give every configuration
     ``N`` more LRs where its optimum is (extending the grid outward at an edge) until the
     estimate's interval is narrower than a factor ``refine_width`` (:mod:`archscale.sweep.refine`).

@@ -80,6 +80,9 @@ class TrainConfig:
     ``adam`` (torch.optim.Adam: ``betas``, default (0.9, 0.999), ``eps``, and ``weight_decay``
     added to the gradient) or ``adamw`` (torch.optim.AdamW: the decay ``p *= 1 - lr * wd``
     decoupled from the moments). Settings of the other optimizer are refused, not ignored.
+    ``base_width`` (Adam's, None by default: one LR for every parameter) trains with muP's Adam width
+    rule (:func:`~archscale.core.adam_width.adam_lr_multiplier`): each hidden and readout weight at
+    ``lr x base_width / fan-in width``, the stem and the biases at ``lr``.
     Training runs ``steps`` minibatch steps when given, else ``epochs`` passes over the data
     (``ceil(n_train / batch_size)`` steps each, the last batch of an epoch possibly smaller).
     ``cosine`` decays each replica's LR per step as ``lr * (1 + cos(pi * t / T)) / 2``.
@@ -96,6 +99,7 @@ class TrainConfig:
     weight_decay: float = RunSpec.weight_decay
     betas: tuple[float, float] | None = RunSpec.betas
     eps: float = RunSpec.eps
+    base_width: int | None = RunSpec.base_width
     cosine: bool = RunSpec.cosine
     loss: str = RunSpec.loss
     eval_batch_size: int = 1024
@@ -120,9 +124,11 @@ class TrainConfig:
         """The optimizer's name, and no setting of another optimizer (one line each)."""
         name = validate.choice(self.optimizer, "optimizer", OPTIMIZERS)
         eps = validate.number(self.eps, "eps", positive=True, example="1e-8")
+        if self.base_width is not None:
+            object.__setattr__(self, "base_width", validate.positive_int(self.base_width, "base_width"))
         if name == "sgd":
-            given = [k for k, v in (("betas", self.betas), ("eps", None if eps == RunSpec.eps else eps))
-                     if v is not None]
+            given = [k for k, v in (("betas", self.betas), ("eps", None if eps == RunSpec.eps else eps),
+                                    ("base_width", self.base_width)) if v is not None]
             if given:
                 what = " and ".join(given)
                 raise ArchscaleError(f"{what} {'are' if len(given) > 1 else 'is'} Adam's; optimizer sgd "

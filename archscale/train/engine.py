@@ -211,7 +211,7 @@ def _train_chunk(model: ModelSpec, lrs: np.ndarray, seeds: np.ndarray, out_dim: 
     n, r_total = x_train.shape[0], len(lrs)
     in_shape = tuple(x_train.shape[1:])
     stack = Stack([model.build(in_shape, out_dim, int(s)) for s in seeds], dev, dtype)
-    opt = make_optimizer(config, len(stack.params))
+    opt = make_optimizer(config, len(stack.params), stack.lr_multipliers(config.base_width))
 
     unique_seeds, seed_pos = np.unique(seeds, return_inverse=True)
     seed_pos_t = torch.as_tensor(seed_pos, device=dev)

@@ -17,6 +17,7 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
+from ..core.adam_width import adam_lr_multiplier
 from ..core.errors import ArchscaleError
 from ..nn.models import DagCNN, DagNet
 from ..nn.traverse import traverse
@@ -85,12 +86,24 @@ class Stack:
                 self.edge_slot[(e.src, e.dst)] = 2 * len(modules)
                 modules.append([n.edge_layer(e.src, e.dst) for n in nets])
         modules.append([n.readout for n in nets])
+        # per stacked parameter: its role under muP's Adam width rule and its fan-in width
+        self.roles: list[tuple[str, int]] = []
         self.params: list[torch.Tensor] = []
         for j, mods in enumerate(modules):
+            role = "stem" if j == 0 else "readout" if j == len(modules) - 1 else "hidden"
+            self.roles += [(role, int(mods[0].weight.shape[1])), ("bias", 0)]
             layout = Dense if j == len(modules) - 1 else self.layer
             w = torch.stack([m.weight.detach() for m in mods]).to(device=device, dtype=dtype)
             b = torch.stack([m.bias.detach() for m in mods]).to(device=device, dtype=dtype)
             self.params += [layout.stack_weight(w).contiguous(), b.contiguous()]
+
+    def lr_multipliers(self, base_width: int | None) -> list[float] | None:
+        """Each stacked parameter's LR multiplier under muP's Adam width rule relative to ``base_width``
+        (:func:`~archscale.core.adam_width.adam_lr_multiplier`; the fan-in width of a hidden or readout
+        weight is its layer's input features or channels), or None (one LR) when ``base_width`` is None."""
+        if base_width is None:
+            return None
+        return [adam_lr_multiplier(role, width or None, base_width) for role, width in self.roles]
 
     def _threads(self):
         """Where a step runs: an MLP step on at most one thread per replica and per CPU, a CNN step

@@ -33,7 +33,7 @@ EXPECTED_FIGURES = {
     "11_which_law": {"fig11_laws_agreement", "fig11_residual_depth_transfer"},
     "11b_residual_norm": {"fig11b_residual_norm"},
     "13_check": {"fig13_check"},
-    "12_adam": {"fig12_adam_depth_exponent", "fig12_adam_laws"},
+    "12_adam": {"fig12_adam_depth_exponent", "fig12_adam_laws", "fig12_adam_width"},
 }
 #: Figures of analyses a smoke sweep may be too small for: the notebook then prints one line saying why
 #: (e.g. "No calibration on this sweep: ...") instead of drawing them.

@@ -15,7 +15,8 @@ from .core import GOOD_FACTOR, MIN_RANKED, Findings, _g, ci, interval_side, plur
 if TYPE_CHECKING:
     from ...analysis.law_scores import LawsReport
 
-__all__ = ["adam", "adam_depth_title", "adam_laws_title", "check_transfer", "check_transfer_title",
+__all__ = ["adam", "adam_depth_title", "adam_laws_title", "adam_width", "adam_width_title", "check_transfer",
+           "check_transfer_title",
            "nas_rankings", "nas_title", "which_law"]
 
 
@@ -278,7 +279,59 @@ def adam(run, good: float = GOOD_FACTOR) -> Findings:
                 "unknown": "without an interval: this preset cannot decide it"}[side]
         f.add(f"Kernel size under AdamW: pooled kernel exponent {ci(p['exponent'], p['lo'], p['hi'])} over "
               f"{p['n_graphs']} graphs x {p['n_kernels']} kernels, {plural(p['n_seeds'], 'seed')}: {text}.")
+    for line in adam_width(run).items if getattr(run, "widths", None) else []:
+        f.add(line)
     return f
+
+
+def _width_sentence(label: str, fit, predicted: float | None) -> str:
+    t = fit.table
+    w0, w1 = int(t["width"].iloc[0]), int(t["width"].iloc[-1])
+    head = (f"Width under AdamW, {label}: max LR ∝ width^b with b = {ci(fit.exponent, fit.lo, fit.hi)} "
+            f"(log2 max LR per doubling of width) over widths {w0}..{w1} "
+            f"({plural(fit.n_sizes, 'width')}, {plural(fit.n_seeds, 'seed')}; max LR "
+            f"{_g(t['measured'].iloc[0], 3)} at width {w0}, {_g(t['measured'].iloc[-1], 3)} at {w1})")
+    if predicted is None:
+        return head + "."
+    if not (np.isfinite(fit.lo) and np.isfinite(fit.hi)) or fit.n_sizes < 3:
+        return head + (f"; muP predicts {predicted:g}, which this preset cannot check (no interval or too "
+                       f"few widths).")
+    side = interval_side(fit.lo, fit.hi, predicted)
+    if side == "inside":
+        return head + f": consistent with muP's {predicted:g} (its interval holds it)."
+    where = "above" if side == "below" else "below"
+    return head + (f": it disagrees with muP's prediction {predicted:g} (the whole interval lies {where} "
+                   f"it).")
+
+
+def adam_width(run) -> Findings:
+    """Notebook 12's width section: each arm's width exponent against muP's prediction, and whether the
+    rule flattens the drift (the intervals apart)."""
+    from ...analysis.depth_exponent import MUP_ADAM_WIDTH_EXPONENTS
+
+    f = Findings()
+    for label, fit in run.widths.items():
+        f.add(_width_sentence(label, fit, MUP_ADAM_WIDTH_EXPONENTS.get(label)))
+    fits = list(run.widths.values())
+    if len(fits) == 2:
+        one, rule = fits
+        if rule.lo > one.hi:
+            f.add(f"muP's Adam rule flattens the drift of the maximal LR with width (b {rule.exponent:.2f} "
+                  f"against {one.exponent:.2f} with one LR, intervals apart).")
+        elif rule.hi < one.lo:
+            f.add(f"muP's Adam rule makes the maximal LR fall faster with width (b {rule.exponent:.2f} "
+                  f"against {one.exponent:.2f} with one LR, intervals apart).")
+        else:
+            f.add(f"Whether muP's Adam rule changes the drift with width this preset cannot decide "
+                  f"({rule.exponent:.2f} against {one.exponent:.2f}; the intervals overlap).")
+    return f
+
+
+def adam_width_title(widths) -> str:
+    """The width figure's title: each arm's width exponent with its interval."""
+    parts = [f"{k} {v.exponent:.2f} [{v.lo:.2f}, {v.hi:.2f}]" for k, v in widths.items()]
+    head = "AdamW: log2 max LR per doubling of width (muP: -1 with one LR, 0 with its rule):\n"
+    return head + "; ".join(parts)
 
 
 def adam_depth_title(exponents) -> str:
