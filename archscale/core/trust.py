@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .dag import Dag
 from .errors import ArchscaleError, DagError
-from .evidence import REGIMES, Evidence, load_evidence
+from .evidence import REGIMES, Evidence, incumbent, load_evidence
 from .laws import LAWS
 from .residual import residual_blocks
 
@@ -67,10 +67,11 @@ def alternatives(dag: Dag, base: Dag, *, offset: float, q: float | None = None, 
     return out
 
 
-def default_law(regime: tuple[str, str, bool], evidence: dict | None = None) -> str:
-    """The law the evidence supports for ``regime`` (:meth:`Evidence.default_law`), eq. 8 without evidence."""
-    ev = (load_evidence() if evidence is None else evidence).get(regime)
-    return "eq8" if ev is None else ev.default_law()
+def default_law(regime: tuple[str, str, bool], evidence: dict | None = None, optimizer: str = "sgd") -> str:
+    """The law the evidence of ``optimizer`` supports for ``regime`` (:meth:`Evidence.default_law`);
+    without evidence the optimizer's incumbent (eq. 8 for SGD, no graph factor for Adam/AdamW)."""
+    ev = (load_evidence(optimizer=optimizer) if evidence is None else evidence).get(regime)
+    return incumbent(optimizer) if ev is None else ev.default_law()
 
 
 @dataclass(frozen=True)
@@ -99,21 +100,22 @@ class Trust:
 def assess(law: str, regime: tuple[str, str, bool], scale: float | None, *,
            evidence: dict | None = None, optimizer: str = "sgd") -> Trust:
     """The :class:`Trust` of an LR ``base_lr * scale`` given by ``law`` on a graph of ``regime``,
-    trained with ``optimizer`` (the evidence was measured with SGD)."""
-    records = load_evidence() if evidence is None else evidence
+    trained with ``optimizer``: quoted from that optimizer's evidence (``evidence``: its records by
+    regime, default the package's)."""
+    records = load_evidence(optimizer=optimizer) if evidence is None else evidence
     ev = records.get(regime)
     measured = ev.laws.get(law) if ev else None
     text = f"{measured.format()} ({ev.provenance()})" if ev and measured else None
     warnings = []
-    if optimizer != "sgd":
-        text = None
-        warnings.append(f"every measurement behind this line is of SGD; under {optimizer} the graph's effect "
-                        f"on the maximal LR is unmeasured here (measure it with archscale check --optimizer "
-                        f"{optimizer})")
+    check = "archscale check" + ("" if optimizer == "sgd" else f" --optimizer {optimizer}")
+    if not records:
+        warnings.append(f"no measurement of the project was trained with {optimizer}; under {optimizer} the "
+                        f"graph's effect on the maximal LR is unmeasured here (measure it with {check})")
     elif ev is None:
         known = ", ".join(sorted(e.name for e in records.values())) or "none"
-        warnings.append(f"this graph ({describe(regime)}) is outside every measured regime ({known}); "
-                        f"measure its maximal LR (archscale check) before trusting {law}")
+        under = "" if optimizer == "sgd" else f" under {optimizer}"
+        warnings.append(f"this graph ({describe(regime)}) is outside every measured regime{under} ({known}); "
+                        f"measure its maximal LR ({check}) before trusting {law}")
     elif measured is None:
         warnings.append(f"{law} was never measured on {describe(regime)}; measured there: "
                         + ", ".join(f"{k} {v.format()}" for k, v in sorted(ev.laws.items())))
@@ -123,5 +125,5 @@ def assess(law: str, regime: tuple[str, str, bool], scale: float | None, *,
                         + (f"; {best} did best there ({ev.laws[best].format()})" if best != law else ""))
     if scale is not None and math.isfinite(scale) and scale < 1 / IMPLAUSIBLE:
         warnings.append(f"the LR is {1 / scale:.3g}x below the base LR, implausibly small; measure the "
-                        f"maximal LR of this family (archscale check) before training with it")
+                        f"maximal LR of this family ({check}) before training with it")
     return Trust(law, regime, text, "; ".join(warnings) or None, ev)

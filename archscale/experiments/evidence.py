@@ -19,8 +19,8 @@ from ..core.evidence import Evidence, LawEvidence, record_evidence
 from .residual_depth import ResidualDepth
 from .residual_norm import ResidualNorm
 
-__all__ = ["LAWS_REGIMES", "from_laws", "from_residual_depth", "from_residual_norm", "parse_published",
-           "publish"]
+__all__ = ["LAWS_REGIMES", "OPTIMIZER_LABELS", "from_laws", "from_residual_depth", "from_residual_norm",
+           "parse_published", "publish"]
 
 #: The head-to-head sweeps that stand for a regime: sweep label -> (arch, structure, normalized).
 LAWS_REGIMES: dict[str, tuple[str, str, bool]] = {
@@ -45,18 +45,27 @@ def _from_agreement(a) -> LawEvidence:
     return _law(a.estimate["error_factor"], a.lo["error_factor"], a.hi["error_factor"])
 
 
+#: How notebook 12 labels a sweep of each optimizer: ``"<LAWS_REGIMES label>, <suffix>"``.
+OPTIMIZER_LABELS = {"adam": "Adam", "adamw": "AdamW"}
+
+
 def from_laws(reports: Mapping[str, LawsReport], experiments: Mapping, preset: str, *,
-              notebook: str = "notebooks/11_which_law.ipynb") -> list[Evidence]:
-    """One record per sweep of :data:`LAWS_REGIMES`: every law's zero-shot error factor on all graphs."""
+              notebook: str = "notebooks/11_which_law.ipynb", optimizer: str = "sgd") -> list[Evidence]:
+    """One record per sweep of :data:`LAWS_REGIMES`: every law's zero-shot error factor on all graphs.
+
+    With ``optimizer`` ``adam``/``adamw`` the sweeps are labelled ``"MLP depth, AdamW"`` and so on
+    (notebook 12), and the records are that optimizer's."""
     out = []
-    for label, (arch, structure, normalized) in LAWS_REGIMES.items():
+    for plain, (arch, structure, normalized) in LAWS_REGIMES.items():
+        label = plain if optimizer == "sgd" else f"{plain}, {OPTIMIZER_LABELS[optimizer]}"
         if label not in reports:
             continue
         rep, exp = reports[label], experiments[label]
         z = rep.laws[0].zero_shot.agreement
         out.append(Evidence(arch, structure, normalized, notebook, exp.spec.name, preset,
                             recipe=_recipe(exp.results), n=int(z.n), seeds=int(z.n_seeds),
-                            laws={r.name: _from_agreement(r.zero_shot.agreement) for r in rep.laws}))
+                            laws={r.name: _from_agreement(r.zero_shot.agreement) for r in rep.laws},
+                            optimizer=optimizer))
     return out
 
 

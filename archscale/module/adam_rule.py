@@ -1,4 +1,4 @@
-"""Per-group learning rates for Adam and AdamW: muP's width rule, and no architecture factor yet.
+"""Per-group learning rates for Adam and AdamW: muP's width rule (the graph factor comes from the plan's law).
 
 Under Adam the update of a weight is about ``lr`` per entry whatever its gradient's size, so the
 maximal-update argument gives other LRs than SGD's. Tensor Programs V (Yang et al. 2022, "Tuning
@@ -8,11 +8,10 @@ weights (the stem) and of every bias is constant in width. Relative to the width
 the base LR was tuned at, a hidden or readout weight whose fan-in width is ``n`` (a Linear's
 ``in_features``, a convolution's ``in_channels / groups``) gets ``lr * base_width / n``.
 
-The architecture factor (eq. 8's path sum, the DAG's depth and topology) is an SGD result: the
-paper derives it for SGD. An Adam plan uses no graph factor (``scale`` 1) and says in its notes
-that the graph factor under Adam is unmeasured, with the factor eq. 8 would give for SGD beside
-it. Notebook 12 has since measured it on MLP chains and topologies at its quick preset (eq. 8's
-factor predicted AdamW's maximal LR within a factor 1.14-1.23 there); plans do not use it yet.
+The architecture factor (eq. 8's path sum, the DAG's depth and topology) is the paper's SGD result.
+Under Adam, the plan's law is the one the AdamW evidence supports for the graph's regime (notebook 12
+measures the laws head to head under AdamW; :func:`archscale.core.trust.default_law`), and no graph
+factor (muP's own rule) where nothing was measured; the trust line says which and how well.
 """
 
 from __future__ import annotations
@@ -82,8 +81,7 @@ class AdamRule:
         return out
 
 
-def adam_rule(optimizer: str, cap: Capture, base_width: int | None, eq8_scale: float,
-              depth_mup: bool) -> AdamRule | None:
+def adam_rule(optimizer: str, cap: Capture, base_width: int | None, depth_mup: bool) -> AdamRule | None:
     """The rule of ``optimizer`` for a captured model (None for ``sgd``, which keeps eq. 8/9)."""
     validate.choice(optimizer, "optimizer", ("sgd", *ADAM_OPTIMIZERS))
     if optimizer == "sgd":
@@ -116,8 +114,4 @@ def adam_rule(optimizer: str, cap: Capture, base_width: int | None, eq8_scale: f
     if depthwise:
         notes.append(f"{optimizer}: depthwise convolutions ({', '.join(depthwise)}) keep x 1: their fan-in "
                      f"does not grow with the width")
-    notes.append(f"trust: the graph factor under {optimizer} is unmeasured: this plan uses none (scale 1), "
-                 f"where eq. 8/9 would scale an SGD LR by {eq8_scale:.4g}; measure the maximal {optimizer} "
-                 f"LR across graphs (an archscale sweep with optimizer: {optimizer}) before trusting a "
-                 f"transfer between architectures")
     return AdamRule(optimizer, base_width, multipliers, notes)

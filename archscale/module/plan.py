@@ -345,8 +345,10 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
 
     ``optimizer="adam"`` or ``"adamw"`` (:mod:`archscale.module.adam_rule`): ``param_groups`` gives
     muP's Adam LRs (hidden and readout weights x ``base_width`` / their fan-in width, input weights
-    and biases x 1; ``base_width`` is the width ``base_lr`` was tuned at, default the model's) and no
-    graph factor (``scale`` 1): the graph factor under Adam is unmeasured, as the plan's notes say.
+    and biases x 1; ``base_width`` is the width ``base_lr`` was tuned at, default the model's), times
+    the graph factor of the law the AdamW evidence supports for the graph's regime (notebook 12: eq. 8
+    on MLP chains and cells, where it is separated from no factor), else none (muP's rule,
+    ``constant``); ``plan.trust`` quotes the AdamW measurement, or says there is none.
     """
     validate.boolean(init, "init")
     validate.boolean(depth_mup, "depth_mup")
@@ -381,17 +383,15 @@ def apply(model: nn.Module, example_input: torch.Tensor, base_lr: float | None =
     q = (_q(cap.kernel_size, cap.kernel_areas), _q(b_kernel, b_areas)) if conv.uses_kernel else (None, None)
     alts = {**alternatives(cap.graph, base_dag, offset=off, q=q[0], q_base=q[1],
                            residual=_has_blocks(cap.graph)), "eq8": scale}
-    chosen = "depth_mup" if depth_mup else (default_law(regime) if law is None else law)
+    chosen = "depth_mup" if depth_mup else (default_law(regime, optimizer=optimizer) if law is None else law)
     eq8 = scale
-    rule = adam_rule(optimizer, cap, base_width, eq8, depth_mup)  # refuses Depth-muP under Adam
+    rule = adam_rule(optimizer, cap, base_width, depth_mup)  # refuses Depth-muP under Adam
     if chosen == "depth_mup" and chosen not in alts:
         blocks_of(model, cap)  # says, naming modules, why this is no chain of residual blocks
     if chosen not in alts:
         raise ArchscaleError(f"unknown or inapplicable law {chosen!r} for this model; accepted: "
                              f"{', '.join(alts)}")
     scale = alts[chosen]
-    if rule is not None:
-        scale, chosen = 1.0, "constant"
     multipliers, mup_notes = install_depth_mup(model, cap, depth_mup)
     table = edge_table(cap, readout, gain, recipe)
     if rule is not None:

@@ -99,3 +99,29 @@ def test_published_lines_round_trip(capsys, tmp_path):
     stored = json.loads((tmp_path / "mlp_residual.json").read_text())
     stored.pop("date")
     assert parsed == {"mlp_residual": stored}
+
+
+def test_adam_records_are_their_own_files_with_no_graph_factor_as_the_incumbent(tmp_path):
+    """Under Adam the incumbent is muP's rule (no graph factor): a law replaces it only when separated."""
+    eq8_wins = _ev({"eq8": (1.14, 1.09, 1.28), "constant": (3.58, 2.62, 4.77)}, structure="chain",
+                   optimizer="adamw")
+    undecided = _ev({"eq8": (2.22, 1.38, 3.24), "constant": (3.08, 2.35, 4.09)}, structure="cell",
+                    optimizer="adamw")
+    assert eq8_wins.name == "mlp_chain_adamw" and eq8_wins.default_law() == "eq8"
+    assert undecided.default_law() == "constant"
+    sgd = _ev({"eq8": (2.0, 1.5, 3.0)}, structure="chain")
+    assert "optimizer" not in sgd.to_dict() and eq8_wins.to_dict()["optimizer"] == "adamw"
+    for ev in (eq8_wins, undecided, sgd):
+        record_evidence(ev, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp_cell_adamw.json", "mlp_chain.json",
+                                                          "mlp_chain_adamw.json"]
+    assert set(load_evidence(tmp_path)) == {("mlp", "chain", False)}
+    adamw = load_evidence(tmp_path, optimizer="adamw")
+    assert adamw[("mlp", "chain", False)].optimizer == "adamw" and len(adamw) == 2
+    assert default_law(("mlp", "residual", False), adamw, optimizer="adamw") == "constant"
+    assert default_law(("mlp", "residual", False), {}, optimizer="sgd") == "eq8"
+    t = assess("eq8", ("mlp", "chain", False), 0.5, evidence=adamw, optimizer="adamw")
+    assert "1.14 [1.09, 1.28]" in t.evidence and "trained with adamw" in t.evidence and t.warning is None
+    none = assess("constant", ("mlp", "chain", False), 1.0, evidence={}, optimizer="adam")
+    assert none.evidence is None and "trained with adam;" in none.warning
+    assert "archscale check --optimizer adam" in none.warning

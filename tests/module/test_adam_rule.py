@@ -9,6 +9,7 @@ from torch import nn
 
 import archscale
 from archscale import ArchscaleError
+from archscale.core.evidence import load_evidence
 
 
 class Mlp(nn.Module):
@@ -50,8 +51,9 @@ def _groups(plan, lr=None):
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
 def test_hidden_and_readout_lrs_scale_with_one_over_fan_in_and_the_rest_is_constant(optimizer):
     model = Mlp(256)
-    plan = archscale.apply(model, torch.randn(4, 10), base_lr=1e-3, optimizer=optimizer, base_width=64)
-    assert plan.scale == 1.0 and plan.lr == 1e-3  # no graph factor under Adam
+    plan = archscale.apply(model, torch.randn(4, 10), base_lr=1e-3, optimizer=optimizer, base_width=64,
+                           law="constant")
+    assert plan.scale == 1.0 and plan.lr == 1e-3  # muP's own rule: no graph factor
     groups = _groups(plan)
     assert list(groups) == ["stem", "hidden", "readout", "biases"]
     assert groups["stem"]["lr"] == 1e-3 and groups["biases"]["lr"] == 1e-3
@@ -66,7 +68,22 @@ def test_hidden_and_readout_lrs_scale_with_one_over_fan_in_and_the_rest_is_const
     assert _groups(plan, lr=0.01)["hidden"]["lr"] == pytest.approx(0.01 / 4)
     notes = " ".join(plan.notes)
     assert "Tensor Programs V" in notes and "Table 3" in notes
-    assert f"the graph factor under {optimizer} is unmeasured" in notes and "scale 1" in notes
+
+
+def test_the_graph_factor_under_adam_follows_the_adamw_evidence():
+    """AdamW plans take the law notebook 12's AdamW sweeps support for the graph's regime, with its
+    measured error; Adam (never measured) keeps muP's rule and says so."""
+    records = load_evidence(optimizer="adamw")
+    chain = records[("mlp", "chain", False)]
+    plan = archscale.apply(Mlp(256), torch.randn(4, 10), base_lr=1e-3, optimizer="adamw", base_width=64)
+    assert plan.law == chain.default_law() and plan.trust.law == plan.law
+    assert plan.scale == pytest.approx(plan.alternative_scales[plan.law])
+    assert plan.lr == pytest.approx(1e-3 * plan.scale)
+    assert chain.laws[plan.law].format() in plan.trust.evidence and "adamw" in plan.trust.evidence
+    assert _groups(plan)["hidden"]["lr"] == pytest.approx(plan.lr * 64 / 256)
+    adam = archscale.apply(Mlp(256), torch.randn(4, 10), base_lr=1e-3, optimizer="adam", base_width=64)
+    assert adam.law == "constant" and adam.scale == 1.0
+    assert "trained with adam;" in adam.trust.warning
 
 
 def test_the_rule_transfers_across_widths_and_defaults_to_the_models_own_width():

@@ -40,13 +40,14 @@ def test_every_committed_record_is_what_a_committed_notebook_printed():
 
 def test_every_printed_record_is_committed_and_in_a_known_regime():
     printed = _printed()
-    stored = {ev.name for ev in load_evidence().values()}
+    records = [ev for optimizer in ("sgd", "adamw") for ev in load_evidence(optimizer=optimizer).values()]
+    stored = {ev.name for ev in records}
     assert set(printed) <= stored, f"printed but not committed: {sorted(set(printed) - stored)}"
-    for ev in load_evidence().values():
+    for ev in records:
         assert ev.regime in REGIMES and ev.date and ev.n >= 1
 
 
 @pytest.mark.parametrize("name", ["mlp_chain", "mlp_cell", "mlp_residual", "cnn_cell", "cnn_residual",
-                                  "cnn_residual_norm"])
+                                  "cnn_residual_norm", "mlp_chain_adamw", "mlp_cell_adamw", "cnn_cell_adamw"])
 def test_the_regimes_the_trust_line_needs_have_evidence(name):
     assert (EVIDENCE_DIR / f"{name}.json").exists(), f"no evidence for {name}; run make reproduce"
