@@ -94,11 +94,12 @@ class Evidence:
                 + ("" if self.optimizer == "sgd" else f"_{self.optimizer}"))
 
     def best(self) -> str:
-        """The law with the lowest measured error factor."""
+        """The law with the lowest measured error factor (eq. 8 among equals: on chains several laws
+        make the same predictions)."""
         finite = {k: v for k, v in self.laws.items() if math.isfinite(v.error_factor)}
         if not finite:
             raise ArchscaleError(f"the {self.name} evidence holds no finite error factor")
-        return min(finite, key=lambda k: finite[k].error_factor)
+        return min(finite, key=lambda k: (finite[k].error_factor, k != "eq8"))  # a tie goes to the paper's
 
     def separated(self, law: str, other: str) -> bool:
         """Whether ``law``'s interval lies wholly below ``other``'s (the data tell them apart)."""
@@ -112,7 +113,7 @@ class Evidence:
         lr_laws = {k: v for k, v in self.laws.items() if k != "depth_mup" and math.isfinite(v.error_factor)}
         if not lr_laws:
             return null
-        best = min(lr_laws, key=lambda k: lr_laws[k].error_factor)
+        best = min(lr_laws, key=lambda k: (lr_laws[k].error_factor, k != "eq8"))
         if best != null and null in self.laws and self.separated(best, null):
             return best
         return null

@@ -74,8 +74,8 @@ def test_the_graph_factor_under_adam_follows_the_adamw_evidence():
     """AdamW plans take the law notebook 12's AdamW sweeps support for the graph's regime, with its
     measured error; Adam (never measured) keeps muP's rule and says so."""
     records = load_evidence(optimizer="adamw")
-    chain = records[("mlp", "chain", False)]
     plan = archscale.apply(Mlp(256), torch.randn(4, 10), base_lr=1e-3, optimizer="adamw", base_width=64)
+    chain = records[plan.trust.regime]  # the test's Mlp has a skip: an MLP cell
     assert plan.law == chain.default_law() and plan.trust.law == plan.law
     assert plan.scale == pytest.approx(plan.alternative_scales[plan.law])
     assert plan.lr == pytest.approx(1e-3 * plan.scale)
@@ -90,18 +90,20 @@ def test_the_rule_transfers_across_widths_and_defaults_to_the_models_own_width()
     """The same base LR gives the width-w LR x 64/w at every width; at the base width every group is 1."""
     for width in (64, 128, 512):
         plan = archscale.apply(Mlp(width), torch.randn(4, 10), base_lr=2e-3, optimizer="adamw", base_width=64)
-        assert _groups(plan)["hidden"]["lr"] == pytest.approx(2e-3 * 64 / width)
+        assert _groups(plan)["hidden"]["lr"] == pytest.approx(plan.lr * 64 / width)
+        assert plan.scale == pytest.approx(plan.alternative_scales[plan.law])  # the same graph at every width
     own = archscale.apply(Mlp(128), torch.randn(4, 10), base_lr=2e-3, optimizer="adam")
     assert {g["lr"] for g in own.param_groups()} == {2e-3}
     assert any("no base_width given" in n and "width 128" in n for n in own.notes)
 
 
-def test_eq8_factor_is_left_out_under_adam_but_named():
+def test_the_graph_factor_multiplies_the_width_rule_and_no_factor_is_a_choice():
     x = torch.randn(4, 10)
     sgd = archscale.apply(Mlp(32), x, base_lr=0.1)
-    adam = archscale.apply(Mlp(32), x, base_lr=1e-3, optimizer="adamw", base_width=32)
-    assert sgd.scale != 1.0 and adam.scale == 1.0
-    assert any(f"would scale an SGD LR by {sgd.scale:.4g}" in n for n in adam.notes)
+    adam = archscale.apply(Mlp(32), x, base_lr=1e-3, optimizer="adamw", base_width=32, law="eq8")
+    mup = archscale.apply(Mlp(32), x, base_lr=1e-3, optimizer="adamw", base_width=32, law="constant")
+    assert sgd.scale != 1.0 and adam.scale == pytest.approx(sgd.scale) and mup.scale == 1.0
+    assert [g["lr"] for g in adam.param_groups()] == pytest.approx([1e-3 * sgd.scale] * 4)
     assert [g["name"] for g in sgd.param_groups()] == ["stem", "hidden", "readout"]  # SGD: as before
     assert {g["lr"] for g in sgd.param_groups()} == {sgd.lr}
 
@@ -120,7 +122,7 @@ def test_the_groups_train_with_torch_adamw():
     torch.manual_seed(0)
     model = Mlp(64)
     x, y = torch.randn(32, 10), torch.randint(0, 3, (32,))
-    plan = archscale.apply(model, x, base_lr=1e-2, optimizer="adamw", base_width=16)
+    plan = archscale.apply(model, x, base_lr=1e-2, optimizer="adamw", base_width=16, law="constant")
     opt = torch.optim.AdamW(plan.param_groups(), weight_decay=0.0)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loss = F.cross_entropy(model(x), y)

@@ -68,10 +68,11 @@ def test_a_deep_residual_net_under_eq8_gets_a_warning_or_a_plausible_lr():
     assert plan.trust.warning and "implausibly small" in plan.trust.warning
 
 
-def test_adam_plans_say_the_evidence_is_of_sgd():
+def test_adam_plans_outside_the_adamw_evidence_keep_mups_rule_and_say_so():
     plan = _apply(ResidualMlp(2), torch.randn(4, 8), optimizer="adamw")
-    assert plan.law == "constant" and plan.trust.evidence is None
-    assert "SGD" in plan.trust.warning and "adamw" in plan.trust.warning
+    assert plan.law == "constant" and plan.scale == 1.0 and plan.trust.evidence is None
+    assert "outside every measured regime under adamw" in plan.trust.warning
+    assert "archscale check --optimizer adamw" in plan.trust.warning
 
 
 @pytest.mark.parametrize("block, blocks, k", [(BasicBlock, (2, 2, 2, 2), 8), (Bottleneck, (1, 2, 1, 1), 5)])
