@@ -29,7 +29,8 @@ from fractions import Fraction
 from .dag import Dag
 from .errors import ArchscaleError
 
-__all__ = ["kernel_area", "kernel_path_sum", "mean_area"]
+__all__ = ["kernel_area", "kernel_path_sum", "majority_area", "mean_area", "path_weighted_area",
+           "uniform_areas"]
 
 #: Kernel areas of a graph's weighted edges: ``{(src, dst): [area of each parallel weighted edge]}``.
 Areas = Mapping[tuple[int, int], Sequence[Fraction | int | float]]
@@ -85,3 +86,33 @@ def kernel_path_sum(dag: Dag, areas: Areas, offset: int = 3, ref_area: Fraction 
             into[k2] = (c0 + count, t0 + total + (area * count if area is not None else 0))
     return sum(((offset + k) ** 2 * (offset * a_ref * count + total)
                 for k, (count, total) in state[dag.output].items()), Fraction(0))
+
+
+def uniform_areas(dag: Dag, q: int | float) -> dict[tuple[int, int], list[Fraction | float]]:
+    """The areas of a graph whose every weighted edge has one ``q x q`` kernel: ``q^2`` per edge."""
+    area: Fraction | float = Fraction(int(q)) ** 2 if float(q).is_integer() else float(q) ** 2
+    out: dict[tuple[int, int], list[Fraction | float]] = {}
+    for e in dag.edges:
+        if e.is_parameterized:
+            out.setdefault((e.src, e.dst), []).append(area)
+    return out
+
+
+def path_weighted_area(dag: Dag, areas: Areas, offset: int | float = 3,
+                       fallback: Fraction | int | float = 9) -> Fraction | float:
+    """The one area that gives eq. 9 generalized through eq. 9's form: ``kernel_path_sum / sum_p L_p^3``
+    (so ``a^-1/2 (sum_p L_p^3)^-1/2`` is the per-edge law exactly). ``q^2`` when every area is ``q^2``."""
+    off = int(offset) if float(offset).is_integer() else offset
+    total = kernel_path_sum(dag, areas, off, fallback=fallback)  # type: ignore[arg-type]
+    return total / dag.path_power_sum(3, off)
+
+
+def majority_area(dag: Dag, areas: Areas, offset: int | float = 3,
+                  fallback: Fraction | int | float = 9) -> Fraction:
+    """One ``q`` for every edge, as the single ``kernel_size=`` override gives it: the most common
+    area among the weighted edges (a tie goes to the larger area); ``fallback`` without edges."""
+    _check(dag, areas)
+    counts = Counter(Fraction(a) for pair in areas.values() for a in pair)
+    if not counts:
+        return Fraction(fallback)
+    return max(counts, key=lambda a: (counts[a], a))

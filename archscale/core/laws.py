@@ -5,6 +5,17 @@ Each :class:`Law` reduces a graph to one positive size ``m(g)`` under the depth 
 For CNN sweeps every law is multiplied by eq. 9's kernel factor ``q_base / q``, so laws differ
 only in how they read the graph. A new law is one function and one entry in :data:`LAWS`.
 
+**Mixed kernel sizes** (a 1x1 projection beside 3x3 convs): :meth:`Law.scale` then takes each
+graph's per-edge kernel areas (``areas``, :mod:`archscale.core.kernels`), and each law reads them
+into the one area ``a`` of its kernel factor ``(a_base / a)^(1/2)`` (its ``kernel`` field): eq. 8's
+is the path-weighted area ``kernel_path_sum / sum_p L_p^3``, which makes it eq. 9 generalized per
+edge exactly (``(sum_p T_p)^-1/2``, ``T_p = L_p^2 (offset a_ref + sum of p's edges' areas)``); the
+other laws do not define a path-by-path kernel and read the mean area of the weighted edges. With
+one kernel size every reading is ``q^2`` and the factor is eq. 9's ``q_base / q``. Two more readings
+of eq. 8, for comparing what a user would otherwise do, are in :data:`MIXED_KERNEL_LAWS` (not in
+the registry): one ``q`` for every edge (the majority kernel, the single ``kernel_size=``
+override) and the mean area.
+
 * ``eq8`` — the paper's eq. 8: ``m = sum_p L_p^3``, ``a = 1/2``.
 * ``effective_depth`` — Wu et al. 2026 (arXiv 2602.07494): ``eta ∝ L_eff^(-3/2)``, where
   ``L_eff`` is "the minimal path length from input to output, counting layers and residual
@@ -28,13 +39,23 @@ exponent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 
 from .dag import Dag
 from .errors import ArchscaleError
+from .kernels import Areas, majority_area, mean_area, path_weighted_area, uniform_areas
 
-__all__ = ["LAWS", "Law", "effective_depth", "law"]
+__all__ = ["LAWS", "MIXED_KERNEL_LAWS", "KernelReading", "Law", "effective_depth", "law"]
+
+#: How a law reads per-edge kernel areas into one area: ``(dag, areas, offset, fallback) -> a``.
+KernelReading = Callable[[Dag, Areas, float, float], "Fraction | float"]
+
+
+def _mean_reading(dag: Dag, areas: Areas, offset: float, fallback: float) -> Fraction:
+    return mean_area(dag, areas, fallback)
 
 
 def effective_depth(dag: Dag, offset: float = 3) -> float:
@@ -61,13 +82,29 @@ class Law:
     summary: str
     size: Callable[[Dag, float], float]
     exponent: float
+    #: how the law reads mixed kernel areas into its kernel factor (module docstring)
+    kernel: KernelReading = field(default=_mean_reading, compare=False)
 
     def scale(self, dag: Dag, base: Dag, *, offset: float = 3, q: float | None = None,
-              q_base: float | None = None, exponent: float | None = None) -> float:
-        """``eta(dag) / eta(base)``; ``exponent`` overrides the law's own (a calibration)."""
+              q_base: float | None = None, exponent: float | None = None, areas: Areas | None = None,
+              base_areas: Areas | None = None) -> float:
+        """``eta(dag) / eta(base)``; ``exponent`` overrides the law's own (a calibration).
+
+        ``areas`` / ``base_areas`` give the per-edge kernel areas of a CNN whose kernels mix (either
+        may be left out when that graph has one kernel ``q`` / ``q_base``); the kernel factor is then
+        ``(a_base / a)^(1/2)`` with each area read by the law's ``kernel`` (module docstring)."""
         a = self.exponent if exponent is None else exponent
         ratio = (self.size(dag, offset) / self.size(base, offset)) ** (-a)
-        return ratio * (q_base / q if q and q_base else 1.0)
+        if areas is None and base_areas is None:
+            return ratio * (q_base / q if q and q_base else 1.0)
+        if (areas is None and not q) or (base_areas is None and not q_base):
+            raise ArchscaleError("mixed kernels: give each graph's per-edge kernel areas, or its one "
+                                 "kernel size q")
+        read = self.kernel(dag, areas if areas is not None else uniform_areas(dag, q or 3), offset,
+                           float(q) ** 2 if q else 9)
+        b_areas = base_areas if base_areas is not None else uniform_areas(base, q_base or 3)
+        read_base = self.kernel(base, b_areas, offset, float(q_base) ** 2 if q_base else 9)
+        return ratio * math.sqrt(float(read_base) / float(read))
 
 
 def _path_sum(dag: Dag, offset: float) -> float:
@@ -80,7 +117,8 @@ def _longest(dag: Dag, offset: float) -> float:
 
 #: The registry, in the order reports list the laws.
 LAWS: dict[str, Law] = {law.name: law for law in (
-    Law("eq8", "eta ∝ (sum_p L_p^3)^-1/2 (paper eq. 8)", _path_sum, 0.5),
+    Law("eq8", "eta ∝ (sum_p L_p^3)^-1/2 (paper eq. 8; eq. 9 per edge when kernels mix)", _path_sum, 0.5,
+        path_weighted_area),
     Law("effective_depth", "eta ∝ L_eff^-3/2, L_eff = shortest path counting layers and merges "
         "(arXiv 2602.07494)", effective_depth, 1.5),
     Law("longest_path", "eta ∝ L_max^-3/2, L_max = the deepest path",
@@ -91,6 +129,16 @@ LAWS: dict[str, Law] = {law.name: law for law in (
         effective_depth, 0.5),
     Law("path_count", "eta ∝ P^-1/2, P = number of end-to-end paths", lambda d, o: float(d.n_paths), 0.5),
     Law("constant", "one learning rate for every graph", lambda d, o: 1.0, 0.0),
+)}
+
+
+#: Eq. 8 with the other kernel readings a user might reach for when kernels mix (notebook 06b): one
+#: ``q`` for every edge (the majority kernel, as the single ``kernel_size=`` override gives it) and
+#: the mean area of the weighted edges. Equal to ``eq8`` when every edge has one kernel.
+MIXED_KERNEL_LAWS: dict[str, Law] = {law.name: law for law in (
+    Law("eq8_one_q", "eq. 8 with one q for every edge (the majority kernel)", _path_sum, 0.5, majority_area),
+    Law("eq8_mean_area", "eq. 8 with the mean kernel area of the weighted edges", _path_sum, 0.5,
+        _mean_reading),
 )}
 
 

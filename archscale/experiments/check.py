@@ -40,7 +40,7 @@ from ..analysis.estimator import bootstrap_estimates, seed_counts
 from ..analysis.maxlr import loss_matrix
 from ..core import validate
 from ..core.errors import ArchscaleError
-from ..core.laws import LAWS
+from ..core.laws import LAWS, Law
 from ..core.schema import SWEEP
 from ..runs.store import ResultStore
 from ..train import TrainConfig
@@ -201,12 +201,15 @@ def check(
     n_boot: int = 1000,
     device: str = "cpu",
     progress: bool = True,
+    laws: Sequence[Law] | None = None,
 ) -> CheckReport:
     """Measure the optimum LR of ``make_model`` at ``sizes`` and answer for ``target`` (module docstring).
 
     ``sizes`` is ``{keyword: [values]}`` (e.g. ``{"depth": [1, 2, 4]}``), ``target`` ``{keyword:
     value}``; ``fixed`` are further keyword arguments of every call. ``config`` is the training
     protocol (default: one epoch at batch 32); ``optimizer`` ``sgd``, ``adam`` or ``adamw``.
+    ``laws`` are the laws scored (default every law of :data:`~archscale.core.laws.LAWS`). A CNN
+    family whose members mix kernel sizes is read per edge (:meth:`~archscale.core.laws.Law.scale`).
     """
     start = time.perf_counter()
     name, values, target_value = parse_sizes(sizes, target)
@@ -310,6 +313,7 @@ def check(
         budget_s,
         sized_down,
         str(store.dir),
+        list(LAWS.values()) if laws is None else list(laws),
     )
 
 
@@ -329,6 +333,7 @@ def _report(
     budget,
     sized_down,
     runs,
+    laws_scored,
 ) -> CheckReport:
     """The table of estimates, the laws, the trend and the recommendation (module docstring)."""
     grids, mats = [], []
@@ -382,7 +387,7 @@ def _report(
     }
     law_rows = []
     base = members[0]
-    for law in LAWS.values():
+    for law in laws_scored:
         scales = np.array([law_scale(law, m, base) for m in members])
         if not np.all(np.isfinite(scales)) or len(members) < 2:
             continue

@@ -83,7 +83,8 @@ def resolve_data(data: object, seed: int = 0) -> Dataset:
 
 @dataclass
 class Member:
-    """One size of the family: its value, its graph (None when archscale cannot read it)."""
+    """One size of the family: its value, its graph (None when archscale cannot read it), eq. 9's q
+    when every weighted edge has one kernel, else each weighted edge's kernel area (``areas``)."""
 
     size: float
     label: str
@@ -91,6 +92,7 @@ class Member:
     arch: str
     kernel: int | None
     why_no_graph: str = ""
+    areas: dict | None = None
 
 
 def one_line(err: BaseException) -> str:
@@ -178,22 +180,26 @@ def read_member(make_model, name, size, fixed, data, images: bool) -> Member:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cap = capture(model, x, norm="ignore")
-        if cap.arch == "cnn" and cap.kernel_size is None:  # the laws take one kernel size q
-            return Member(size, label, None, "mlp", None, "the convolutions mix kernel sizes; the laws "
-                                                          "compared here take one q")
-        return Member(size, label, cap.graph, cap.arch, cap.kernel_size)
+        if cap.arch == "cnn" and cap.kernel_size is None and cap.kernel_areas is None:
+            return Member(size, label, None, "mlp", None, "the stem's kernel is not one odd square q x q "
+                                                          "and the graph has no other conv to read q from")
+        return Member(size, label, cap.graph, cap.arch, cap.kernel_size, areas=cap.kernel_areas)
     except ArchscaleError as err:
         return Member(size, label, None, "mlp", None, one_line(err))
 
 
 def law_scale(law, member: Member, base: Member) -> float:
     """``eta(member) / eta(base)`` under ``law``; NaN where a graph is needed and unread (a law
-    with exponent 0, the constant LR, needs none)."""
+    with exponent 0, the constant LR, needs none). When either graph's kernels mix, the law reads
+    the per-edge kernel areas (:meth:`~archscale.core.laws.Law.scale`)."""
     if member.dag is None or base.dag is None:
         return 1.0 if law.exponent == 0 else math.nan
     conv = convention(base.arch)
     q = member.kernel if conv.uses_kernel else None
     qb = base.kernel if conv.uses_kernel else None
+    if conv.uses_kernel and (member.areas is not None or base.areas is not None):
+        return float(law.scale(member.dag, base.dag, offset=conv.offset, q=q, q_base=qb, areas=member.areas,
+                               base_areas=base.areas))
     return float(law.scale(member.dag, base.dag, offset=conv.offset, q=q, q_base=qb))
 
 

@@ -116,3 +116,61 @@ def test_laws_command_line(tmp_path):
         ours = eq8["zero_shot"]["metrics"][name]
         assert (ours["estimate"] is None and value["estimate"] is None) or \
             ours["estimate"] == pytest.approx(value["estimate"], rel=1e-9)
+
+
+# -- mixed kernel sizes -------------------------------------------------------------------------------
+
+MIXED = Dag.parse("2_22", ops="cnn")  # 0->1, 1->2 3x3 convs; 0->2 a 1x1 conv
+MIXED_AREAS = {(0, 1): [9], (0, 2): [1], (1, 2): [9]}
+CNN_BASE = Dag.parse("2", ops="cnn")
+
+
+def test_mixed_kernel_laws_equal_a_hand_computation():
+    import math
+
+    from archscale.core.laws import MIXED_KERNEL_LAWS
+    # paths (offset 3): 0->2 has L = 4 and area 1; 0->1->2 has L = 5 and areas 9 + 9; a_ref = 19/3
+    t = 4**2 * (3 * 19 / 3 + 1) + 5**2 * (3 * 19 / 3 + 18)  # = 1245
+    tb = 4**2 * (3 * 9 + 9)  # the base: one 3x3 edge, L = 4
+    assert LAWS["eq8"].scale(MIXED, CNN_BASE, q_base=3, areas=MIXED_AREAS) == pytest.approx(math.sqrt(tb / t))
+    s, sb = 4**3 + 5**3, 4**3
+    # one q for every edge: the majority kernel is 3x3, so eq. 9's factor is q_base / q = 1
+    assert MIXED_KERNEL_LAWS["eq8_one_q"].scale(MIXED, CNN_BASE, q_base=3, areas=MIXED_AREAS) == \
+        pytest.approx(math.sqrt(sb / s))
+    mean = (9 + 1 + 9) / 3
+    assert MIXED_KERNEL_LAWS["eq8_mean_area"].scale(MIXED, CNN_BASE, q_base=3, areas=MIXED_AREAS) == \
+        pytest.approx(math.sqrt(sb / s) * math.sqrt(9 / mean))
+    # the other laws keep their size and read the mean area: L_eff is 4 (one edge) + 1 merge = 5
+    assert LAWS["effective_depth"].scale(MIXED, CNN_BASE, q_base=3, areas=MIXED_AREAS) == \
+        pytest.approx((5 / 4) ** -1.5 * math.sqrt(9 / mean))
+    assert LAWS["constant"].scale(MIXED, CNN_BASE, q_base=3, areas=MIXED_AREAS) == pytest.approx(
+        math.sqrt(9 / mean))
+
+
+@settings(max_examples=100, deadline=None)
+@given(dags())
+def test_one_kernel_read_as_areas_is_eq9_for_every_law(dag):
+    from archscale.core.kernels import uniform_areas
+    from archscale.core.laws import MIXED_KERNEL_LAWS
+
+    if not dag.has_path:
+        return
+    cnn = Dag.parse(dag.code, ops="cnn")
+    for each in [*LAWS.values(), *MIXED_KERNEL_LAWS.values()]:
+        plain = each.scale(cnn, CNN_BASE, q=5, q_base=3)
+        # q stays the fallback of a graph without weighted edges (its areas are empty)
+        assert each.scale(cnn, CNN_BASE, q=5, q_base=3, areas=uniform_areas(cnn, 5)) == pytest.approx(plain)
+        assert each.scale(cnn, CNN_BASE, q=5, q_base=3, base_areas=uniform_areas(CNN_BASE, 3)) == \
+            pytest.approx(plain)
+    assert LAWS["eq8"].scale(cnn, Dag.parse("1", ops="cnn"), q=5, q_base=3, areas=uniform_areas(cnn, 5)) == \
+        pytest.approx(lr_scale(cnn, "cnn", 5))
+
+
+def test_mixed_kernels_without_areas_or_q_are_refused():
+    with pytest.raises(ArchscaleError, match="per-edge kernel areas"):
+        LAWS["eq8"].scale(MIXED, CNN_BASE, areas=MIXED_AREAS)
+
+
+def test_eq8_per_edge_is_lr_scale_with_kernel_areas():
+    assert LAWS["eq8"].scale(MIXED, Dag.parse("1", ops="cnn"), q_base=3, areas=MIXED_AREAS) == pytest.approx(
+        lr_scale(MIXED, "cnn", kernel_areas=MIXED_AREAS))

@@ -172,3 +172,78 @@ def test_the_command_line_answers_and_refuses_in_one_line(tmp_path):
         bad = _cli(*args, cwd=tmp_path)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and needle in bad.stderr, \
             (args, bad.stderr)
+
+
+# -- families whose convolutions mix kernel sizes ------------------------------------------------------
+
+class ProjCNN(nn.Module):
+    """Blocks ``proj1x1(h) + conv3x3(relu(conv3x3(relu(h))))``; ``k`` replaces the 1x1 (3: uniform)."""
+
+    def __init__(self, depth: int, width: int = 4, k: int = 1):
+        super().__init__()
+        self.stem = nn.Conv2d(1, width, 3, padding=1)
+        self.proj = nn.ModuleList(nn.Conv2d(width, width, k, padding=k // 2) for _ in range(depth))
+        self.c1 = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(depth))
+        self.c2 = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(depth))
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        h = self.stem(x)
+        for p, a, b in zip(self.proj, self.c1, self.c2):
+            h = p(h) + b(F.relu(a(F.relu(h))))
+        return self.head(F.relu(h).mean(dim=(2, 3)))
+
+
+def _per_edge_by_enumeration(dag, areas, offset=3):
+    """Eq. 9 per edge, listing every path: sum_p L_p^2 (offset * mean area + sum of p's edges' areas)."""
+    from fractions import Fraction
+
+    one = {pair: Fraction(a[0]) for pair, a in areas.items()}
+    a_ref = sum(one.values(), Fraction(0)) / len(one)
+    total = Fraction(0)
+    for path in dag.iter_paths():
+        edges = [(u, v) for u, v in zip(path, path[1:]) if (u, v) in one]
+        total += (offset + len(edges)) ** 2 * (offset * a_ref + sum(one[e] for e in edges))
+    return total
+
+
+def test_a_mixed_kernel_family_is_read_per_edge(small):
+    from archscale.core.laws import LAWS
+
+    members = [check_measure.read_member(ProjCNN, "depth", d, {}, small, True) for d in (1, 2)]
+    for m, d in zip(members, (1, 2)):
+        assert m.dag is not None and m.arch == "cnn" and m.kernel is None, m.why_no_graph
+        assert sorted(a for v in m.areas.values() for a in v) == sorted([1, 9, 9] * d)
+    t1, t2 = (_per_edge_by_enumeration(m.dag, m.areas) for m in members)
+    assert t1 == 1245  # paths 0->2 (L = 4, area 1) and 0->1->2 (L = 5, areas 9 + 9), mean area 19/3
+    assert check_measure.law_scale(LAWS["eq8"], members[1], members[0]) == pytest.approx(math.sqrt(t1 / t2))
+    assert check_measure.predicted_step(members[0], members[1]) == pytest.approx(math.sqrt(t1 / t2))
+
+
+def test_a_uniform_kernel_family_keeps_one_q(small):
+    from archscale.core.laws import LAWS
+
+    members = [check_measure.read_member(ProjCNN, "depth", d, {"k": 3}, small, True) for d in (1, 2)]
+    assert all(m.kernel == 3 and m.areas is None for m in members)
+    for law in LAWS.values():
+        assert check_measure.law_scale(law, members[1], members[0]) == pytest.approx(
+            law.scale(members[1].dag, members[0].dag, offset=3, q=3, q_base=3))
+
+
+def test_check_accepts_a_mixed_kernel_family(small, tmp_path):
+    from archscale.core.laws import LAWS, MIXED_KERNEL_LAWS
+
+    rep = check(ProjCNN, {"depth": [1, 2]}, {"depth": 4}, small, config=CONFIG, progress=False,
+                runs_dir=tmp_path, n_boot=100, laws=[*LAWS.values(), *MIXED_KERNEL_LAWS.values()])
+    laws = rep.laws.set_index("law")
+    assert {"eq8", "effective_depth", "eq8_one_q", "eq8_mean_area"} <= set(laws.index)
+    assert "cannot read" not in " ".join(rep.sentences)
+    members = [check_measure.read_member(ProjCNN, "depth", d, {}, small, True) for d in (1, 2)]
+    for name, law in [("eq8", LAWS["eq8"]), ("eq8_one_q", MIXED_KERNEL_LAWS["eq8_one_q"])]:
+        at = laws.loc[name, "at_sizes"]
+        assert at[1] / at[0] == pytest.approx(check_measure.law_scale(law, members[1], members[0]))
+    # by default the registered laws only
+    again = check(ProjCNN, {"depth": [1, 2]}, {"depth": 4}, small, config=CONFIG, progress=False,
+                  runs_dir=tmp_path, n_boot=100)
+    assert list(again.laws["law"]) == [name for name in LAWS if name in set(again.laws["law"])]
+    assert "eq8_one_q" not in set(again.laws["law"])

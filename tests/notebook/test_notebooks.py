@@ -25,6 +25,7 @@ EXPECTED_FIGURES = {
     "05_mlp_topology": {"fig2_mlp_topology", "fig_calibration_mlp"},
     "05b_recipe_factorial": {"fig_recipe_factorial"},
     "06_cnn_kernel_topology": {"fig3_cnn_kernel_topology", "fig_cnn_kernel_exponents", "fig_calibration_cnn"},
+    "06b_mixed_kernels": {"fig06b_mixed_kernels"},
     "07_gelu": {"fig7_gelu"},
     "08_maximal_update": {"fig_mup_delta_z", "fig_mup_coord_check", "fig_mup_path_law", "fig_mup_spread",
                           "fig_mup_width_transfer", "fig_mup_contributions", "fig_mup_path_law_clean"},

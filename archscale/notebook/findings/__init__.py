@@ -15,11 +15,12 @@ claim is tested against does not reject it.
 
 from __future__ import annotations
 
-from . import core, page, probes, studies, sweeps
+from . import core, kernels, page, probes, studies, sweeps
 from .core import *  # noqa: F403
+from .kernels import *  # noqa: F403
 from .page import *  # noqa: F403
 from .probes import *  # noqa: F403
 from .studies import *  # noqa: F403
 from .sweeps import *  # noqa: F403
 
-__all__ = [*core.__all__, *page.__all__, *probes.__all__, *studies.__all__, *sweeps.__all__]
+__all__ = [*core.__all__, *kernels.__all__, *page.__all__, *probes.__all__, *studies.__all__, *sweeps.__all__]
