@@ -51,6 +51,7 @@ from ..runs.store import ResultStore
 from ..train import TrainConfig
 from .check import CheckReport, check
 from .check_measure import law_scale, read_member
+from .families import describe_curves, family_curves, family_rows
 
 __all__ = ["FAMILIES", "LAW_LABELS", "MixedCells", "MixedKernels", "ProjectedChain", "ProjectedResNet",
            "mixed_laws", "run_mixed_kernels"]
@@ -188,12 +189,7 @@ class MixedKernels:
 
     def table(self) -> pd.DataFrame:
         """One row per family and law: the error factor with its interval, the noise floor, n."""
-        rows = []
-        for family, rep in self.reports.items():
-            for r in rep.laws.itertuples():
-                rows.append({"family": family, "law": r.law, "error_factor": r.error_factor, "lo": r.ef_lo,
-                             "hi": r.ef_hi, "bias": r.bias, "noise_floor": rep.noise_floor,
-                             "n": len(rep.sizes) - 1})
+        rows = family_rows(self.reports)
         for r in self.pooled_table.itertuples():
             rows.append({"family": "pooled", "law": r.law, "error_factor": r.error_factor, "lo": r.lo,
                          "hi": r.hi, "bias": r.bias, "noise_floor": self.pooled_floor, "n": r.n})
@@ -210,12 +206,7 @@ class MixedKernels:
 
     def curves(self) -> dict[str, pd.DataFrame]:
         """Per family the measured maximal LR at every size: ``depth, max_lr, lo, hi, edge``."""
-        out = {}
-        for family, rep in self.reports.items():
-            t = rep.table[["max_lr", "lo", "hi", "edge"]].copy()
-            t.insert(0, "depth", [int(s) for s in rep.sizes])
-            out[family] = t.reset_index(drop=True)
-        return out
+        return family_curves(self.reports, "depth")
 
     def predictions(self) -> dict[str, pd.DataFrame]:
         """Per family each law's predicted maximal LR at every size (from the smallest's measurement)."""
@@ -227,10 +218,7 @@ class MixedKernels:
 
     def describe(self) -> list[str]:
         """Per family one line: the optimum at every size with its interval, grid edges marked."""
-        return [f"{family}: " + "; ".join(
-            f"depth {r.depth}: {r.max_lr:.3g} [{r.lo:.3g}, {r.hi:.3g}]"
-            + (f" (at the grid's {r.edge} edge: a bound)" if isinstance(r.edge, str) and r.edge else "")
-            for r in curve.itertuples()) for family, curve in self.curves().items()]
+        return describe_curves(self.curves(), "depth", "depth ")
 
     def pooled(self, law: str) -> dict:
         """The pooled score of ``law``: error factor, lo, hi, bias, n."""

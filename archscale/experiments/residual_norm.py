@@ -33,6 +33,7 @@ from ..core.presets import settings_with
 from ..data import load_dataset
 from ..train import TrainConfig
 from .check import CheckReport, check
+from .families import describe_curves, family_curves, family_rows
 
 __all__ = ["FAMILIES", "ResidualCNN", "ResidualNorm", "run_residual_norm"]
 
@@ -101,13 +102,7 @@ class ResidualNorm:
 
     def table(self) -> pd.DataFrame:
         """One row per family and law: the error factor with its interval, the noise floor, n."""
-        rows = []
-        for family, rep in self.reports.items():
-            for r in rep.laws.itertuples():
-                rows.append({"family": family, "law": r.law, "error_factor": r.error_factor,
-                             "lo": r.ef_lo, "hi": r.ef_hi, "bias": r.bias, "noise_floor": rep.noise_floor,
-                             "n_depths": len(rep.sizes) - 1})
-        return pd.DataFrame(rows)
+        return pd.DataFrame(family_rows(self.reports, "n_depths"))
 
     def law_table(self) -> pd.DataFrame:
         """Laws by family: each error factor with its 95% interval as text ("not scored" where none)."""
@@ -117,19 +112,11 @@ class ResidualNorm:
 
     def curves(self) -> dict[str, pd.DataFrame]:
         """Per family the measured maximal LR at every depth: ``K, max_lr, lo, hi, edge``."""
-        out = {}
-        for family, rep in self.reports.items():
-            t = rep.table[["max_lr", "lo", "hi", "edge"]].copy()
-            t.insert(0, "K", [int(s) for s in rep.sizes])
-            out[family] = t.reset_index(drop=True)
-        return out
+        return family_curves(self.reports, "K")
 
     def describe(self) -> list[str]:
         """Per family one line: the optimum at every depth with its interval, grid edges marked."""
-        return [f"{family}: " + "; ".join(
-            f"K = {r.K}: {r.max_lr:.3g} [{r.lo:.3g}, {r.hi:.3g}]"
-            + (f" (at the grid's {r.edge} edge: a bound)" if isinstance(r.edge, str) and r.edge else "")
-            for r in curve.itertuples()) for family, curve in self.curves().items()]
+        return describe_curves(self.curves(), "K", "K = ")
 
     def headline(self) -> str:
         """A figure title stating the finding: eq. 9's error and the best law's, per unscaled family."""

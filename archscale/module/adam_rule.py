@@ -105,7 +105,7 @@ def adam_rule(optimizer: str, cap: Capture, base_width: int | None, depth_mup: b
     for la in cap.layers:
         if la.role in ("edge", "readout", "unused"):
             width = _width(la)
-            if width is None:
+            if width is None and la.path not in depthwise:  # a conv read per piece is several layers
                 depthwise.append(la.path)
             multipliers[la.path] = adam_lr_multiplier("readout" if la.role == "readout" else "hidden", width,
                                                       base_width)

@@ -37,6 +37,14 @@ def _is_number(a: Any) -> bool:
     return isinstance(a, (int, float)) and not isinstance(a, bool)
 
 
+def _coverage(sig: list[tuple[fx.Node, _Sig]], mod: nn.Module) -> float:
+    """The share of a convolution's kernel taps inside its input (:func:`pieces.coverage`; 1 for a
+    Linear layer or an input of unknown shape)."""
+    shape = sig[0][0].meta.get("tensor_meta")
+    spatial = tuple(shape.shape[2:]) if shape is not None and not isinstance(mod, nn.Linear) else ()
+    return pieces.coverage(spatial, mod) if spatial else 1.0
+
+
 # ---------------------------------------------------------------------------------------- reading
 class Reader(Resolution):
     """Walks the traced graph once, turning nodes into signals, then resolves vertices and edges."""
@@ -246,10 +254,8 @@ class Reader(Resolution):
             self.count("cat read", node)
         if layer.depthwise:
             self.count("depthwise", node)
-        shape = sig[0][0].meta.get("tensor_meta")
-        spatial = tuple(shape.shape[2:]) if shape is not None and not isinstance(mod, nn.Linear) else ()
-        layer.inputs = [LayerInput(None, (), fan, ch, mask, pieces.coverage(spatial, mod) if spatial else 1.0)
-                        for _, ch, fan, mask in val.inputs]
+        cover = _coverage(sig, mod)
+        layer.inputs = [LayerInput(None, (), fan, ch, mask, cover) for _, ch, fan, mask in val.inputs]
         return _Sig(((val, ()),), node)
 
     def split_groups(self, pos: int, node: fx.Node, mod: nn.Module, src: _Sig, owner: torch.Tensor,
@@ -260,8 +266,7 @@ class Reader(Resolution):
         weight = cast(torch.Tensor, mod.weight)
         out_ch, per_group = int(weight.shape[0]), int(weight.shape[1])
         row_owner = owner.repeat_interleave(out_ch // owner.numel())
-        shape = sig[0][0].meta.get("tensor_meta")
-        cover = pieces.coverage(tuple(shape.shape[2:]), mod) if shape is not None else 1.0
+        cover = _coverage(sig, mod)
         fan = per_group * math.prod(weight.shape[2:])
         parts: list[tuple[_Val, tuple]] = []
         for piece in row_owner.unique().tolist():
@@ -276,7 +281,7 @@ class Reader(Resolution):
             layer.inputs = [LayerInput(None, (), fan, per_group, mask, cover)]
             parts.append((val, ()))
         self.count("group split", node)
-        if parts[0][0].layer is not None and parts[0][0].layer.depthwise:
+        if layer.depthwise:
             self.count("depthwise", node)
         meta = node.meta["tensor_meta"]
         index = {p: i for i, p in enumerate(row_owner.unique().tolist())}

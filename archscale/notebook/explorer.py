@@ -15,13 +15,14 @@ import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import pandas as pd
 
 from ..core import validate
 from ..core.dag import Dag
 from ..core.errors import ArchscaleError
-from ..core.kernels import kernel_path_sum
+from ..core.kernels import kernel_path_sum, uniform_areas
 from ..core.scaling import convention, init_std, lr_scale, readout_std
 
 __all__ = [
@@ -234,8 +235,8 @@ def explorer_state(code: str | Dag = "2_22_222", arch: str = "mlp", *, n_blocks:
                                              "cannot be trained (set an edge on a route to skip or block)")
     if kernels:
         assert kernel is not None
-        areas = {(e.src, e.dst): [kernels.get((e.src, e.dst), kernel) ** 2] for e in dag.edges
-                 if e.is_parameterized}
+        areas = uniform_areas(dag, kernel)
+        areas.update({pair: [Fraction(k * k)] for pair, k in kernels.items()})
         scale = lr_scale(dag, arch, kernel, offset=offset, kernel_areas=areas)
         total = kernel_path_sum(dag, areas, offset, fallback=kernel * kernel)
         shown = str(total) if total.denominator == 1 else f"{float(total):.6g}"

@@ -216,6 +216,11 @@ def check_transfer_title(table: pd.DataFrame) -> str:
 DEPTH_CLAIMS = {-1.5: "eq. 8's -3/2", -0.5: "Depth-muP's Adam -1/2"}
 
 
+def _apart(a, b) -> str:
+    """Whether fit ``a``'s interval lies wholly ``above`` or ``below`` fit ``b``'s, or they ``overlap``."""
+    return "above" if a.lo > b.hi else "below" if a.hi < b.lo else "overlap"
+
+
 def _exponent_sentence(label: str, fit) -> str:
     inside = [name for b, name in DEPTH_CLAIMS.items() if fit.contains(b)]
     outside = [name for b, name in DEPTH_CLAIMS.items() if not fit.contains(b)]
@@ -248,15 +253,13 @@ def adam(run, good: float = GOOD_FACTOR) -> Findings:
     adam_fit = next((v for k, v in fits.items() if "Adam" in k), None)
     sgd_fit = fits.get("SGD")
     if adam_fit is not None and sgd_fit is not None:
-        if adam_fit.lo > sgd_fit.hi:
-            f.add(f"AdamW's maximal LR falls more slowly with depth than plain SGD's (b "
-                  f"{adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}, intervals apart).")
-        elif adam_fit.hi < sgd_fit.lo:
-            f.add(f"AdamW's maximal LR falls faster with depth than plain SGD's (b "
-                  f"{adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}, intervals apart).")
-        else:
-            f.add(f"Whether AdamW's depth exponent differs from plain SGD's this preset cannot decide "
-                  f"({adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}; the intervals overlap).")
+        pair = f"{adam_fit.exponent:.2f} against {sgd_fit.exponent:.2f}"
+        f.add({"above": f"AdamW's maximal LR falls more slowly with depth than plain SGD's (b {pair}, "
+                        f"intervals apart).",
+               "below": f"AdamW's maximal LR falls faster with depth than plain SGD's (b {pair}, intervals "
+                        f"apart).",
+               "overlap": f"Whether AdamW's depth exponent differs from plain SGD's this preset cannot "
+                          f"decide ({pair}; the intervals overlap)."}[_apart(adam_fit, sgd_fit)])
     table = laws_table(run.reports) if run.reports else pd.DataFrame()
     for label, line in zip(run.reports, law_lines(run.reports, good) if run.reports else []):
         t = table[table["sweep"] == label]
@@ -315,15 +318,13 @@ def adam_width(run) -> Findings:
     fits = list(run.widths.values())
     if len(fits) == 2:
         one, rule = fits
-        if rule.lo > one.hi:
-            f.add(f"muP's Adam rule flattens the drift of the maximal LR with width (b {rule.exponent:.2f} "
-                  f"against {one.exponent:.2f} with one LR, intervals apart).")
-        elif rule.hi < one.lo:
-            f.add(f"muP's Adam rule makes the maximal LR fall faster with width (b {rule.exponent:.2f} "
-                  f"against {one.exponent:.2f} with one LR, intervals apart).")
-        else:
-            f.add(f"Whether muP's Adam rule changes the drift with width this preset cannot decide "
-                  f"({rule.exponent:.2f} against {one.exponent:.2f}; the intervals overlap).")
+        pair = f"{rule.exponent:.2f} against {one.exponent:.2f}"
+        f.add({"above": f"muP's Adam rule flattens the drift of the maximal LR with width (b {pair} with one "
+                        f"LR, intervals apart).",
+               "below": f"muP's Adam rule makes the maximal LR fall faster with width (b {pair} with one LR, "
+                        f"intervals apart).",
+               "overlap": f"Whether muP's Adam rule changes the drift with width this preset cannot decide "
+                          f"({pair}; the intervals overlap)."}[_apart(rule, one)])
     return f
 
 
